@@ -1,0 +1,75 @@
+/**
+ * File-system primitives with the crash guarantees the cache and checkpoints rely on:
+ * a file written with `writeFileAtomic` is either absent or complete under its final name, never half
+ * written (temporary sibling, fsync, rename — rename is atomic within one file system).
+ */
+import { Effect } from "effect";
+import { FileUnreadable, WriteFailed } from "../errors.ts";
+
+const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+export const writeFileAtomic = (path: string, data: Uint8Array | string): Effect.Effect<void, WriteFailed> =>
+  Effect.tryPromise({
+    try: async () => {
+      const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+      const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+      const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+      try {
+        let written = 0;
+        while (written < bytes.length) written += await file.write(bytes.subarray(written));
+        await file.sync();
+      } finally {
+        file.close();
+      }
+      await Deno.rename(tmp, path);
+    },
+    catch: (e) => new WriteFailed({ path, reason: reason(e) }),
+  });
+
+export const readText = (path: string): Effect.Effect<string, FileUnreadable> =>
+  Effect.tryPromise({
+    try: () => Deno.readTextFile(path),
+    catch: (e) => new FileUnreadable({ path, reason: reason(e) }),
+  });
+
+export const readJson = (path: string): Effect.Effect<unknown, FileUnreadable> =>
+  Effect.flatMap(readText(path), (text) =>
+    Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: (e) => new FileUnreadable({ path, reason: `not valid JSON: ${reason(e)}` }),
+    }));
+
+export const exists = async (path: string): Promise<boolean> => {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+};
+
+export const removeIfExists = async (path: string): Promise<void> => {
+  try {
+    await Deno.remove(path, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+};
+
+/** Relative paths of all regular files below `dir`, sorted, with "/" separators. */
+export const listFiles = async (dir: string, prefix = ""): Promise<string[]> => {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory) out.push(...await listFiles(`${dir}/${entry.name}`, rel));
+    else if (entry.isFile) out.push(rel);
+  }
+  return out.sort();
+};
+
+export const ensureDir = (path: string): Effect.Effect<void, WriteFailed> =>
+  Effect.tryPromise({
+    try: () => Deno.mkdir(path, { recursive: true }),
+    catch: (e) => new WriteFailed({ path, reason: reason(e) }),
+  });

@@ -1,0 +1,121 @@
+/**
+ * A pipeline is a declarative value: named nodes, each a source file/directory or a step applied to a
+ * config and to other nodes' outputs. Pipeline files (pipelines/*.ts) build one with `PipelineBuilder`,
+ * so they read like the method they implement; the runner (runner.ts) executes it.
+ */
+import { Schema } from "effect";
+import { PipelineInvalid } from "../errors.ts";
+import type { AnyStep, Step } from "./step.ts";
+
+/** A handle on a node's output, used to wire it into later steps. */
+export interface NodeRef {
+  readonly node: string;
+}
+
+export interface SourceNode {
+  readonly kind: "source";
+  readonly name: string;
+  /** A file or a directory (e.g. a Hugging Face checkpoint); its bytes are part of downstream keys. */
+  readonly path: string;
+}
+
+export interface StepNode {
+  readonly kind: "step";
+  readonly name: string;
+  readonly step: AnyStep;
+  /** The config in its encoded (JSON) form: what goes into the cache key. */
+  readonly config: unknown;
+  readonly inputs: Readonly<Record<string, string>>;
+}
+
+export type PipelineNode = SourceNode | StepNode;
+
+export interface Pipeline {
+  readonly name: string;
+  readonly description: string;
+  /** Nodes in an order where every node comes after its inputs. */
+  readonly nodes: ReadonlyArray<PipelineNode>;
+}
+
+type Inputs<I extends string> = { readonly [K in I]?: NodeRef };
+
+export class PipelineBuilder {
+  private readonly nodes: PipelineNode[] = [];
+  private readonly problems: string[] = [];
+
+  constructor(readonly name: string, readonly description = "") {}
+
+  private claim(name: string) {
+    if (this.nodes.some((n) => n.name === name)) this.problems.push(`node "${name}" is defined twice`);
+  }
+
+  /** A data file, tokenizer or checkpoint directory the pipeline reads. */
+  source(name: string, path: string): NodeRef {
+    this.claim(name);
+    this.nodes.push({ kind: "source", name, path });
+    return { node: name };
+  }
+
+  /** Applies `step` to `config` and the outputs of earlier nodes. */
+  add<C, I extends string, E>(name: string, step: Step<C, I, E>, config: C, inputs: Inputs<I>): NodeRef {
+    this.claim(name);
+    const wired: Record<string, string> = {};
+    for (const [k, ref] of Object.entries(inputs) as Array<[string, NodeRef | undefined]>) {
+      if (ref === undefined) continue;
+      if (!(step.inputs as ReadonlyArray<string>).includes(k)) {
+        this.problems.push(`node "${name}": step "${step.name}" has no input "${k}"`);
+      }
+      wired[k] = ref.node;
+    }
+    for (const k of step.inputs) {
+      if (!(k in wired) && !(step.optionalInputs ?? []).includes(k)) {
+        this.problems.push(`node "${name}": input "${k}" of step "${step.name}" is not connected`);
+      }
+    }
+    let encoded: unknown;
+    try {
+      encoded = Schema.encodeSync(step.config)(config);
+    } catch (e) {
+      this.problems.push(`node "${name}": config does not match step "${step.name}": ${e}`);
+    }
+    this.nodes.push({ kind: "step", name, step, config: encoded, inputs: wired });
+    return { node: name };
+  }
+
+  build(): Pipeline {
+    return validate({ name: this.name, description: this.description, nodes: [...this.nodes] }, this.problems);
+  }
+}
+
+/** Checks names, wiring and acyclicity, and orders nodes so that inputs come first. */
+export const validate = (p: Pipeline, problems: string[] = []): Pipeline => {
+  const byName = new Map(p.nodes.map((n) => [n.name, n]));
+  for (const n of p.nodes) {
+    if (n.kind !== "step") continue;
+    for (const [k, from] of Object.entries(n.inputs)) {
+      if (!byName.has(from)) problems.push(`node "${n.name}": input "${k}" refers to unknown node "${from}"`);
+    }
+  }
+  const order: PipelineNode[] = [];
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (n: PipelineNode, path: string[]) => {
+    const s = state.get(n.name);
+    if (s === "done") return;
+    if (s === "visiting") {
+      problems.push(`cycle: ${[...path, n.name].join(" -> ")}`);
+      return;
+    }
+    state.set(n.name, "visiting");
+    if (n.kind === "step") {
+      for (const from of Object.values(n.inputs)) {
+        const dep = byName.get(from);
+        if (dep) visit(dep, [...path, n.name]);
+      }
+    }
+    state.set(n.name, "done");
+    order.push(n);
+  };
+  for (const n of p.nodes) visit(n, []);
+  if (problems.length > 0) throw new PipelineInvalid({ pipeline: p.name, reason: problems.join("; ") });
+  return { ...p, nodes: order };
+};

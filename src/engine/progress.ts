@@ -1,0 +1,79 @@
+/**
+ * Progress of long steps: a live, rewritten line on a terminal; plain periodic lines otherwise (CI logs,
+ * files), so a log is readable and still shows that work is moving.
+ */
+
+export interface ProgressUpdate {
+  readonly done: number;
+  readonly total: number;
+  readonly loss?: number;
+  /** Loss-weighted tokens (or other items) processed per second. */
+  readonly rate?: number;
+  readonly unit?: string;
+}
+
+export interface Progress {
+  update(p: ProgressUpdate): void;
+  finish(): void;
+}
+
+export interface Reporter {
+  /** A line of narrative output ("stage-one: cached", the final table, ...). */
+  log(line: string): void;
+  progress(label: string): Progress;
+}
+
+const fmtDuration = (s: number): string => {
+  if (!Number.isFinite(s)) return "?";
+  const m = Math.floor(s / 60);
+  const sec = Math.round(s % 60);
+  return m > 0 ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
+};
+
+const describe = (label: string, p: ProgressUpdate, elapsed: number): string => {
+  const parts = [`${label} ${p.done}/${p.total}`];
+  if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
+  if (p.rate !== undefined) parts.push(`${p.rate.toFixed(0)} ${p.unit ?? "tok"}/s`);
+  const eta = p.done > 0 ? (elapsed / p.done) * (p.total - p.done) : NaN;
+  parts.push(`elapsed ${fmtDuration(elapsed)}`, `ETA ${fmtDuration(eta)}`);
+  return parts.join("  ");
+};
+
+const encoder = new TextEncoder();
+
+export const consoleReporter = (opts: { interactive?: boolean; intervalSeconds?: number } = {}): Reporter => {
+  const interactive = opts.interactive ?? Deno.stderr.isTerminal();
+  const interval = (opts.intervalSeconds ?? 10) * 1000;
+  return {
+    log: (line) => console.log(line),
+    progress: (label) => {
+      const start = performance.now();
+      let lastPrint = 0;
+      let last: ProgressUpdate | undefined;
+      const print = (p: ProgressUpdate) => {
+        const line = describe(label, p, (performance.now() - start) / 1000);
+        if (interactive) Deno.stderr.writeSync(encoder.encode(`\r\x1b[2K${line}`));
+        else console.log(`  ${line}`);
+      };
+      return {
+        update: (p) => {
+          last = p;
+          const now = performance.now();
+          if (interactive || now - lastPrint >= interval || p.done === p.total) {
+            lastPrint = now;
+            print(p);
+          }
+        },
+        finish: () => {
+          if (interactive && last) Deno.stderr.writeSync(encoder.encode("\n"));
+        },
+      };
+    },
+  };
+};
+
+/** A reporter that records lines instead of printing them (tests, library use). */
+export const silentReporter = (lines: string[] = []): Reporter => ({
+  log: (line) => void lines.push(line),
+  progress: () => ({ update: () => {}, finish: () => {} }),
+});

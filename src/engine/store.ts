@@ -1,0 +1,132 @@
+/**
+ * The artifact store: a content-addressed cache of step outputs.
+ *
+ * Layout under the store root:
+ *   <step>/<key>/            a finished artifact: the step's files plus manifest.json
+ *   <step>/<key>.partial/    work in progress; only resumable steps (training) reuse it after a crash
+ *
+ * An artifact becomes visible under its final name only by the rename in `commit`, after its manifest
+ * (the SHA-256 of every file) is written, so a reader never sees a half-written artifact. Every read
+ * goes through `lookup`, which checks the files against the manifest: a truncated, altered or missing
+ * file makes the artifact count as absent (and it is moved aside), so it is recomputed, never reused.
+ */
+import { Effect } from "effect";
+import { WriteFailed } from "../errors.ts";
+import { canonicalJson, sha256, sha256File } from "./hash.ts";
+import { exists, listFiles, removeIfExists, writeFileAtomic } from "./fs.ts";
+
+export const MANIFEST = "manifest.json";
+
+export interface Manifest {
+  readonly key: string;
+  readonly step: string;
+  readonly version: number;
+  readonly node: string;
+  /** SHA-256 of each file, by path relative to the artifact directory (manifest.json excluded). */
+  readonly files: Readonly<Record<string, string>>;
+  /** Digest of the content: hash of the `files` map. Downstream keys depend on this, not on `key`. */
+  readonly digest: string;
+  readonly created: string;
+  readonly seconds: number;
+}
+
+export type Lookup =
+  | { readonly kind: "hit"; readonly dir: string; readonly manifest: Manifest }
+  | { readonly kind: "miss" }
+  | { readonly kind: "corrupt"; readonly dir: string; readonly reason: string };
+
+export class ArtifactStore {
+  constructor(readonly root: string) {}
+
+  dir(step: string, key: string): string {
+    return `${this.root}/${step}/${key}`;
+  }
+
+  partialDir(step: string, key: string): string {
+    return `${this.dir(step, key)}.partial`;
+  }
+
+  /** Finds a finished artifact and verifies every file against its manifest. */
+  lookup(step: string, key: string): Effect.Effect<Lookup> {
+    const dir = this.dir(step, key);
+    return Effect.promise(async (): Promise<Lookup> => {
+      if (!await exists(dir)) return { kind: "miss" };
+      const reason = await verify(dir);
+      if (typeof reason === "string") return { kind: "corrupt", dir, reason };
+      return { kind: "hit", dir, manifest: reason };
+    });
+  }
+
+  /** Moves a corrupt artifact out of the way (kept for inspection as <key>.corrupt-<time>). */
+  quarantine(dir: string): Effect.Effect<void> {
+    return Effect.promise(async () => {
+      const target = `${dir}.corrupt-${Date.now()}`;
+      await Deno.rename(dir, target).catch(() => removeIfExists(dir));
+    });
+  }
+
+  /**
+   * Prepares the working directory for a step. A resumable step keeps what an interrupted attempt left
+   * there; any other step starts from an empty directory.
+   */
+  begin(step: string, key: string, resumable: boolean): Effect.Effect<{ dir: string; resumed: boolean }, WriteFailed> {
+    const dir = this.partialDir(step, key);
+    return Effect.tryPromise({
+      try: async () => {
+        const had = await exists(dir);
+        if (had && !resumable) await removeIfExists(dir);
+        await Deno.mkdir(dir, { recursive: true });
+        return { dir, resumed: had && resumable && (await listFiles(dir)).length > 0 };
+      },
+      catch: (e) => new WriteFailed({ path: dir, reason: e instanceof Error ? e.message : String(e) }),
+    });
+  }
+
+  /** Hashes the working directory's files, writes the manifest, and renames it to its final name. */
+  commit(
+    meta: { step: string; version: number; key: string; node: string; seconds: number },
+  ): Effect.Effect<{ dir: string; manifest: Manifest }, WriteFailed> {
+    const partial = this.partialDir(meta.step, meta.key);
+    const dir = this.dir(meta.step, meta.key);
+    return Effect.gen(function* () {
+      const files = yield* Effect.promise(async () => {
+        const out: Record<string, string> = {};
+        for (const rel of await listFiles(partial)) {
+          if (rel !== MANIFEST) out[rel] = await sha256File(`${partial}/${rel}`);
+        }
+        return out;
+      });
+      const digest = yield* Effect.promise(() => sha256(canonicalJson(files)));
+      const manifest: Manifest = { ...meta, files, digest, created: new Date().toISOString() };
+      yield* writeFileAtomic(`${partial}/${MANIFEST}`, JSON.stringify(manifest, null, 2) + "\n");
+      yield* Effect.tryPromise({
+        try: async () => {
+          await removeIfExists(dir);
+          await Deno.rename(partial, dir);
+        },
+        catch: (e) => new WriteFailed({ path: dir, reason: e instanceof Error ? e.message : String(e) }),
+      });
+      return { dir, manifest };
+    });
+  }
+}
+
+/** Returns the manifest if every file matches it, or a reason it does not. */
+export const verify = async (dir: string): Promise<Manifest | string> => {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(await Deno.readTextFile(`${dir}/${MANIFEST}`));
+  } catch (e) {
+    return `manifest unreadable (${e instanceof Error ? e.message : e})`;
+  }
+  if (typeof manifest.files !== "object" || manifest.files === null) return "manifest has no file list";
+  const present = new Set((await listFiles(dir)).filter((f) => f !== MANIFEST));
+  for (const [rel, digest] of Object.entries(manifest.files)) {
+    if (!present.has(rel)) return `file ${rel} is missing`;
+    if (await sha256File(`${dir}/${rel}`) !== digest) return `file ${rel} does not match its digest`;
+    present.delete(rel);
+  }
+  if (present.size > 0) return `unexpected file ${[...present][0]}`;
+  if (await sha256(canonicalJson(manifest.files)) !== manifest.digest) return "manifest digest mismatch";
+  return manifest;
+};

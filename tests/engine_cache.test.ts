@@ -1,0 +1,103 @@
+import { assertEquals, assertRejects, assertThrows } from "./assert.ts";
+import { Effect } from "effect";
+import { PipelineBuilder } from "../src/engine/pipeline.ts";
+import { pipelineStatus, runPipeline } from "../src/engine/runner.ts";
+import { ArtifactStore } from "../src/engine/store.ts";
+import { silentReporter } from "../src/engine/progress.ts";
+import { PipelineInvalid } from "../src/errors.ts";
+import { count, runs, upper } from "./engine_test_helpers.ts";
+
+const build = (file: string, suffix: string, scale: number) => {
+  const p = new PipelineBuilder("toy");
+  const text = p.source("text", file);
+  const up = p.add("up", upper, { suffix }, { text });
+  p.add("count", count, { scale }, { upper: up });
+  return p.build();
+};
+
+const run = (dir: string, pipeline: ReturnType<typeof build>, force: string[] = []) =>
+  Effect.runPromise(runPipeline(pipeline, {
+    store: new ArtifactStore(`${dir}/artifacts`),
+    reporter: silentReporter(),
+    backend: "none",
+    force,
+  }));
+
+const statuses = (r: Awaited<ReturnType<typeof run>>) => r.records.map((x) => `${x.name}:${x.status}`);
+
+Deno.test("cache: rerun is cached; a config change reruns only that node and what depends on it", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/in.txt`;
+  await Deno.writeTextFile(file, "hello");
+  runs.upper = 0;
+  runs.count = 0;
+  assertEquals(statuses(await run(dir, build(file, "!", 1))), ["up:ran", "count:ran"]);
+  assertEquals(statuses(await run(dir, build(file, "!", 1))), ["up:cached", "count:cached"]);
+  // Only the downstream config changes: upstream stays cached.
+  assertEquals(statuses(await run(dir, build(file, "!", 2))), ["up:cached", "count:ran"]);
+  // Upstream config changes: both rerun.
+  assertEquals(statuses(await run(dir, build(file, "?", 2))), ["up:ran", "count:ran"]);
+  // Input data changes: both rerun.
+  await Deno.writeTextFile(file, "hello world");
+  assertEquals(statuses(await run(dir, build(file, "?", 2))), ["up:ran", "count:ran"]);
+  assertEquals(runs, { upper: 3, count: 4 });
+  // Forcing a node whose output is identical does not invalidate what follows (content addressing).
+  assertEquals(statuses(await run(dir, build(file, "?", 2), ["up"])), ["up:ran", "count:cached"]);
+});
+
+Deno.test("cache: keys are stable across processes (canonical config, content digests)", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/in.txt`;
+  await Deno.writeTextFile(file, "abc");
+  const a = await run(dir, build(file, "!", 1));
+  const dir2 = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir2}/in.txt`, "abc");
+  const b = await run(dir2, build(`${dir2}/in.txt`, "!", 1));
+  assertEquals(a.records.map((r) => r.key), b.records.map((r) => r.key));
+});
+
+Deno.test("cache: a corrupted artifact is detected, reported and recomputed", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/in.txt`;
+  await Deno.writeTextFile(file, "hello");
+  const first = await run(dir, build(file, "!", 1));
+  const upDir = first.outputs.get("up")!;
+  await Deno.writeTextFile(`${upDir}/out.txt`, "HELLO?"); // flipped content
+  const lines: string[] = [];
+  const again = await Effect.runPromise(runPipeline(build(file, "!", 1), {
+    store: new ArtifactStore(`${dir}/artifacts`),
+    reporter: silentReporter(lines),
+    backend: "none",
+  }));
+  assertEquals(again.records[0].status, "ran");
+  assertEquals(lines.some((l) => l.includes("corrupt") && l.includes("out.txt")), true);
+  assertEquals(await Deno.readTextFile(`${again.outputs.get("up")}/out.txt`), "HELLO!");
+});
+
+Deno.test("status: reports cached and pending nodes without running anything", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/in.txt`;
+  await Deno.writeTextFile(file, "x");
+  const store = new ArtifactStore(`${dir}/artifacts`);
+  const before = await Effect.runPromise(pipelineStatus(build(file, "!", 1), store));
+  assertEquals(before.map((s) => s.state), ["pending", "blocked"]);
+  await run(dir, build(file, "!", 1));
+  const after = await Effect.runPromise(pipelineStatus(build(file, "!", 1), store));
+  assertEquals(after.map((s) => s.state), ["cached", "cached"]);
+});
+
+Deno.test("pipeline: cycles, unknown inputs and duplicate names are rejected", () => {
+  const p = new PipelineBuilder("bad");
+  const t = p.source("text", "/nonexistent");
+  p.add("up", upper, { suffix: "" }, { text: t });
+  p.add("up", upper, { suffix: "" }, { text: t });
+  assertThrows(() => p.build(), PipelineInvalid, "defined twice");
+  const q = new PipelineBuilder("missing");
+  q.add("count", count, { scale: 1 }, { upper: { node: "nowhere" } });
+  assertThrows(() => q.build(), PipelineInvalid, "unknown node");
+});
+
+Deno.test("runner: a missing source file is a FileUnreadable naming the path", async () => {
+  const dir = await Deno.makeTempDir();
+  await assertRejects(() => run(dir, build(`${dir}/missing.txt`, "!", 1)), Error, "missing.txt");
+});

@@ -1,0 +1,38 @@
+/** Toy steps for engine tests: they count their runs so tests can assert what was recomputed. */
+import { Effect, Schema } from "effect";
+import { defineStep } from "../src/engine/step.ts";
+import { FileUnreadable } from "../src/errors.ts";
+
+export const runs: Record<string, number> = {};
+const bump = (name: string) => (runs[name] = (runs[name] ?? 0) + 1);
+
+export const upper = defineStep({
+  name: "upper",
+  version: 1,
+  description: "upper-cases a text file",
+  config: Schema.Struct({ suffix: Schema.String }),
+  inputs: ["text"] as const,
+  run: (config, inputs, ctx) =>
+    Effect.tryPromise({
+      try: async () => {
+        bump("upper");
+        const text = await Deno.readTextFile(inputs.text!);
+        await Deno.writeTextFile(`${ctx.dir}/out.txt`, text.toUpperCase() + config.suffix);
+      },
+      catch: (e) => new FileUnreadable({ path: String(inputs.text), reason: String(e) }),
+    }),
+});
+
+export const count = defineStep({
+  name: "count",
+  version: 1,
+  description: "counts characters of the upstream output",
+  config: Schema.Struct({ scale: Schema.Number }),
+  inputs: ["upper"] as const,
+  run: (config, inputs, ctx) =>
+    Effect.promise(async () => {
+      bump("count");
+      const text = await Deno.readTextFile(`${inputs.upper}/out.txt`);
+      await Deno.writeTextFile(`${ctx.dir}/n.json`, JSON.stringify({ n: text.length * config.scale }));
+    }),
+});
