@@ -148,7 +148,11 @@ const runNode = (
       node: node.name,
       reporter,
       backend: opts.backend,
-    })).pipe(Effect.mapError((e) => fail(e as ToolkitError)));
+    })).pipe(
+      Effect.mapError((e) => fail(e as ToolkitError)),
+      // Unexpected exceptions (bugs) still say which step they came from.
+      Effect.tapDefect(() => Effect.sync(() => reporter.log(`[${node.name}] failed with an internal error`))),
+    );
     const seconds = (performance.now() - started) / 1000;
     const done = yield* store.commit({ step: step.name, version: step.version, key, node: node.name, seconds })
       .pipe(Effect.mapError(fail));

@@ -1,0 +1,26 @@
+/**
+ * Library entry point: the building blocks pipelines are made of, for users who compose their own.
+ * The command line lives in src/cli/main.ts (`deno task pipeline`).
+ */
+export * from "./src/errors.ts";
+export { PipelineBuilder } from "./src/engine/pipeline.ts";
+export type { NodeRef, Pipeline } from "./src/engine/pipeline.ts";
+export { defineStep } from "./src/engine/step.ts";
+export type { Step, StepContext } from "./src/engine/step.ts";
+export { pipelineStatus, runPipeline, StepFailed } from "./src/engine/runner.ts";
+export { ArtifactStore } from "./src/engine/store.ts";
+export { consoleReporter, silentReporter } from "./src/engine/progress.ts";
+export { runAndSummarise } from "./src/cli/run.ts";
+export { locateKeyStep } from "./src/steps/locate_key.ts";
+export { tokeniseStep } from "./src/steps/tokenise.ts";
+export { buildMasksStep } from "./src/steps/build_masks.ts";
+export { trainStep } from "./src/steps/train.ts";
+export { evaluateStep } from "./src/steps/evaluate.ts";
+export { DataFormat, readExamples } from "./src/data/formats.ts";
+export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
+export { buildMask, MaskSpec } from "./src/data/masks.ts";
+export { loadTokenizer } from "./src/data/tokenizer.ts";
+export { ModelConfig } from "./src/model/config.ts";
+export { useBackend } from "./src/backend/backend.ts";
+export * as sftkey from "./pipelines/sftkey.ts";
+export * as sft from "./pipelines/sft.ts";

@@ -1,0 +1,174 @@
+/**
+ * What every method shares: the data preparation (locate the key, tokenise, build masks), the starting
+ * model, the evaluation, and the defaults for the embedded fixtures. A method file (sftkey.ts, sft.ts,
+ * ...) only says which masks it trains on, in which order, from which checkpoint.
+ */
+import type { DataFormat } from "../src/data/formats.ts";
+import type { MaskSpec } from "../src/data/masks.ts";
+import type { NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { buildMasksStep } from "../src/steps/build_masks.ts";
+import { evaluateStep } from "../src/steps/evaluate.ts";
+import { locateKeyStep } from "../src/steps/locate_key.ts";
+import { tokeniseStep } from "../src/steps/tokenise.ts";
+import { type TrainConfig, trainStep } from "../src/steps/train.ts";
+
+const fixture = (path: string) => new URL(`../fixtures/${path}`, import.meta.url).pathname;
+
+/** What a user can swap from the command line without writing code. */
+export interface PipelineOptions {
+  readonly train?: string;
+  readonly test?: string;
+  readonly format?: DataFormat;
+  readonly tokenizer?: string;
+  /** A Hugging Face checkpoint directory to start from; without it a tiny model is initialised. */
+  readonly model?: string;
+  readonly seed?: number;
+  /** A smaller budget, for tests and smoke runs. */
+  readonly quick?: boolean;
+  /** Replaces parts of the optimisation budget (tests, sweeps). */
+  readonly budget?: Partial<Omit<Budget, "train">> & { readonly train?: Partial<Budget["train"]> };
+}
+
+export interface Data {
+  readonly tokenizer: NodeRef;
+  readonly trainTokens: NodeRef;
+  /** The test set with key masks: prompts for generation, key tokens for the key loss. */
+  readonly testSet: NodeRef;
+  /** The starting checkpoint, when the user gave one. */
+  readonly base?: NodeRef;
+  /** Masks over the training set; the same spec gives the same node, so methods share it. */
+  readonly masks: (spec: MaskSpec) => NodeRef;
+  readonly options: Required<Omit<PipelineOptions, "model" | "quick" | "budget">> & {
+    model?: string;
+    quick: boolean;
+    budget: NonNullable<PipelineOptions["budget"]>;
+  };
+}
+
+/** The tiny Llama the fixtures train from scratch (vocabulary size comes from the tokenizer). */
+export const tinyModel = (vocabSize: number): ModelConfig => ({
+  architecture: "llama",
+  vocabSize,
+  hiddenSize: 64,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  intermediateSize: 176,
+  maxPositions: 128,
+  ropeTheta: 10000,
+  rmsNormEps: 1e-5,
+  tieEmbeddings: false,
+});
+
+/** Size of a tokenizer.json's vocabulary, added tokens included (for initialising a model from scratch). */
+export const tokenizerVocabSize = (path: string): number => {
+  const json = JSON.parse(Deno.readTextFileSync(path));
+  const ids: number[] = [
+    ...Object.values(json.model?.vocab ?? {}) as number[],
+    ...(json.added_tokens ?? []).map((t: { id: number }) => t.id),
+  ];
+  return Math.max(...ids) + 1;
+};
+
+/** The prompt template: the question, then the response on the next line. */
+export const TEMPLATE = "{prompt}\n";
+
+export const prepareData = (p: PipelineBuilder, opts: PipelineOptions): Data => {
+  const options = {
+    train: opts.train ?? fixture("arith/train.jsonl"),
+    test: opts.test ?? opts.train ?? fixture("arith/test.jsonl"),
+    format: opts.format ?? "tags",
+    tokenizer: opts.tokenizer ?? fixture("arith/tokenizer.json"),
+    seed: opts.seed ?? 0,
+    model: opts.model,
+    quick: opts.quick ?? false,
+    budget: opts.budget ?? {},
+  };
+  const tokenizer = p.source("tokenizer", options.tokenizer);
+  const tokens = (split: string, path: string) => {
+    const data = p.source(`${split}-data`, path);
+    const examples = p.add(`${split}-keys`, locateKeyStep, { format: options.format, onMissingKey: "fail" }, { data });
+    return p.add(`${split}-tokens`, tokeniseStep, {
+      template: TEMPLATE,
+      maxLength: 128,
+      onTruncatedKey: "fail",
+    }, { examples, tokenizer });
+  };
+  const trainTokens = tokens("train", options.train);
+  const testTokens = tokens("test", options.test);
+  const testSet = p.add("test-set", buildMasksStep, { mask: { kind: "key" } }, { tokens: testTokens });
+  const base = options.model ? p.source("base-model", options.model) : undefined;
+  const made = new Map<string, NodeRef>();
+  const masks = (spec: MaskSpec) => {
+    const name = `mask-${maskName(spec)}`;
+    if (!made.has(name)) made.set(name, p.add(name, buildMasksStep, { mask: spec }, { tokens: trainTokens }));
+    return made.get(name)!;
+  };
+  return { tokenizer, trainTokens, testSet, base, masks, options };
+};
+
+const maskName = (spec: MaskSpec): string => {
+  switch (spec.kind) {
+    case "prefix":
+      return `prefix${spec.k}`;
+    case "mix":
+      return `mix-${spec.parts.map((p) => `${p.weight}${maskName(p.mask)}`).join("-")}`;
+    default:
+      return spec.kind;
+  }
+};
+
+/** Optimisation settings shared by every method, so that comparisons differ only in what they train on. */
+export interface Budget {
+  /** Optimizer steps of the first (or only) stage. */
+  readonly stageOneSteps: number;
+  /** Optimizer steps of the second stage of two-stage methods; single-stage baselines get the sum. */
+  readonly stageTwoSteps: number;
+  readonly train: Omit<TrainConfig, "steps" | "seed" | "model">;
+  /** Stage two's peak learning rate. */
+  readonly stageTwoLr: number;
+}
+
+export const budget = (data: Data): Budget => {
+  const quick = data.options.quick;
+  const { train: trainOverrides, ...overrides } = data.options.budget;
+  const defaults: Budget = {
+    stageOneSteps: quick ? 30 : 400,
+    stageTwoSteps: quick ? 10 : 150,
+    stageTwoLr: 1e-3,
+    train: {
+      batchSize: 32,
+      microBatchSize: 32,
+      lr: 3e-3,
+      warmupSteps: quick ? 3 : 20,
+      minLrRatio: 0.1,
+      weightDecay: 0.01,
+      clipNorm: 1.0,
+      checkpointEvery: quick ? 10 : 50,
+    },
+  };
+  return { ...defaults, ...overrides, train: { ...defaults.train, ...trainOverrides } };
+};
+
+/** Trains on `mask`, from `init` (a checkpoint node) or from a fresh tiny model. */
+export const train = (
+  p: PipelineBuilder,
+  name: string,
+  data: Data,
+  mask: MaskSpec,
+  init: NodeRef | undefined,
+  config: Omit<TrainConfig, "seed" | "model"> & { seed?: number },
+): NodeRef =>
+  p.add(name, trainStep, {
+    ...config,
+    seed: config.seed ?? data.options.seed,
+    model: init ? undefined : tinyModel(tokenizerVocabSize(data.options.tokenizer)),
+  }, { data: data.masks(mask), init, tokenizer: data.tokenizer });
+
+export const evaluate = (p: PipelineBuilder, name: string, model: NodeRef, data: Data): NodeRef =>
+  p.add(`eval-${name}`, evaluateStep, { maxNewTokens: 64, batchSize: 50, format: data.options.format }, {
+    model,
+    data: data.testSet,
+    tokenizer: data.tokenizer,
+  });

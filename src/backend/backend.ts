@@ -1,0 +1,67 @@
+/**
+ * Choosing and setting up the tfjs backend.
+ *
+ * - "tensorflow": @tensorflow/tfjs-node-gpu (libtensorflow with CUDA). Optional: its npm install script
+ *   downloads libtensorflow, which our machines cannot reach, so it is imported dynamically and only
+ *   when its native binding is present (see README, "GPU backend").
+ * - "cpu": the plain tfjs cpu backend, always available.
+ *
+ * "auto" takes the first that loads, in that order. Every run records the backend it used.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { Effect, Schema } from "effect";
+import { BackendUnavailable } from "../errors.ts";
+
+export const BackendName = Schema.Literal("auto", "tensorflow", "cpu");
+export type BackendName = typeof BackendName.Type;
+
+const nodeGpuBinding = (): string | undefined => {
+  const base = new URL("../../node_modules/@tensorflow/tfjs-node-gpu/lib/", import.meta.url);
+  try {
+    for (const entry of Deno.readDirSync(base)) {
+      const candidate = new URL(`${entry.name}/tfjs_binding.node`, base);
+      try {
+        Deno.statSync(candidate);
+        return candidate.pathname;
+      } catch { /* not in this folder */ }
+    }
+  } catch { /* package not installed */ }
+  return undefined;
+};
+
+const loadTensorflow = Effect.tryPromise({
+  try: async () => {
+    if (!nodeGpuBinding()) {
+      throw new Error(
+        "the native binding of @tensorflow/tfjs-node-gpu is not installed (its install script downloads " +
+          "libtensorflow; run `deno install --allow-scripts=npm:@tensorflow/tfjs-node-gpu` on a machine with " +
+          "internet and CUDA)",
+      );
+    }
+    const specifier = "@tensorflow/tfjs-node-gpu";
+    await import(specifier);
+    if (!(await tf.setBackend("tensorflow"))) throw new Error("tf.setBackend('tensorflow') returned false");
+    return "tensorflow";
+  },
+  catch: (e) => new BackendUnavailable({ backend: "tensorflow", reason: e instanceof Error ? e.message : String(e) }),
+});
+
+const loadCpu = Effect.tryPromise({
+  try: async () => {
+    if (!(await tf.setBackend("cpu"))) throw new Error("tf.setBackend('cpu') returned false");
+    return "cpu";
+  },
+  catch: (e) => new BackendUnavailable({ backend: "cpu", reason: e instanceof Error ? e.message : String(e) }),
+});
+
+/** Activates the requested backend and returns the name of the one in use. */
+export const useBackend = (name: BackendName = "auto"): Effect.Effect<string, BackendUnavailable> => {
+  switch (name) {
+    case "tensorflow":
+      return loadTensorflow;
+    case "cpu":
+      return loadCpu;
+    case "auto":
+      return Effect.orElse(loadTensorflow, () => loadCpu);
+  }
+};

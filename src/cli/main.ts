@@ -1,0 +1,120 @@
+/**
+ * The command line: `pipeline` runs a pipeline (resuming what a failed or killed run left), `status`
+ * shows what is cached, resumable or pending. Every failure a user can act on ends in one line naming
+ * what to fix and a non-zero exit; finished steps stay cached.
+ */
+import { Args, Command, Options } from "@effect/cli";
+import { Effect, Exit, Option } from "effect";
+import { DataFormat } from "../data/formats.ts";
+import { BackendName, useBackend } from "../backend/backend.ts";
+import { InvalidConfig } from "../errors.ts";
+import { explainFailure } from "./explain.ts";
+import { DenoCliLayer } from "./platform.ts";
+import { runAndSummarise, showStatus } from "./run.ts";
+import { loadPipeline } from "./load_pipeline.ts";
+
+const pipelineName = Args.text({ name: "pipeline" }).pipe(
+  Args.withDescription("a shipped pipeline (sftkey, sft) or a path to a pipeline .ts file"),
+  Args.withDefault("sftkey"),
+);
+const data = Options.file("data").pipe(
+  Options.withDescription("training data (JSONL); replaces the pipeline's dataset"),
+  Options.optional,
+);
+const test = Options.file("test").pipe(
+  Options.withDescription("test data (JSONL) for evaluation; defaults to --data when that is given"),
+  Options.optional,
+);
+const format = Options.choice("format", DataFormat.literals).pipe(
+  Options.withDescription("row format of --data/--test: tags, gsm8k, reasoning, math"),
+  Options.optional,
+);
+const tokenizer = Options.file("tokenizer").pipe(
+  Options.withDescription("tokenizer.json to use (default: the fixture's, or the one in --model)"),
+  Options.optional,
+);
+const model = Options.directory("model").pipe(
+  Options.withDescription("Hugging Face checkpoint directory to start from (default: a tiny model from scratch)"),
+  Options.optional,
+);
+const runDir = Options.text("run-dir").pipe(
+  Options.withDescription("where artifacts, locks and summary.json go (default: runs/<pipeline>)"),
+  Options.optional,
+);
+const force = Options.text("force").pipe(
+  Options.withDescription("recompute this step even if cached (repeatable)"),
+  Options.repeated,
+);
+const backend = Options.choice("backend", BackendName.literals).pipe(
+  Options.withDescription("tfjs backend: auto (fastest available), tensorflow (tfjs-node-gpu), cpu"),
+  Options.withDefault("auto" as const),
+);
+const seed = Options.integer("seed").pipe(Options.withDescription("training seed"), Options.withDefault(0));
+const quick = Options.boolean("quick").pipe(Options.withDescription("a small budget for smoke tests"));
+
+const selection = { pipelineName, data, test, format, tokenizer, model, seed, quick, runDir };
+
+type Selection = {
+  pipelineName: string;
+  data: Option.Option<string>;
+  test: Option.Option<string>;
+  format: Option.Option<DataFormat>;
+  tokenizer: Option.Option<string>;
+  model: Option.Option<string>;
+  seed: number;
+  quick: boolean;
+  runDir: Option.Option<string>;
+};
+
+const resolve = (a: Selection) =>
+  Effect.gen(function* () {
+    const modelDir = Option.getOrUndefined(a.model);
+    let tokenizerPath = Option.getOrUndefined(a.tokenizer);
+    if (!tokenizerPath && modelDir) tokenizerPath = `${modelDir}/tokenizer.json`;
+    if (Option.isSome(a.data) && Option.isNone(a.format)) {
+      return yield* new InvalidConfig({ where: "--format", reason: "--data needs --format (tags, gsm8k, ...)" });
+    }
+    const pipeline = yield* loadPipeline(a.pipelineName, {
+      train: Option.getOrUndefined(a.data),
+      test: Option.getOrUndefined(a.test),
+      format: Option.getOrUndefined(a.format),
+      tokenizer: tokenizerPath,
+      model: modelDir,
+      seed: a.seed,
+      quick: a.quick,
+    });
+    const dir = Option.getOrElse(a.runDir, () => `runs/${pipeline.name}${a.quick ? "-quick" : ""}`);
+    return { pipeline, dir };
+  });
+
+const runCommand = Command.make("run", { ...selection, force, backend }, (a) =>
+  Effect.gen(function* () {
+    const { pipeline, dir } = yield* resolve(a);
+    if (Option.isSome(a.data) && Option.isNone(a.test)) {
+      console.log("note: no --test given; evaluating on the training data");
+    }
+    const used = yield* useBackend(a.backend);
+    yield* runAndSummarise(pipeline, { runDir: dir, force: a.force, backend: used });
+  })).pipe(Command.withDescription("run a pipeline; finished steps are reused, interrupted training resumes"));
+
+const statusCommand = Command.make("status", selection, (a) =>
+  Effect.gen(function* () {
+    const { pipeline, dir } = yield* resolve(a);
+    yield* showStatus(pipeline, dir);
+  })).pipe(Command.withDescription("show which steps are cached, resumable or still to run"));
+
+const root = Command.make("sftkey").pipe(
+  Command.withDescription("token-selective supervised fine-tuning (SFTKey and related methods)"),
+  Command.withSubcommands([runCommand, statusCommand]),
+);
+
+const cli = Command.run(root, { name: "sftkey", version: "0.1.0" });
+
+if (import.meta.main) {
+  const exit = await Effect.runPromiseExit(cli(["deno", "sftkey", ...Deno.args]).pipe(Effect.provide(DenoCliLayer)));
+  if (Exit.isFailure(exit)) {
+    const message = explainFailure(exit.cause);
+    if (message) console.error(message);
+    Deno.exitCode = 1;
+  }
+}

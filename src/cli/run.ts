@@ -1,0 +1,80 @@
+/**
+ * Running a pipeline for the command line: take the run directory's lock, run, then write
+ * `<run dir>/summary.json` and print the step and metrics tables.
+ */
+import { Effect, Schema } from "effect";
+import type { Pipeline } from "../engine/pipeline.ts";
+import { writeFileAtomic } from "../engine/fs.ts";
+import { lockRunDir } from "../engine/lock.ts";
+import { consoleReporter } from "../engine/progress.ts";
+import { pipelineStatus, runPipeline } from "../engine/runner.ts";
+import { ArtifactStore } from "../engine/store.ts";
+import { formatMetricsTable, formatStepsTable, ModelMetrics, Summary } from "../report/summary.ts";
+
+export const storeFor = (runDir: string) => new ArtifactStore(`${runDir}/artifacts`);
+
+const readMetrics = (dir: string) =>
+  Effect.promise(async () =>
+    Schema.decodeUnknownSync(ModelMetrics, { onExcessProperty: "ignore" })(
+      JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`)),
+    )
+  );
+
+export const runAndSummarise = (
+  pipeline: Pipeline,
+  opts: { runDir: string; force: ReadonlyArray<string>; backend: string },
+) =>
+  Effect.scoped(Effect.gen(function* () {
+    yield* lockRunDir(opts.runDir);
+    const reporter = consoleReporter();
+    const started = performance.now();
+    reporter.log(`pipeline ${pipeline.name}: ${pipeline.description}`);
+    reporter.log(`run directory ${opts.runDir}, backend ${opts.backend}`);
+    const result = yield* runPipeline(pipeline, {
+      store: storeFor(opts.runDir),
+      reporter,
+      backend: opts.backend,
+      force: opts.force,
+    });
+    const models: Record<string, ModelMetrics> = {};
+    for (const node of pipeline.nodes) {
+      if (node.kind === "step" && node.step.producesMetrics) {
+        models[node.name.replace(/^eval-/, "")] = yield* readMetrics(result.outputs.get(node.name)!);
+      }
+    }
+    const summary: Summary = {
+      pipeline: pipeline.name,
+      backend: opts.backend,
+      run_dir: opts.runDir,
+      finished: new Date().toISOString(),
+      seconds: (performance.now() - started) / 1000,
+      steps: result.records.map(({ name, step, key, status, seconds }) => ({ name, step, key, status, seconds })),
+      models,
+    };
+    yield* writeFileAtomic(
+      `${opts.runDir}/summary.json`,
+      JSON.stringify(Schema.encodeSync(Summary)(summary), null, 2) + "\n",
+    );
+    reporter.log("");
+    reporter.log(formatStepsTable(summary.steps));
+    reporter.log("");
+    reporter.log(formatMetricsTable(summary.models));
+    reporter.log("");
+    reporter.log(`summary: ${opts.runDir}/summary.json (${summary.seconds.toFixed(1)}s)`);
+    return summary;
+  }));
+
+export const showStatus = (pipeline: Pipeline, runDir: string) =>
+  Effect.gen(function* () {
+    const states = yield* pipelineStatus(pipeline, storeFor(runDir));
+    const words = {
+      cached: "cached",
+      partial: "interrupted: will resume from its checkpoint",
+      pending: "to run",
+      blocked: "to run (after its inputs)",
+    };
+    console.log(`pipeline ${pipeline.name} in ${runDir}`);
+    for (const s of states) {
+      console.log(`  ${s.node.name.padEnd(24)} ${words[s.state]}${s.key ? `  (${s.key})` : ""}`);
+    }
+  });

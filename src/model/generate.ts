@@ -1,0 +1,102 @@
+/**
+ * Batched autoregressive generation with a KV cache.
+ *
+ * Prompts of different lengths are left-padded to a common length; padding positions are never attended
+ * to and do not advance RoPE positions (the cache's keyStart), so each row's tokens are exactly those it
+ * would get alone (tests check this bit for bit). Each step feeds one token per row and computes the LM
+ * head for the last position only.
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { Rng } from "../train/rng.ts";
+import type { ModelConfig } from "./config.ts";
+import { createCache, forward, type KvCache, type Params } from "./llama.ts";
+
+export interface GenerateOptions {
+  /** Upper bound on new tokens per row. */
+  readonly maxNewTokens: number;
+  /** A row stops when it produces this id (which is not included in its output). */
+  readonly eosId?: number;
+  /** 0 or absent: greedy (first maximum on ties). Above 0: sample from softmax(logits / temperature). */
+  readonly temperature?: number;
+  /** Required when temperature > 0. Rows draw in order, one number per unfinished row per step. */
+  readonly rng?: Rng;
+}
+
+/** Index of the first maximum. */
+const argmax = (xs: Float32Array, start: number, n: number): number => {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (xs[start + i] > xs[start + best]) best = i;
+  return best;
+};
+
+const sample = (xs: Float32Array, start: number, n: number, temperature: number, rng: Rng): number => {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) max = Math.max(max, xs[start + i]);
+  const p = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    p[i] = Math.exp((xs[start + i] - max) / temperature);
+    sum += p[i];
+  }
+  let u = rng.next() * sum;
+  for (let i = 0; i < n; i++) {
+    u -= p[i];
+    if (u < 0) return i;
+  }
+  return n - 1; // u landed on the rounding error at the very end
+};
+
+/** Next-token logits [batch, 1, vocab] for `ids` [batch, time] continuing `cache`. */
+const step = (params: Params, c: ModelConfig, ids: Int32Array, batch: number, cache: KvCache): Float32Array =>
+  tf.tidy(() => {
+    const t = tf.tensor2d(ids, [batch, ids.length / batch], "int32");
+    return forward(params, c, t, cache, { lastPositionOnly: true }).dataSync() as Float32Array;
+  });
+
+/** New tokens for each prompt (prompt not included). Throws RangeError on an empty prompt, a bad id or count. */
+export const generate = (
+  params: Params,
+  c: ModelConfig,
+  prompts: ReadonlyArray<ReadonlyArray<number>>,
+  options: GenerateOptions,
+): number[][] => {
+  const { maxNewTokens, eosId } = options;
+  const temperature = options.temperature ?? 0;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
+    throw new RangeError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  }
+  if (temperature > 0 && options.rng === undefined) {
+    throw new RangeError("sampling (temperature > 0) needs an rng");
+  }
+  if (prompts.some((p) => p.length === 0)) throw new RangeError("cannot generate from an empty prompt");
+  const batch = prompts.length;
+  const outputs: number[][] = prompts.map(() => []);
+  if (batch === 0 || maxNewTokens <= 0) return outputs;
+
+  const width = Math.max(...prompts.map((p) => p.length));
+  const padding = prompts.map((p) => width - p.length);
+  // The last new token is returned, not fed back, hence - 1.
+  const cache = createCache(c, batch, width + maxNewTokens - 1, padding);
+  const ids = new Int32Array(batch * width); // padding id 0: never attended to
+  prompts.forEach((p, b) => ids.set(p, b * width + padding[b]));
+
+  const done = new Array<boolean>(batch).fill(false);
+  let logits = step(params, c, ids, batch, cache);
+  for (let n = 0;; n++) {
+    const next = new Int32Array(batch);
+    for (let b = 0; b < batch; b++) {
+      if (done[b]) continue;
+      const v = c.vocabSize, at = b * v;
+      const token = temperature > 0
+        ? sample(logits, at, v, temperature, options.rng!)
+        : argmax(logits, at, v);
+      if (token === eosId) done[b] = true;
+      else {
+        outputs[b].push(token);
+        next[b] = token;
+      }
+    }
+    if (n + 1 >= maxNewTokens || done.every((d) => d)) return outputs;
+    logits = step(params, c, next, batch, cache);
+  }
+};

@@ -1,0 +1,80 @@
+/**
+ * Step `locateKey`: reads a JSONL data file in a declared format, validates every row, and finds the key
+ * span (the final answer) in each response with the configured locator.
+ *
+ * It runs before tokenisation on purpose: the locator works on characters, and tokenise then cuts the
+ * text at the key's boundaries so that the key tokens decode to exactly the key (see data/tokenise.ts).
+ *
+ * Examples whose key is not found are never passed on with an empty key: they are counted and reported
+ * (the first few by file:line), then dropped or the step fails, as `onMissingKey` says.
+ */
+import { Effect, Schema } from "effect";
+import { EmptyDataset, KeyNotFound } from "../errors.ts";
+import { DataFormat, defaultLocator, readExamples } from "../data/formats.ts";
+import { locateKey as locate, LocatorSpec } from "../data/locate.ts";
+import { type LocatedRecord, writeJsonl } from "../data/records.ts";
+import { writeFileAtomic } from "../engine/fs.ts";
+import { defineStep } from "../engine/step.ts";
+
+export const OnProblem = Schema.Literal("drop", "fail");
+
+export const LocateKeyConfig = Schema.Struct({
+  format: DataFormat,
+  /** Defaults to the format's own locator (answer tags, GSM8K `####`, answer field, last \boxed{}). */
+  locator: Schema.optional(LocatorSpec),
+  onMissingKey: Schema.optionalWith(OnProblem, { default: () => "fail" as const }),
+});
+
+/** How many problems to name by file:line in reports and errors. */
+export const SHOWN = 5;
+
+export const locateKeyStep = defineStep({
+  name: "locateKey",
+  version: 1,
+  description: "validate the data rows and find the key (answer) span in every response",
+  config: LocateKeyConfig,
+  inputs: ["data"] as const,
+  run: (config, inputs, ctx) =>
+    Effect.gen(function* () {
+      const locator = config.locator ?? defaultLocator[config.format];
+      const examples = yield* readExamples(inputs.data!, config.format);
+      const kept: LocatedRecord[] = [];
+      const missing: string[] = [];
+      for (const ex of examples) {
+        const span = locate(ex.response, locator, ex.answerField);
+        if (!span || span.end <= span.start) {
+          missing.push(ex.source);
+          continue;
+        }
+        kept.push({
+          source: ex.source,
+          prompt: ex.prompt,
+          response: ex.response,
+          key: span,
+          answer: ex.response.slice(span.start, span.end),
+        });
+      }
+      if (missing.length > 0) {
+        const problem = new KeyNotFound({
+          locator: locator.kind,
+          count: missing.length,
+          total: examples.length,
+          examples: missing.slice(0, SHOWN),
+        });
+        if (config.onMissingKey === "fail") return yield* problem;
+        ctx.reporter.log(`[${ctx.node}] dropped ${describeMissing(problem)}`);
+      }
+      if (kept.length === 0) {
+        return yield* new EmptyDataset({ what: inputs.data!, reason: "no example has a key span" });
+      }
+      yield* writeJsonl(`${ctx.dir}/located.jsonl`, kept);
+      yield* writeFileAtomic(
+        `${ctx.dir}/report.json`,
+        JSON.stringify({ total: examples.length, kept: kept.length, missingKey: missing.length, missing }, null, 2),
+      );
+      ctx.reporter.log(`[${ctx.node}] ${kept.length}/${examples.length} examples have a key (${locator.kind})`);
+    }),
+});
+
+const describeMissing = (e: KeyNotFound) =>
+  `${e.count} of ${e.total} examples without a key span (first: ${e.examples.join(", ")})`;

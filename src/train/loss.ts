@@ -1,0 +1,192 @@
+/**
+ * Token-weighted cross entropy, the loss of both SFTKey stages: the data pipeline turns "train on the
+ * whole response" and "train on the key span only" into per-token float weights, and this file is the
+ * only place they meet the logits.
+ *
+ * Normalisation: loss = sum_i(w_i * ce_i) / max(sum_i w_i, eps) over every position of the (micro)batch.
+ * With 0/1 weights this is exactly HF's mean over the non-ignored (label != -100) tokens. A caller that
+ * accumulates gradients over several microbatches passes the total weight of the whole batch as
+ * `normalizer`, so the summed microbatch losses (and gradients) equal those of one big batch.
+ *
+ * Implemented as one tfjs op with a hand-written gradient: log-softmax through stock tfjs ops broadcasts
+ * over a size-1 axis, which the cpu backend does very slowly (see src/model/kernels.ts). The gradient
+ * with respect to the logits of a position with weight 0 is exactly 0.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** Floor of the normaliser, so a batch with no weighted token has loss 0 rather than NaN. */
+export const WEIGHT_EPS = 1e-8;
+
+export interface WeightedLoss {
+  /** sum(w * ce) / normalizer, differentiable with respect to the logits. */
+  readonly loss: tf.Scalar;
+  /** sum(w) over the positions that count. */
+  readonly weightSum: number;
+  /** Cross entropy per position (nats), weight not applied; 0 where there is no valid target. */
+  readonly perToken: Float32Array;
+}
+
+export interface LossOptions {
+  /** Divide by this instead of max(sum(w), eps); for gradient accumulation across microbatches. */
+  readonly normalizer?: number;
+}
+
+const ints = (x: tf.Tensor | Int32Array): Int32Array =>
+  x instanceof Int32Array ? x : Int32Array.from(x.dataSync());
+const floats = (x: tf.Tensor | Float32Array): Float32Array =>
+  x instanceof Float32Array ? x : Float32Array.from(x.dataSync());
+
+/**
+ * Weighted cross entropy of `logits` [..., vocab] against `targets` and `weights` with one entry per
+ * logits row (e.g. [batch, time]). weights[i] is the weight of predicting targets[i] from row i. Weights
+ * must be finite and >= 0; a target may be anything (e.g. -100) where its weight is 0.
+ */
+export const weightedCrossEntropy = (
+  logits: tf.Tensor,
+  targets: tf.Tensor | Int32Array,
+  weights: tf.Tensor | Float32Array,
+  options: LossOptions = {},
+): WeightedLoss => {
+  const vocab = logits.shape[logits.shape.length - 1];
+  const rows = logits.size / vocab;
+  const tgt = ints(targets), w = floats(weights);
+  if (tgt.length !== rows || w.length !== rows) {
+    throw new RangeError(`loss: ${rows} logits rows but ${tgt.length} targets and ${w.length} weights`);
+  }
+  let weightSum = 0;
+  for (let i = 0; i < rows; i++) {
+    if (!(w[i] >= 0 && Number.isFinite(w[i]))) throw new RangeError(`loss: weight ${w[i]} at row ${i}`);
+    if (w[i] > 0 && !(tgt[i] >= 0 && tgt[i] < vocab)) {
+      throw new RangeError(`loss: target ${tgt[i]} at row ${i} is outside the vocabulary [0, ${vocab})`);
+    }
+    weightSum += w[i];
+  }
+  const normalizer = options.normalizer ?? Math.max(weightSum, WEIGHT_EPS);
+  if (tf.getBackend() !== "cpu") return referenceCrossEntropy(logits, tgt, w, normalizer, weightSum);
+  const perToken = new Float32Array(rows);
+  const op = tf.customGrad((lt) => {
+    const ls = (lt as tf.Tensor).dataSync() as Float32Array;
+    const lse = new Float64Array(rows); // log-sum-exp per row, reused by the gradient
+    let total = 0;
+    for (let i = 0; i < rows; i++) {
+      const o = i * vocab;
+      let max = -Infinity;
+      for (let v = 0; v < vocab; v++) if (ls[o + v] > max) max = ls[o + v];
+      let sum = 0;
+      for (let v = 0; v < vocab; v++) sum += Math.exp(ls[o + v] - max);
+      lse[i] = max + Math.log(sum);
+      if (tgt[i] >= 0 && tgt[i] < vocab) perToken[i] = lse[i] - ls[o + tgt[i]];
+      if (w[i] > 0) total += w[i] * perToken[i];
+    }
+    return {
+      value: tf.scalar(total / normalizer),
+      gradFunc: (dy: tf.Tensor) => {
+        const scale = dy.dataSync()[0] / normalizer;
+        const grad = new Float32Array(ls.length);
+        for (let i = 0; i < rows; i++) {
+          if (!(w[i] > 0)) continue; // exactly zero where the weight is zero
+          const o = i * vocab, c = scale * w[i];
+          for (let v = 0; v < vocab; v++) grad[o + v] = c * Math.exp(ls[o + v] - lse[i]);
+          grad[o + tgt[i]] -= c;
+        }
+        return tf.tensor(grad, logits.shape, "float32");
+      },
+    };
+  });
+  return { loss: op(logits) as tf.Scalar, weightSum, perToken };
+};
+
+/**
+ * The same loss from stock tfjs ops, for backends other than "cpu" (which run them natively) and as the
+ * oracle of the tests. Arguments are already validated.
+ */
+export const referenceCrossEntropy = (
+  logits: tf.Tensor,
+  targets: Int32Array,
+  weights: Float32Array,
+  normalizer: number,
+  weightSum: number,
+): WeightedLoss => {
+  const vocab = logits.shape[logits.shape.length - 1], rows = targets.length;
+  const valid = (t: number) => t >= 0 && t < vocab;
+  const [loss, picked] = tf.tidy(() => {
+    const logProbs = tf.logSoftmax(tf.reshape(logits, [rows, vocab]));
+    const oneHot = tf.oneHot(tf.tensor1d(targets.map((t) => valid(t) ? t : 0), "int32"), vocab);
+    const picked = tf.sum(tf.mul(logProbs, oneHot), -1);
+    const loss = tf.div(tf.neg(tf.sum(tf.mul(picked, tf.tensor1d(weights)))), normalizer) as tf.Scalar;
+    return [loss, picked.dataSync()];
+  });
+  const perToken = Float32Array.from(targets, (t, i) => valid(t) ? -picked[i] : 0);
+  return { loss, weightSum, perToken };
+};
+
+/**
+ * The causal-LM loss: logits [batch, time, vocab] at position t predict ids[t + 1]. `ids` and `weights`
+ * are [batch, time] and aligned with each other: weights[b, t] is the weight on predicting ids[b, t]
+ * (so weights[b, 0] never counts; nothing predicts the first token). `perToken` is aligned the same way
+ * (perToken[b, t] is the loss of predicting ids[b, t]; 0 at t = 0).
+ */
+export const shiftedLoss = (
+  logits: tf.Tensor3D,
+  ids: tf.Tensor | Int32Array,
+  weights: tf.Tensor | Float32Array,
+  options: LossOptions = {},
+): WeightedLoss => {
+  const [batch, time] = logits.shape;
+  const id = ints(ids), w = floats(weights);
+  if (id.length !== batch * time || w.length !== batch * time) {
+    throw new RangeError(
+      `shiftedLoss: logits are [${batch}, ${time}, V] but ids/weights have ${id.length}/${w.length}`,
+    );
+  }
+  // Row (b, t) of the logits predicts ids[b, t + 1]; the last position of each row predicts nothing.
+  const targets = new Int32Array(batch * time).fill(-1);
+  const shiftedWeights = new Float32Array(batch * time);
+  for (let b = 0; b < batch; b++) {
+    for (let t = 0; t + 1 < time; t++) {
+      targets[b * time + t] = id[b * time + t + 1];
+      shiftedWeights[b * time + t] = w[b * time + t + 1];
+    }
+  }
+  const result = weightedCrossEntropy(logits, targets, shiftedWeights, options);
+  const perToken = new Float32Array(batch * time);
+  for (let b = 0; b < batch; b++) {
+    for (let t = 1; t < time; t++) perToken[b * time + t] = result.perToken[b * time + t - 1];
+  }
+  return { loss: result.loss, weightSum: result.weightSum, perToken };
+};
+
+/** The positions a shifted loss actually uses (see `weightedPositions`). */
+export interface WeightedPositions {
+  /** Flattened logits rows b * time + t whose next token has a positive weight. */
+  readonly rows: Int32Array;
+  /** ids[b, t + 1] for each row. */
+  readonly targets: Int32Array;
+  /** weights[b, t + 1] for each row. */
+  readonly weights: Float32Array;
+}
+
+/**
+ * The (row, target, weight) triples of the causal-LM loss with a positive weight, for `logitsAt`:
+ * weightedCrossEntropy(logitsAt(.., rows), targets, weights) equals shiftedLoss(forward(..), ids,
+ * weights) while computing logits only where they matter. ids/weights are [batch, time] row-major.
+ */
+export const weightedPositions = (
+  ids: Int32Array,
+  weights: Float32Array,
+  batch: number,
+  time: number,
+): WeightedPositions => {
+  const rows: number[] = [], targets: number[] = [], ws: number[] = [];
+  for (let b = 0; b < batch; b++) {
+    for (let t = 0; t + 1 < time; t++) {
+      const w = weights[b * time + t + 1];
+      if (w > 0) {
+        rows.push(b * time + t);
+        targets.push(ids[b * time + t + 1]);
+        ws.push(w);
+      }
+    }
+  }
+  return { rows: Int32Array.from(rows), targets: Int32Array.from(targets), weights: Float32Array.from(ws) };
+};

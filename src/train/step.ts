@@ -1,0 +1,120 @@
+/**
+ * One optimizer step: gradients of the token-weighted loss accumulated over microbatches, global-norm
+ * clipping, then AdamW.
+ *
+ * Accumulation is exact in the sense that matters: every microbatch's loss sum(w * ce) is divided by the
+ * total weight of ALL microbatches, so the summed gradients equal the gradient of one big batch with the
+ * normalisation of src/train/loss.ts (up to float summation order).
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { ModelConfig } from "../model/config.ts";
+import { logitsAt, type Params } from "../model/llama.ts";
+import type { AdamW } from "./adamw.ts";
+import { WEIGHT_EPS, weightedCrossEntropy, weightedPositions } from "./loss.ts";
+
+/**
+ * Token ids and per-token weights of `batch` rows of `seqLen` tokens, either flat row-major arrays or
+ * one array per row. weights[b][t] is the weight on predicting ids[b][t] (weights[b][0] never counts).
+ */
+export type Microbatch =
+  | {
+    readonly ids: Int32Array;
+    readonly weights: Float32Array;
+    readonly batch: number;
+    readonly seqLen: number;
+  }
+  | {
+    readonly ids: ReadonlyArray<ReadonlyArray<number>>;
+    readonly weights: ReadonlyArray<ReadonlyArray<number>>;
+  };
+
+export interface StepOptions {
+  readonly lr: number;
+  /** Clip the global gradient norm to this; 0 or Infinity disables clipping. */
+  readonly clipNorm: number;
+}
+
+export interface StepResult {
+  /** Weighted mean cross entropy over the whole batch (before the update). */
+  readonly loss: number;
+  /** Global L2 norm of the gradient before clipping. */
+  readonly gradNorm: number;
+  /** Total weight of the positions that count (sum of weights[b][t], t >= 1). */
+  readonly tokens: number;
+  /**
+   * False when nothing changed: the loss or gradient was not finite (the caller should stop, see
+   * NonFiniteLoss) or the batch had no weighted token. Parameters and optimizer state are then untouched.
+   */
+  readonly applied: boolean;
+}
+
+interface Flat {
+  readonly ids: Int32Array;
+  readonly weights: Float32Array;
+  readonly batch: number;
+  readonly seqLen: number;
+}
+
+const flatten = (mb: Microbatch): Flat => {
+  if (mb.ids instanceof Int32Array) {
+    const f = mb as Flat;
+    if (f.ids.length !== f.batch * f.seqLen || f.weights.length !== f.ids.length) {
+      throw new RangeError(`microbatch arrays do not match ${f.batch} x ${f.seqLen}`);
+    }
+    return f;
+  }
+  const rows = mb.ids as ReadonlyArray<ReadonlyArray<number>>;
+  const wRows = mb.weights as ReadonlyArray<ReadonlyArray<number>>;
+  const batch = rows.length, seqLen = rows[0]?.length ?? 0;
+  if (wRows.length !== batch || rows.some((r, i) => r.length !== seqLen || wRows[i].length !== seqLen)) {
+    throw new RangeError("microbatch rows must all have the same length as their weights");
+  }
+  return { ids: Int32Array.from(rows.flat()), weights: Float32Array.from(wRows.flat()), batch, seqLen };
+};
+
+export const trainStep = (
+  params: Params,
+  config: ModelConfig,
+  optimizer: AdamW,
+  microbatches: ReadonlyArray<Microbatch>,
+  options: StepOptions,
+): StepResult => {
+  const flats = microbatches.map(flatten);
+  // Logits are computed only where the next token has a positive weight (same loss, less LM head).
+  const used = flats.map((f) => weightedPositions(f.ids, f.weights, f.batch, f.seqLen));
+  const tokens = used.reduce((sum, u) => sum + u.weights.reduce((a, b) => a + b, 0), 0);
+  if (!(tokens > WEIGHT_EPS)) return { loss: 0, gradNorm: 0, tokens, applied: false };
+
+  const names = [...params.keys()];
+  const variables = names.map((n) => params.get(n)!);
+  const nameOf = new Map(variables.map((v, i) => [v.name, names[i]]));
+  const grads = new Map(variables.map((v, i) => [names[i], new Float32Array(v.size)]));
+  let loss = 0;
+  flats.forEach((f, i) => {
+    const { rows, targets, weights } = used[i];
+    if (rows.length === 0) return;
+    tf.tidy(() => {
+      const ids = tf.tensor2d(f.ids, [f.batch, f.seqLen], "int32");
+      const { value, grads: g } = tf.variableGrads(
+        () =>
+          weightedCrossEntropy(logitsAt(params, config, ids, rows), targets, weights, { normalizer: tokens })
+            .loss,
+        variables,
+      );
+      loss += value.dataSync()[0];
+      for (const [varName, tensor] of Object.entries(g)) {
+        const acc = grads.get(nameOf.get(varName)!)!, data = tensor.dataSync();
+        for (let j = 0; j < acc.length; j++) acc[j] += data[j];
+      }
+    });
+  });
+
+  let sq = 0;
+  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
+  const gradNorm = Math.sqrt(sq);
+  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, tokens, applied: false };
+  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+  const clip = options.clipNorm > 0 ? Math.min(1, options.clipNorm / (gradNorm + 1e-6)) : 1;
+  optimizer.step(grads, options.lr, clip);
+  return { loss, gradNorm, tokens, applied: true };
+};

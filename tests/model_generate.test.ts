@@ -1,0 +1,98 @@
+import * as tf from "@tensorflow/tfjs";
+import { generate } from "../src/model/generate.ts";
+import { createCache, forward, initParams, type Params } from "../src/model/llama.ts";
+import { Rng } from "../src/train/rng.ts";
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { tinyConfig } from "./model_test_helpers.ts";
+
+await tf.setBackend("cpu");
+
+const config = tinyConfig({ vocabSize: 24 });
+
+/** Larger-than-default weights so greedy continuations are not all the same token. */
+const model = (seed: number): Params => {
+  const params = initParams(config, Rng.seeded(seed));
+  params.forEach((v) => {
+    if (v.rank > 1) tf.tidy(() => v.assign(tf.mul(v, 25)));
+  });
+  return params;
+};
+
+/** Greedy decoding the slow way: the whole sequence through `forward` for every new token. */
+const greedyRecompute = (params: Params, prompt: number[], n: number): number[] => {
+  const seq = [...prompt];
+  for (let i = 0; i < n; i++) {
+    const last = tf.tidy(() => {
+      const logits = forward(params, config, tf.tensor2d([seq], undefined, "int32"));
+      return tf.argMax(tf.squeeze(tf.slice(logits, [0, seq.length - 1, 0], [1, 1, -1]))).dataSync()[0];
+    });
+    seq.push(last);
+  }
+  return seq.slice(prompt.length);
+};
+
+const prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10], [11, 3, 3, 12]];
+
+Deno.test("greedy with the KV cache equals recomputing the full forward each step", () => {
+  const params = model(1);
+  const before = tf.memory().numTensors;
+  for (const p of prompts) {
+    const fast = generate(params, config, [p], { maxNewTokens: 8 })[0];
+    assertEquals(fast, greedyRecompute(params, p, 8));
+  }
+  assert(new Set(generate(params, config, prompts, { maxNewTokens: 8 }).flat()).size > 2, "degenerate model");
+  assertEquals(tf.memory().numTensors, before);
+  params.forEach((v) => v.dispose());
+});
+
+Deno.test("cached logits are bit-identical to the full forward pass, with left padding", () => {
+  const params = model(2);
+  tf.tidy(() => {
+    const seq = [3, 1, 4, 1, 5, 9];
+    const full = forward(params, config, tf.tensor2d([seq], undefined, "int32")).arraySync() as number[][][];
+    // row 0 is seq after 2 padding slots, row 1 a different sequence; feed 4 tokens then one at a time
+    const cache = createCache(config, 2, 8, [2, 0]);
+    const padded = [[0, 0, ...seq.slice(0, 2)], [7, 7, 7, 7]];
+    const first = forward(params, config, tf.tensor2d(padded, undefined, "int32"), cache)
+      .arraySync() as number[][][];
+    assertEquals(first[0][3], full[0][1]);
+    for (let t = 2; t < seq.length; t++) {
+      const step = forward(params, config, tf.tensor2d([[seq[t]], [7]], undefined, "int32"), cache, {
+        lastPositionOnly: true,
+      }).arraySync() as number[][][];
+      assertEquals(step[0][0], full[0][t]);
+    }
+  });
+  params.forEach((v) => v.dispose());
+});
+
+Deno.test("batched generation equals generating each row alone", () => {
+  const params = model(3);
+  const batched = generate(params, config, prompts, { maxNewTokens: 7 });
+  prompts.forEach((p, i) => assertEquals(generate(params, config, [p], { maxNewTokens: 7 })[0], batched[i]));
+  params.forEach((v) => v.dispose());
+});
+
+Deno.test("rows stop at EOS (not included), independently of each other", () => {
+  const params = model(4);
+  const free = generate(params, config, prompts, { maxNewTokens: 6 });
+  const eos = free[1][2]; // row 1 produces this at its third step
+  const stopped = generate(params, config, prompts, { maxNewTokens: 6, eosId: eos });
+  free.forEach((row, i) => {
+    const cut = row.indexOf(eos);
+    assertEquals(stopped[i], cut < 0 ? row : row.slice(0, cut));
+  });
+  assert(stopped[1].length <= 2);
+  assertEquals(generate(params, config, prompts, { maxNewTokens: 0 }), [[], [], [], []]);
+  assertThrows(() => generate(params, config, [[]], { maxNewTokens: 2 }), RangeError);
+  params.forEach((v) => v.dispose());
+});
+
+Deno.test("sampling is deterministic given the rng and needs one", () => {
+  const params = model(5);
+  const run = () =>
+    generate(params, config, prompts, { maxNewTokens: 5, temperature: 1, rng: Rng.seeded(9) });
+  assertEquals(run(), run());
+  assertThrows(() => generate(params, config, prompts, { maxNewTokens: 5, temperature: 1 }), RangeError);
+  params.forEach((v) => v.dispose());
+});

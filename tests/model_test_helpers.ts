@@ -1,0 +1,30 @@
+/** A tiny model configuration for the model_* and train_* tests. */
+import * as tf from "@tensorflow/tfjs";
+import { Effect } from "effect";
+import { decodeModelConfig, type ModelConfig } from "../src/model/config.ts";
+
+export const tinyConfig = (overrides: Partial<ModelConfig> = {}): ModelConfig =>
+  Effect.runSync(decodeModelConfig({
+    architecture: "llama",
+    vocabSize: 32,
+    hiddenSize: 16,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    intermediateSize: 24,
+    maxPositions: 64,
+    tieEmbeddings: false,
+    ...overrides,
+  }, "test"));
+
+/**
+ * Registers "cpu-ref": the cpu backend's kernels under another name. src/model/ops.ts uses its
+ * stock-tfjs formulations on any backend not named "cpu", so this runs the path a GPU backend would take.
+ */
+export const registerReferenceBackend = async (): Promise<void> => {
+  await tf.setBackend("cpu");
+  if (tf.findBackend("cpu-ref") !== null) return;
+  const Cpu = tf.findBackend("cpu")!.constructor as new () => tf.KernelBackend;
+  tf.registerBackend("cpu-ref", () => new Cpu());
+  for (const k of tf.getKernelsForBackend("cpu")) tf.registerKernel({ ...k, backendName: "cpu-ref" });
+};
