@@ -88,7 +88,9 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions): Data => 
   const tokenizer = p.source("tokenizer", options.tokenizer);
   const tokens = (split: string, path: string) => {
     const data = p.source(`${split}-data`, path);
-    const examples = p.add(`${split}-keys`, locateKeyStep, { format: options.format, onMissingKey: "fail" }, { data });
+    const examples = p.add(`${split}-keys`, locateKeyStep, { format: options.format, onMissingKey: "fail" }, {
+      data,
+    });
     return p.add(`${split}-tokens`, tokeniseStep, {
       template: TEMPLATE,
       maxLength: 128,

@@ -16,8 +16,9 @@ export const addSftKey = (p: PipelineBuilder, data: Data) => {
     ...b.train,
     steps: b.stageOneSteps,
   });
-  // Stage two: from stage one, loss on the key tokens only.
-  const stageTwo = train(p, "sftkey-stage-two", data, { kind: "key" }, stageOne, {
+  // Stage two: from stage one, loss on the key part only: the tokens after the thinking part
+  // (`<Answer>...</Answer>` and EOS in the tag format; the `#### ` line in GSM8K).
+  const stageTwo = train(p, "sftkey-stage-two", data, { kind: "answer" }, stageOne, {
     ...b.train,
     steps: b.stageTwoSteps,
     lr: b.stageTwoLr,
@@ -30,7 +31,10 @@ export const addSftKey = (p: PipelineBuilder, data: Data) => {
 
 /** The default pipeline: SFTKey and, for comparison, plain SFT with the same number of optimizer steps. */
 export const build = (opts: PipelineOptions = {}) => {
-  const p = new PipelineBuilder("sftkey", "SFTKey (stage one: whole response; stage two: key only) vs plain SFT");
+  const p = new PipelineBuilder(
+    "sftkey",
+    "SFTKey (stage one: whole response; stage two: key only) vs plain SFT",
+  );
   const data = prepareData(p, opts);
   addSftKey(p, data);
   addSft(p, data);

@@ -97,7 +97,9 @@ Deno.test("the stock-tfjs path (other backends) computes the same logits, loss a
     let out = { loss: 0, logits: [] as number[], grads: new Map<string, number[]>() };
     tf.tidy(() => {
       const idsT = tf.tensor2d(ids, [2, 6], "int32");
-      const { value, grads } = tf.variableGrads(() => shiftedLoss(forward(params, c, idsT), ids, weights).loss);
+      const { value, grads } = tf.variableGrads(() =>
+        shiftedLoss(forward(params, c, idsT), ids, weights).loss
+      );
       const names = new Map([...params].map(([k, v]) => [v.name, k]));
       out = {
         loss: value.dataSync()[0],

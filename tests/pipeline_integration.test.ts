@@ -44,7 +44,10 @@ const quietly = <A>(f: () => Promise<A>): Promise<A> => {
 const run = (opts: PipelineOptions, runDir: string) =>
   quietly(() =>
     Effect.runPromise(
-      Effect.flatMap(useBackend("cpu"), (backend) => runAndSummarise(build(opts), { runDir, force: [], backend })),
+      Effect.flatMap(
+        useBackend("cpu"),
+        (backend) => runAndSummarise(build(opts), { runDir, force: [], backend }),
+      ),
     )
   );
 
@@ -99,7 +102,10 @@ const stageTwoCheckpointed = async (runDir: string): Promise<boolean> => {
     for await (const e of Deno.readDir(trainDir)) {
       if (!e.name.includes(".")) finished++;
       else if (e.name.endsWith(".partial")) {
-        checkpointed ||= await Deno.stat(`${trainDir}/${e.name}/checkpoints/LATEST`).then(() => true, () => false);
+        checkpointed ||= await Deno.stat(`${trainDir}/${e.name}/checkpoints/LATEST`).then(
+          () => true,
+          () => false,
+        );
       }
     }
   } catch { /* nothing trained yet */ }

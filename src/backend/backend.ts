@@ -43,7 +43,8 @@ const loadTensorflow = Effect.tryPromise({
     if (!(await tf.setBackend("tensorflow"))) throw new Error("tf.setBackend('tensorflow') returned false");
     return "tensorflow";
   },
-  catch: (e) => new BackendUnavailable({ backend: "tensorflow", reason: e instanceof Error ? e.message : String(e) }),
+  catch: (e) =>
+    new BackendUnavailable({ backend: "tensorflow", reason: e instanceof Error ? e.message : String(e) }),
 });
 
 const loadCpu = Effect.tryPromise({
@@ -51,11 +52,15 @@ const loadCpu = Effect.tryPromise({
     if (!(await tf.setBackend("cpu"))) throw new Error("tf.setBackend('cpu') returned false");
     return "cpu";
   },
-  catch: (e) => new BackendUnavailable({ backend: "cpu", reason: e instanceof Error ? e.message : String(e) }),
+  catch: (e) =>
+    new BackendUnavailable({ backend: "cpu", reason: e instanceof Error ? e.message : String(e) }),
 });
 
 /** Activates the requested backend and returns the name of the one in use. */
 export const useBackend = (name: BackendName = "auto"): Effect.Effect<string, BackendUnavailable> => {
+  // Production mode: no debug-mode checks, and no "install tfjs-node" banner on the cpu backend (the
+  // choice of backend is ours and is reported on its own line).
+  tf.enableProdMode();
   switch (name) {
     case "tensorflow":
       return loadTensorflow;

@@ -5,7 +5,10 @@ import type { Pipeline } from "../engine/pipeline.ts";
 import type { PipelineOptions } from "../../pipelines/common.ts";
 import { pipelines } from "../../pipelines/index.ts";
 
-export const loadPipeline = (nameOrFile: string, opts: PipelineOptions): Effect.Effect<Pipeline, PipelineInvalid> =>
+export const loadPipeline = (
+  nameOrFile: string,
+  opts: PipelineOptions,
+): Effect.Effect<Pipeline, PipelineInvalid> =>
   Effect.gen(function* () {
     let factory = pipelines[nameOrFile];
     if (!factory) {
@@ -21,7 +24,10 @@ export const loadPipeline = (nameOrFile: string, opts: PipelineOptions): Effect.
         catch: (e) => new PipelineInvalid({ pipeline: nameOrFile, reason: `cannot load: ${e}` }),
       });
       if (typeof mod.build !== "function") {
-        return yield* new PipelineInvalid({ pipeline: nameOrFile, reason: "the file does not export build()" });
+        return yield* new PipelineInvalid({
+          pipeline: nameOrFile,
+          reason: "the file does not export build()",
+        });
       }
       factory = mod.build;
     }

@@ -34,7 +34,9 @@ const tokenizer = Options.file("tokenizer").pipe(
   Options.optional,
 );
 const model = Options.directory("model").pipe(
-  Options.withDescription("Hugging Face checkpoint directory to start from (default: a tiny model from scratch)"),
+  Options.withDescription(
+    "Hugging Face checkpoint directory to start from (default: a tiny model from scratch)",
+  ),
   Options.optional,
 );
 const runDir = Options.text("run-dir").pipe(
@@ -72,7 +74,10 @@ const resolve = (a: Selection) =>
     let tokenizerPath = Option.getOrUndefined(a.tokenizer);
     if (!tokenizerPath && modelDir) tokenizerPath = `${modelDir}/tokenizer.json`;
     if (Option.isSome(a.data) && Option.isNone(a.format)) {
-      return yield* new InvalidConfig({ where: "--format", reason: "--data needs --format (tags, gsm8k, ...)" });
+      return yield* new InvalidConfig({
+        where: "--format",
+        reason: "--data needs --format (tags, gsm8k, ...)",
+      });
     }
     const pipeline = yield* loadPipeline(a.pipelineName, {
       train: Option.getOrUndefined(a.data),
@@ -95,7 +100,9 @@ const runCommand = Command.make("run", { ...selection, force, backend }, (a) =>
     }
     const used = yield* useBackend(a.backend);
     yield* runAndSummarise(pipeline, { runDir: dir, force: a.force, backend: used });
-  })).pipe(Command.withDescription("run a pipeline; finished steps are reused, interrupted training resumes"));
+  })).pipe(
+    Command.withDescription("run a pipeline; finished steps are reused, interrupted training resumes"),
+  );
 
 const statusCommand = Command.make("status", selection, (a) =>
   Effect.gen(function* () {
@@ -111,7 +118,9 @@ const root = Command.make("sftkey").pipe(
 const cli = Command.run(root, { name: "sftkey", version: "0.1.0" });
 
 if (import.meta.main) {
-  const exit = await Effect.runPromiseExit(cli(["deno", "sftkey", ...Deno.args]).pipe(Effect.provide(DenoCliLayer)));
+  const exit = await Effect.runPromiseExit(
+    cli(["deno", "sftkey", ...Deno.args]).pipe(Effect.provide(DenoCliLayer)),
+  );
   if (Exit.isFailure(exit)) {
     const message = explainFailure(exit.cause);
     if (message) console.error(message);

@@ -48,7 +48,13 @@ export const runAndSummarise = (
       run_dir: opts.runDir,
       finished: new Date().toISOString(),
       seconds: (performance.now() - started) / 1000,
-      steps: result.records.map(({ name, step, key, status, seconds }) => ({ name, step, key, status, seconds })),
+      steps: result.records.map(({ name, step, key, status, seconds }) => ({
+        name,
+        step,
+        key,
+        status,
+        seconds,
+      })),
       models,
     };
     yield* writeFileAtomic(

@@ -193,6 +193,36 @@ export const locateKey = (
 };
 
 /**
+ * Where the answer part of a response begins: the end of the thinking part. SFTKey's stage two trains on
+ * every token from here to the end of the response (arXiv 2512.21017: the loss runs from the token after
+ * `</Thinking>` to the last one, i.e. `<Answer>...</Answer>` and EOS). In the tag format that is right
+ * after the last `</Thinking>` before the key (or the answer's open tag when there is none); for GSM8K the
+ * start of the `#### ` line; for the other locators the key itself.
+ */
+export const answerPartStart = (response: string, spec: LocatorSpec, key: CharSpan): number => {
+  switch (spec.kind) {
+    case "answer-tags": {
+      const open = spec.open ?? DEFAULT_OPEN;
+      const openAt = response.lastIndexOf(open, key.start - open.length);
+      const thinkingEnd = response.lastIndexOf(THINKING_CLOSE, key.start - THINKING_CLOSE.length);
+      if (thinkingEnd >= 0 && thinkingEnd + THINKING_CLOSE.length <= (openAt < 0 ? key.start : openAt)) {
+        return thinkingEnd + THINKING_CLOSE.length;
+      }
+      return openAt >= 0 ? openAt : key.start;
+    }
+    case "gsm8k": {
+      const lineStart = response.lastIndexOf("\n", key.start - 1) + 1;
+      return response.startsWith("#### ", lineStart) ? lineStart : key.start;
+    }
+    default:
+      return key.start;
+  }
+};
+
+/** The tag that closes the thinking part in the SFTKey format. */
+const THINKING_CLOSE = "</Thinking>";
+
+/**
  * The key string a model generated, or undefined. A generation has no separate answer field, so the
  * "field" locator falls back to the answer tags that the "reasoning" format renders the answer in.
  */

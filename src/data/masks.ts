@@ -8,6 +8,8 @@
  * - `mask[0]` is always 0 (nothing predicts the first token) and every prompt position
  *   (`t < promptLength`) is 0: SFT never trains the model to produce the prompt.
  * - "response" covers every response token including the final EOS (if it survived truncation).
+ * - "key" covers the key (answer) tokens only; "answer" covers the answer part, from the end of the
+ *   thinking part to the end of the sequence (`<Answer>…</Answer>` and EOS): SFTKey's stage two.
  * - A mask that selects nothing (for example "key" on an example without a key) is all zeros rather than
  *   an error; callers drop such examples by checking `maskWeightSum(mask) === 0`.
  */
@@ -17,6 +19,7 @@ import type { TokenisedExample } from "./tokenise.ts";
 export type MaskSpec =
   | { readonly kind: "response" }
   | { readonly kind: "key" }
+  | { readonly kind: "answer" }
   | { readonly kind: "prefix"; readonly k: number }
   | { readonly kind: "mix"; readonly parts: ReadonlyArray<MixPart> };
 
@@ -34,6 +37,7 @@ const MixPartSchema: Schema.Schema<MixPart> = Schema.Struct({
 export const MaskSpec: Schema.Schema<MaskSpec> = Schema.Union(
   Schema.Struct({ kind: Schema.Literal("response") }),
   Schema.Struct({ kind: Schema.Literal("key") }),
+  Schema.Struct({ kind: Schema.Literal("answer") }),
   Schema.Struct({ kind: Schema.Literal("prefix"), k: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)) }),
   Schema.Struct({ kind: Schema.Literal("mix"), parts: Schema.Array(MixPartSchema).pipe(Schema.minItems(1)) }),
 );
@@ -52,6 +56,9 @@ const addMask = (m: Float32Array, spec: MaskSpec, ex: TokenisedExample, weight: 
       return;
     case "key":
       if (ex.key !== undefined) fill(m, ex, ex.key.start, ex.key.end, weight);
+      return;
+    case "answer":
+      if (ex.answer !== undefined) fill(m, ex, ex.answer.start, ex.answer.end, weight);
       return;
     case "prefix":
       fill(m, ex, ex.promptLength, ex.promptLength + spec.k, weight);

@@ -2,8 +2,9 @@
  * The on-disk records that flow between the data steps, one JSON object per line (JSONL), so a user
  * can open any intermediate and see exactly what the next step consumed.
  *
- *   locateKey  -> located.jsonl  LocatedRecord   prompt/response text and the key's character span
- *   tokenise   -> tokens.jsonl   TokenRecord     token ids with the prompt length and key token span
+ *   locateKey  -> located.jsonl  LocatedRecord   prompt/response text, the key's character span and
+ *                                                where the answer part begins
+ *   tokenise   -> tokens.jsonl   TokenRecord     token ids with the prompt length, key and answer spans
  *   buildMasks -> masked.jsonl   MaskedRecord    token ids with a loss weight per token
  */
 import { Effect } from "effect";
@@ -19,6 +20,8 @@ export interface LocatedRecord {
   readonly key: { readonly start: number; readonly end: number };
   /** The key text, response.slice(key.start, key.end): the gold answer. */
   readonly answer: string;
+  /** Where the answer part (everything after the thinking part) begins in `response`. */
+  readonly answer_start: number;
 }
 
 export interface TokenRecord {
@@ -28,6 +31,8 @@ export interface TokenRecord {
   readonly prompt_length: number;
   /** Token span [start, end) of the key. */
   readonly key: { readonly start: number; readonly end: number };
+  /** Token span [start, end) of the answer part: from the end of the thinking part to the end (EOS). */
+  readonly answer_part: { readonly start: number; readonly end: number };
   readonly answer: string;
 }
 

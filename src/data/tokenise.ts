@@ -4,7 +4,8 @@
  * Why segment-wise encoding: the text is cut at the prompt/response boundary and at both ends of the key,
  * each piece is encoded on its own, and the ids are concatenated:
  *
- *   template(prompt) | response[0:keyStart] | response[keyStart:keyEnd] | response[keyEnd:] | EOS
+ *   template(prompt) | response[0:answerStart] | response[answerStart:keyStart] | response[keyStart:keyEnd]
+ *     | response[keyEnd:] | EOS
  *
  * Encoding the whole text at once lets BPE merge across those boundaries: GPT-2 encodes "#### 72" as
  * "####", " 72", so no token boundary falls where the key "72" starts, and the key would have to be
@@ -35,6 +36,8 @@ export interface TokenisedExample {
    * is kept); `keyTruncated` tells whether that happened.
    */
   readonly key?: TokenSpan;
+  /** Token positions of the answer part (from the end of the thinking part to the end, EOS included). */
+  readonly answer?: TokenSpan;
   /** The full sequence (prompt, response and EOS) was longer than maxLength and was cut. */
   readonly truncated: boolean;
   /** Part of the key was cut off by maxLength. */
@@ -46,6 +49,11 @@ export interface TokeniseOptions {
   readonly template: string;
   /** Maximum number of tokens kept, EOS included. */
   readonly maxLength: number;
+  /**
+   * Character offset in the response where the answer part begins (see locate.ts answerPartStart); the
+   * text is cut there too, and `answer` spans from there to the end of the sequence.
+   */
+  readonly answerStart?: number;
 }
 
 /** A prompt template must contain the `{prompt}` placeholder, or the prompt would silently be dropped. */
@@ -80,23 +88,28 @@ export const tokeniseExample = (
 
   const promptIds = enc(renderPrompt(opts.template, ex.prompt));
   const hasKey = keySpan !== undefined && keySpan.end > keySpan.start;
-  const before = enc(hasKey ? r.slice(0, keySpan.start) : r);
+  const cut = hasKey ? Math.min(Math.max(opts.answerStart ?? keySpan.start, 0), keySpan.start) : r.length;
+  const thinking = enc(r.slice(0, cut));
+  const lead = hasKey ? enc(r.slice(cut, keySpan.start)) : [];
   const keyIds = hasKey ? enc(r.slice(keySpan.start, keySpan.end)) : [];
   const after = hasKey ? enc(r.slice(keySpan.end)) : [];
-  const full = [...promptIds, ...before, ...keyIds, ...after, tok.eosId];
+  const full = [...promptIds, ...thinking, ...lead, ...keyIds, ...after, tok.eosId];
 
-  const keyStart = promptIds.length + before.length;
+  const answerStart = promptIds.length + thinking.length;
+  const keyStart = answerStart + lead.length;
   const keyEnd = keyStart + keyIds.length;
   const max = opts.maxLength;
   const ids = full.length > max ? full.slice(0, max) : full;
   const key = hasKey && keyIds.length > 0 && keyStart < max
     ? { start: keyStart, end: Math.min(keyEnd, max) }
     : undefined;
+  const answer = key ? { start: answerStart, end: ids.length } : undefined;
   return {
     source: ex.source,
     ids,
     promptLength: Math.min(promptIds.length, ids.length),
     ...(key === undefined ? {} : { key }),
+    ...(answer === undefined ? {} : { answer }),
     truncated: full.length > max,
     keyTruncated: hasKey && keyEnd > max,
   };

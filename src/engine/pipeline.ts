@@ -57,7 +57,12 @@ export class PipelineBuilder {
   }
 
   /** Applies `step` to `config` and the outputs of earlier nodes. */
-  add<C, I extends string, E>(name: string, step: Step<C, I, E>, config: NoInfer<C>, inputs: Inputs<I>): NodeRef {
+  add<C, I extends string, E>(
+    name: string,
+    step: Step<C, I, E>,
+    config: NoInfer<C>,
+    inputs: Inputs<I>,
+  ): NodeRef {
     this.claim(name);
     const wired: Record<string, string> = {};
     for (const [k, ref] of Object.entries(inputs) as Array<[string, NodeRef | undefined]>) {
@@ -83,7 +88,10 @@ export class PipelineBuilder {
   }
 
   build(): Pipeline {
-    return validate({ name: this.name, description: this.description, nodes: [...this.nodes] }, this.problems);
+    return validate(
+      { name: this.name, description: this.description, nodes: [...this.nodes] },
+      this.problems,
+    );
   }
 }
 

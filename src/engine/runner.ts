@@ -134,7 +134,9 @@ const runNode = (
     const config = yield* Schema.decodeUnknown(step.config)(node.config).pipe(
       Effect.mapError((e) => fail(new InvalidConfig({ where: `${node.name}.config`, reason: e.message }))),
     );
-    const inputs = Object.fromEntries(step.inputs.map((k) => [k, node.inputs[k] && outputs.get(node.inputs[k])]));
+    const inputs = Object.fromEntries(
+      step.inputs.map((k) => [k, node.inputs[k] && outputs.get(node.inputs[k])]),
+    );
     const started = performance.now();
     const work = yield* store.begin(step.name, key, step.resumable === true).pipe(Effect.mapError(fail));
     reporter.log(
@@ -154,11 +156,27 @@ const runNode = (
       Effect.tapDefect(() => Effect.sync(() => reporter.log(`[${node.name}] failed with an internal error`))),
     );
     const seconds = (performance.now() - started) / 1000;
-    const done = yield* store.commit({ step: step.name, version: step.version, key, node: node.name, seconds })
+    const done = yield* store.commit({
+      step: step.name,
+      version: step.version,
+      key,
+      node: node.name,
+      seconds,
+    })
       .pipe(Effect.mapError(fail));
     const status: NodeStatus = work.resumed || outcome?.resumed ? "resumed" : "ran";
-    reporter.log(`[${node.name}] ${status === "resumed" ? "resumed and finished" : "done"} in ${seconds.toFixed(1)}s`);
-    return { name: node.name, step: step.name, key, status, seconds, dir: done.dir, digest: done.manifest.digest };
+    reporter.log(
+      `[${node.name}] ${status === "resumed" ? "resumed and finished" : "done"} in ${seconds.toFixed(1)}s`,
+    );
+    return {
+      name: node.name,
+      step: step.name,
+      key,
+      status,
+      seconds,
+      dir: done.dir,
+      digest: done.manifest.digest,
+    };
   });
 
 export type NodeState = "cached" | "partial" | "pending" | "blocked";

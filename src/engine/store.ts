@@ -69,7 +69,11 @@ export class ArtifactStore {
    * Prepares the working directory for a step. A resumable step keeps what an interrupted attempt left
    * there; any other step starts from an empty directory.
    */
-  begin(step: string, key: string, resumable: boolean): Effect.Effect<{ dir: string; resumed: boolean }, WriteFailed> {
+  begin(
+    step: string,
+    key: string,
+    resumable: boolean,
+  ): Effect.Effect<{ dir: string; resumed: boolean }, WriteFailed> {
     const dir = this.partialDir(step, key);
     return Effect.tryPromise({
       try: async () => {

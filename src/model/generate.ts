@@ -12,7 +12,7 @@ import type { ModelConfig } from "./config.ts";
 import { createCache, forward, type KvCache, type Params } from "./llama.ts";
 
 export interface GenerateOptions {
-  /** Upper bound on new tokens per row. */
+  /** Upper bound on new tokens per row (0 or less: nothing is generated). */
   readonly maxNewTokens: number;
   /** A row stops when it produces this id (which is not included in its output). */
   readonly eosId?: number;
@@ -62,8 +62,8 @@ export const generate = (
 ): number[][] => {
   const { maxNewTokens, eosId } = options;
   const temperature = options.temperature ?? 0;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
-    throw new RangeError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  if (!Number.isInteger(maxNewTokens)) {
+    throw new RangeError(`maxNewTokens must be an integer, got ${maxNewTokens}`);
   }
   if (temperature > 0 && options.rng === undefined) {
     throw new RangeError("sampling (temperature > 0) needs an rng");

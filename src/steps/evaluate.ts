@@ -59,7 +59,10 @@ export const evaluateStep = defineStep({
         const batch = rows.slice(i, i + config.batchSize);
         const prompts = batch.map((r) => r.input_ids.slice(0, r.prompt_length));
         const outputs = generate(params, modelConfig, prompts, {
-          maxNewTokens: Math.min(config.maxNewTokens, modelConfig.maxPositions - Math.max(...prompts.map((p) => p.length))),
+          maxNewTokens: Math.min(
+            config.maxNewTokens,
+            modelConfig.maxPositions - Math.max(...prompts.map((p) => p.length)),
+          ),
           eosId: tok.eosId,
         });
         batch.forEach((r, j) => {
@@ -90,7 +93,12 @@ export const evaluateStep = defineStep({
         loss.dispose();
         keyTokens += weightSum;
         const done = Math.min(i + config.batchSize, rows.length);
-        progress.update({ done, total: rows.length, rate: done / ((performance.now() - started) / 1000), unit: "ex" });
+        progress.update({
+          done,
+          total: rows.length,
+          rate: done / ((performance.now() - started) / 1000),
+          unit: "ex",
+        });
       }
       progress.finish();
       const n = rows.length;

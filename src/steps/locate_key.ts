@@ -11,7 +11,7 @@
 import { Effect, Schema } from "effect";
 import { EmptyDataset, KeyNotFound } from "../errors.ts";
 import { DataFormat, defaultLocator, readExamples } from "../data/formats.ts";
-import { locateKey as locate, LocatorSpec } from "../data/locate.ts";
+import { answerPartStart, locateKey as locate, LocatorSpec } from "../data/locate.ts";
 import { type LocatedRecord, writeJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../engine/fs.ts";
 import { defineStep } from "../engine/step.ts";
@@ -30,7 +30,7 @@ export const SHOWN = 5;
 
 export const locateKeyStep = defineStep({
   name: "locateKey",
-  version: 1,
+  version: 2,
   description: "validate the data rows and find the key (answer) span in every response",
   config: LocateKeyConfig,
   inputs: ["data"] as const,
@@ -52,6 +52,7 @@ export const locateKeyStep = defineStep({
           response: ex.response,
           key: span,
           answer: ex.response.slice(span.start, span.end),
+          answer_start: answerPartStart(ex.response, locator, span),
         });
       }
       if (missing.length > 0) {
@@ -70,9 +71,15 @@ export const locateKeyStep = defineStep({
       yield* writeJsonl(`${ctx.dir}/located.jsonl`, kept);
       yield* writeFileAtomic(
         `${ctx.dir}/report.json`,
-        JSON.stringify({ total: examples.length, kept: kept.length, missingKey: missing.length, missing }, null, 2),
+        JSON.stringify(
+          { total: examples.length, kept: kept.length, missingKey: missing.length, missing },
+          null,
+          2,
+        ),
       );
-      ctx.reporter.log(`[${ctx.node}] ${kept.length}/${examples.length} examples have a key (${locator.kind})`);
+      ctx.reporter.log(
+        `[${ctx.node}] ${kept.length}/${examples.length} examples have a key (${locator.kind})`,
+      );
     }),
 });
 

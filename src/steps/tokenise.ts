@@ -23,7 +23,7 @@ export const TokeniseConfig = Schema.Struct({
 
 export const tokeniseStep = defineStep({
   name: "tokenise",
-  version: 1,
+  version: 2,
   description: "tokenise prompt, response and key segment-wise; append EOS; cut at maxLength",
   config: TokeniseConfig,
   inputs: ["examples", "tokenizer"] as const,
@@ -36,14 +36,21 @@ export const tokeniseStep = defineStep({
       let truncated = 0;
       let tokens = 0;
       for (const ex of located) {
-        const t = tokeniseExample(tok, ex, ex.key, config);
+        const t = tokeniseExample(tok, ex, ex.key, { ...config, answerStart: ex.answer_start });
         if (t.truncated) truncated++;
-        if (t.keyTruncated || !t.key || t.key.end <= t.key.start) {
+        if (t.keyTruncated || !t.key || !t.answer || t.key.end <= t.key.start) {
           cut.push(ex.source);
           continue;
         }
         tokens += t.ids.length;
-        kept.push({ source: ex.source, input_ids: t.ids, prompt_length: t.promptLength, key: t.key, answer: ex.answer });
+        kept.push({
+          source: ex.source,
+          input_ids: t.ids,
+          prompt_length: t.promptLength,
+          key: t.key,
+          answer_part: t.answer,
+          answer: ex.answer,
+        });
       }
       if (cut.length > 0) {
         const problem = new KeyTruncated({
@@ -59,7 +66,10 @@ export const tokeniseStep = defineStep({
         );
       }
       if (kept.length === 0) {
-        return yield* new EmptyDataset({ what: inputs.examples!, reason: "every key is cut off by maxLength" });
+        return yield* new EmptyDataset({
+          what: inputs.examples!,
+          reason: "every key is cut off by maxLength",
+        });
       }
       yield* writeJsonl(`${ctx.dir}/tokens.jsonl`, kept);
       const report = {
@@ -71,6 +81,8 @@ export const tokeniseStep = defineStep({
         eosId: tok.eosId,
       };
       yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
-      ctx.reporter.log(`[${ctx.node}] ${kept.length} examples, ${report.meanTokens.toFixed(1)} tokens on average`);
+      ctx.reporter.log(
+        `[${ctx.node}] ${kept.length} examples, ${report.meanTokens.toFixed(1)} tokens on average`,
+      );
     }),
 });

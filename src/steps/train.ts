@@ -73,7 +73,8 @@ interface TrainState {
 const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /** The model directory inside a train artifact, or a plain checkpoint directory given as a source. */
-export const modelDirOf = async (dir: string) => (await exists(`${dir}/model/config.json`)) ? `${dir}/model` : dir;
+export const modelDirOf = async (dir: string) =>
+  (await exists(`${dir}/model/config.json`)) ? `${dir}/model` : dir;
 
 const checkpointDir = (dir: string) => `${dir}/checkpoints`;
 
@@ -120,7 +121,9 @@ const loadTrainingCheckpoint = (dir: string) =>
     const path = `${root}/${latest.trim()}`;
     const { config, params } = yield* loadCheckpoint(path);
     const optimizer = yield* loadOptimizerState(`${path}/${OPTIMIZER_FILE}`, params);
-    const state = JSON.parse(yield* Effect.promise(() => Deno.readTextFile(`${path}/state.json`))) as TrainState;
+    const state = JSON.parse(
+      yield* Effect.promise(() => Deno.readTextFile(`${path}/state.json`)),
+    ) as TrainState;
     return { path, config, params, optimizer, state };
   });
 
@@ -170,12 +173,19 @@ export const trainStep = defineStep({
       if (longest > modelConfig.maxPositions) {
         return yield* new InvalidConfig({
           where: `${ctx.node}`,
-          reason: `a sequence of ${longest} tokens exceeds the model's maxPositions ${modelConfig.maxPositions}`,
+          reason:
+            `a sequence of ${longest} tokens exceeds the model's maxPositions ${modelConfig.maxPositions}`,
         });
       }
 
       const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
-      let state: TrainState = { step: 0, cursor: 0, rng: Rng.seeded(config.seed).state(), log: [], seconds: 0 };
+      let state: TrainState = {
+        step: 0,
+        cursor: 0,
+        rng: Rng.seeded(config.seed).state(),
+        log: [],
+        seconds: 0,
+      };
       let lastCheckpoint = "(none yet)";
       if (resumed) {
         optimizer.importState(resumed.optimizer);
@@ -190,21 +200,39 @@ export const trainStep = defineStep({
       let windowStart = performance.now();
       let windowTokens = 0;
       while (state.step < config.steps) {
-        const batch = batchIndices(data.length, config.batchSize, state.step, config.seed).map((i) => data[i]);
+        const batch = batchIndices(data.length, config.batchSize, state.step, config.seed).map((i) =>
+          data[i]
+        );
         const lr = lrAt(state.step, {
           lr: config.lr,
           warmupSteps: config.warmupSteps,
           totalSteps: config.steps,
           minLrRatio: config.minLrRatio,
         });
-        const result = optimise(params, modelConfig, optimizer, microBatches(batch, config.microBatchSize, padId), {
-          lr,
-          clipNorm: config.clipNorm,
-        });
+        const result = optimise(
+          params,
+          modelConfig,
+          optimizer,
+          microBatches(batch, config.microBatchSize, padId),
+          {
+            lr,
+            clipNorm: config.clipNorm,
+          },
+        );
         if (!Number.isFinite(result.loss)) {
-          return yield* new NonFiniteLoss({ step: state.step + 1, loss: result.loss, checkpoint: lastCheckpoint });
+          return yield* new NonFiniteLoss({
+            step: state.step + 1,
+            loss: result.loss,
+            checkpoint: lastCheckpoint,
+          });
         }
-        const row: LogRow = { step: state.step + 1, loss: result.loss, lr, gradNorm: result.gradNorm, tokens: result.tokens };
+        const row: LogRow = {
+          step: state.step + 1,
+          loss: result.loss,
+          lr,
+          gradNorm: result.gradNorm,
+          tokens: result.tokens,
+        };
         state = {
           step: state.step + 1,
           cursor: (state.step + 1) * config.batchSize,
@@ -214,7 +242,12 @@ export const trainStep = defineStep({
         };
         windowTokens += result.tokens;
         const elapsed = (performance.now() - windowStart) / 1000;
-        progress.update({ done: state.step, total: config.steps, loss: result.loss, rate: windowTokens / elapsed });
+        progress.update({
+          done: state.step,
+          total: config.steps,
+          loss: result.loss,
+          rate: windowTokens / elapsed,
+        });
         if (elapsed > 20) {
           windowStart = performance.now();
           windowTokens = 0;
@@ -227,7 +260,10 @@ export const trainStep = defineStep({
 
       yield* saveCheckpoint(`${ctx.dir}/model`, modelConfig, params);
       if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/model`);
-      yield* writeFileAtomic(`${ctx.dir}/train_log.jsonl`, state.log.map((r) => JSON.stringify(r)).join("\n") + "\n");
+      yield* writeFileAtomic(
+        `${ctx.dir}/train_log.jsonl`,
+        state.log.map((r) => JSON.stringify(r)).join("\n") + "\n",
+      );
       const tokens = state.log.reduce((s, r) => s + r.tokens, 0);
       yield* writeFileAtomic(
         `${ctx.dir}/train_summary.json`,

@@ -8,9 +8,10 @@
  * accumulates gradients over several microbatches passes the total weight of the whole batch as
  * `normalizer`, so the summed microbatch losses (and gradients) equal those of one big batch.
  *
- * Implemented as one tfjs op with a hand-written gradient: log-softmax through stock tfjs ops broadcasts
- * over a size-1 axis, which the cpu backend does very slowly (see src/model/kernels.ts). The gradient
- * with respect to the logits of a position with weight 0 is exactly 0.
+ * On the cpu backend this is one tfjs op with a hand-written gradient: log-softmax through stock tfjs ops
+ * broadcasts over a size-1 axis, which that backend does very slowly (see src/model/kernels.ts); other
+ * backends get the stock formulation (`referenceCrossEntropy`). Either way the gradient with respect to
+ * the logits of a position with weight 0 is exactly 0.
  */
 import * as tf from "@tensorflow/tfjs";
 
