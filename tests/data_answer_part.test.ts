@@ -19,7 +19,10 @@ Deno.test("answerPartStart: tags start right after </Thinking>; gsm8k at the ###
   assertEquals(tags.slice(answerPartStart(tags, { kind: "answer-tags" }, key)), "<Answer>3</Answer>");
   const noThinking = "so <Answer>3</Answer>";
   const k2 = locateKey(noThinking, { kind: "answer-tags" })!;
-  assertEquals(noThinking.slice(answerPartStart(noThinking, { kind: "answer-tags" }, k2)), "<Answer>3</Answer>");
+  assertEquals(
+    noThinking.slice(answerPartStart(noThinking, { kind: "answer-tags" }, k2)),
+    "<Answer>3</Answer>",
+  );
   const gsm = "1+2=3\n#### 3";
   const k3 = locateKey(gsm, { kind: "gsm8k" })!;
   assertEquals(gsm.slice(answerPartStart(gsm, { kind: "gsm8k" }, k3)), "#### 3");
@@ -29,7 +32,11 @@ Deno.test("answerPartStart: tags start right after </Thinking>; gsm8k at the ###
 });
 
 Deno.test("answer mask: exactly the tokens after </Thinking>, EOS included; key mask inside it", () => {
-  const ex = { source: "t:1", prompt: "What is 1 + 2?", response: "<Thinking>1+2=3</Thinking><Answer>3</Answer>" };
+  const ex = {
+    source: "t:1",
+    prompt: "What is 1 + 2?",
+    response: "<Thinking>1+2=3</Thinking><Answer>3</Answer>",
+  };
   const key = locateKey(ex.response, { kind: "answer-tags" })!;
   const t = tokeniseExample(tokenizer, ex, key, {
     template: "{prompt}\n",
@@ -44,5 +51,8 @@ Deno.test("answer mask: exactly the tokens after </Thinking>, EOS included; key 
   assertEquals(tokenizer.decode(t.ids.filter((_, i) => keyMask[i] > 0)), "3");
   keyMask.forEach((w, i) => w > 0 && assertEquals(answer[i], 1));
   // Nothing before the answer part is trained.
-  assertEquals(tokenizer.decode(t.ids.slice(0, t.answer!.start)), "What is 1 + 2?\n<Thinking>1+2=3</Thinking>");
+  assertEquals(
+    tokenizer.decode(t.ids.slice(0, t.answer!.start)),
+    "What is 1 + 2?\n<Thinking>1+2=3</Thinking>",
+  );
 });

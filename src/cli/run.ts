@@ -4,7 +4,7 @@
  */
 import { Effect, Schema } from "effect";
 import type { Pipeline } from "../engine/pipeline.ts";
-import { writeFileAtomic } from "../engine/fs.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 import { lockRunDir } from "../engine/lock.ts";
 import { consoleReporter } from "../engine/progress.ts";
 import { pipelineStatus, runPipeline } from "../engine/runner.ts";

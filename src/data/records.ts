@@ -9,7 +9,7 @@
  */
 import { Effect } from "effect";
 import { FileUnreadable, type WriteFailed } from "../errors.ts";
-import { writeFileAtomic } from "../engine/fs.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 
 export interface LocatedRecord {
   /** file:line of the row this came from. */

@@ -11,7 +11,7 @@
 import { Data, Effect, Schema } from "effect";
 import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { canonicalJson, sha256, sha256File } from "./hash.ts";
-import { exists, listFiles } from "./fs.ts";
+import { exists, listFiles } from "../io/fs.ts";
 import type { Pipeline, PipelineNode, StepNode } from "./pipeline.ts";
 import type { Reporter } from "./progress.ts";
 import { ArtifactStore } from "./store.ts";

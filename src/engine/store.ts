@@ -13,7 +13,7 @@
 import { Effect } from "effect";
 import { WriteFailed } from "../errors.ts";
 import { canonicalJson, sha256, sha256File } from "./hash.ts";
-import { exists, listFiles, removeIfExists, writeFileAtomic } from "./fs.ts";
+import { exists, listFiles, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 
 export const MANIFEST = "manifest.json";
 

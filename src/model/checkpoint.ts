@@ -4,7 +4,8 @@
  * Saving is deterministic: the same weights and config always produce the same bytes.
  */
 import { Effect } from "effect";
-import { CheckpointMalformed, FileUnreadable, WriteFailed } from "../errors.ts";
+import { CheckpointMalformed, type FileUnreadable, WriteFailed } from "../errors.ts";
+import { readFile, writeFileAtomic } from "../io/fs.ts";
 import { fromHfConfig, type ModelConfig, toHfConfig } from "./config.ts";
 import { type Params, paramsFromArrays, paramShapes, paramsToArrays } from "./llama.ts";
 import { parseSafetensors, serializeSafetensors } from "./safetensors.ts";
@@ -14,34 +15,6 @@ export const WEIGHTS_FILE = "model.safetensors";
 
 const message = (e: unknown): string => e instanceof Error ? e.message : String(e);
 const join = (dir: string, name: string): string => `${dir.replace(/\/+$/, "")}/${name}`;
-
-/**
- * Writes `path` through a temporary sibling and a rename, so a crash never leaves a half-written file
- * under the final name.
- */
-export const writeFileAtomic = (path: string, data: Uint8Array | string): Effect.Effect<void, WriteFailed> =>
-  Effect.tryPromise({
-    try: async () => {
-      const tmp = `${path}.tmp`;
-      try {
-        if (typeof data === "string") await Deno.writeTextFile(tmp, data);
-        else await Deno.writeFile(tmp, data);
-        await Deno.rename(tmp, path);
-      } catch (e) {
-        await Deno.remove(tmp).catch(() => {});
-        throw e;
-      }
-    },
-    catch: (e) => new WriteFailed({ path, reason: message(e) }),
-  });
-
-/** Reads a whole file; a missing or unreadable file is FileUnreadable. */
-export const readFile = (path: string): Effect.Effect<Uint8Array, FileUnreadable> =>
-  Effect.tryPromise({
-    try: () => Deno.readFile(path),
-    catch: (e) =>
-      new FileUnreadable({ path, reason: e instanceof Deno.errors.NotFound ? "file not found" : message(e) }),
-  });
 
 const exists = (path: string): Effect.Effect<boolean> =>
   Effect.promise(() => Deno.stat(path).then(() => true, () => false));

@@ -9,7 +9,7 @@ import { Effect, Schema } from "effect";
 import { EmptyDataset } from "../errors.ts";
 import { buildMask, MaskSpec, maskWeightSum } from "../data/masks.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
-import { writeFileAtomic } from "../engine/fs.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { SHOWN } from "./locate_key.ts";
 

@@ -14,7 +14,7 @@ import { DataFormat, defaultLocator } from "../data/formats.ts";
 import { extractAnswer, LocatorSpec, normaliseAnswer } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, writeJsonl } from "../data/records.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
-import { writeFileAtomic } from "../engine/fs.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { generate } from "../model/generate.ts";

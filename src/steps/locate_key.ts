@@ -13,7 +13,7 @@ import { EmptyDataset, KeyNotFound } from "../errors.ts";
 import { DataFormat, defaultLocator, readExamples } from "../data/formats.ts";
 import { answerPartStart, locateKey as locate, LocatorSpec } from "../data/locate.ts";
 import { type LocatedRecord, writeJsonl } from "../data/records.ts";
-import { writeFileAtomic } from "../engine/fs.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 
 export const OnProblem = Schema.Literal("drop", "fail");

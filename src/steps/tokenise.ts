@@ -10,7 +10,7 @@ import { EmptyDataset, KeyTruncated } from "../errors.ts";
 import { type LocatedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { PromptTemplate, tokeniseExample } from "../data/tokenise.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
-import { writeFileAtomic } from "../engine/fs.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { OnProblem, SHOWN } from "./locate_key.ts";
 

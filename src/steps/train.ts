@@ -15,7 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
 import { InvalidConfig, NonFiniteLoss, TokenizerMismatch, WriteFailed } from "../errors.ts";
 import { type MaskedRecord, readJsonl } from "../data/records.ts";
-import { exists, removeIfExists, writeFileAtomic } from "../engine/fs.ts";
+import { exists, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { ModelConfig } from "../model/config.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";

@@ -32,6 +32,14 @@ export const readText = (path: string): Effect.Effect<string, FileUnreadable> =>
     catch: (e) => new FileUnreadable({ path, reason: reason(e) }),
   });
 
+/** Reads a whole file; a missing or unreadable file is FileUnreadable. */
+export const readFile = (path: string): Effect.Effect<Uint8Array, FileUnreadable> =>
+  Effect.tryPromise({
+    try: () => Deno.readFile(path),
+    catch: (e) =>
+      new FileUnreadable({ path, reason: e instanceof Deno.errors.NotFound ? "file not found" : reason(e) }),
+  });
+
 export const readJson = (path: string): Effect.Effect<unknown, FileUnreadable> =>
   Effect.flatMap(readText(path), (text) =>
     Effect.try({
