@@ -23,4 +23,6 @@ export { loadTokenizer } from "./src/data/tokenizer.ts";
 export { ModelConfig } from "./src/model/config.ts";
 export { useBackend } from "./src/backend/backend.ts";
 export * as sftkey from "./pipelines/sftkey.ts";
+export { methods } from "./pipelines/methods.ts";
+export type { Method, MethodContext } from "./pipelines/common.ts";
 export * as sft from "./pipelines/sft.ts";

@@ -156,24 +156,64 @@ export const budget = (data: Data): Budget => {
   return { ...defaults, ...overrides, train: { ...defaults.train, ...trainOverrides } };
 };
 
+/**
+ * What a method sees: where to add nodes, the prepared data, its seed and budget, and how to name its
+ * nodes (a comparison runs many methods x seeds x datasets in one pipeline, so names get a prefix).
+ */
+export interface MethodContext {
+  readonly p: PipelineBuilder;
+  readonly data: Data;
+  readonly seed: number;
+  readonly budget: Budget;
+  readonly name: (local: string) => string;
+}
+
+/** A method adds its training nodes and returns the models to evaluate, by label. */
+export type Method = (ctx: MethodContext) => Readonly<Record<string, NodeRef>>;
+
+export const methodContext = (
+  p: PipelineBuilder,
+  data: Data,
+  seed = data.options.seed,
+  prefix = "",
+): MethodContext => ({
+  p,
+  data,
+  seed,
+  budget: budget(data),
+  name: (local) => `${prefix}${local}`,
+});
+
 /** Trains on `mask`, from `init` (a checkpoint node) or from a fresh tiny model. */
 export const train = (
-  p: PipelineBuilder,
-  name: string,
-  data: Data,
+  ctx: MethodContext,
+  local: string,
   mask: MaskSpec,
   init: NodeRef | undefined,
-  config: Omit<TrainConfig, "seed" | "model"> & { seed?: number },
+  config: Omit<TrainConfig, "seed" | "model">,
 ): NodeRef =>
-  p.add(name, trainStep, {
+  ctx.p.add(ctx.name(local), trainStep, {
     ...config,
-    seed: config.seed ?? data.options.seed,
-    model: init ? undefined : tinyModel(tokenizerVocabSize(data.options.tokenizer)),
-  }, { data: data.masks(mask), init, tokenizer: data.tokenizer });
+    seed: ctx.seed,
+    model: init ? undefined : tinyModel(tokenizerVocabSize(ctx.data.options.tokenizer)),
+  }, { data: ctx.data.masks(mask), init, tokenizer: ctx.data.tokenizer });
 
-export const evaluate = (p: PipelineBuilder, name: string, model: NodeRef, data: Data): NodeRef =>
-  p.add(`eval-${name}`, evaluateStep, { maxNewTokens: 64, batchSize: 50, format: data.options.format }, {
+/** Generation-based evaluation of `model` on the test set; the node is named eval-<label>. */
+export const evaluate = (ctx: MethodContext, label: string, model: NodeRef): NodeRef =>
+  ctx.p.add(ctx.name(`eval-${label}`), evaluateStep, {
+    maxNewTokens: 64,
+    batchSize: 50,
+    format: ctx.data.options.format,
+  }, {
     model,
-    data: data.testSet,
-    tokenizer: data.tokenizer,
+    data: ctx.data.testSet,
+    tokenizer: ctx.data.tokenizer,
   });
+
+/** Runs each method once and evaluates every model it returns. */
+export const runMethods = (p: PipelineBuilder, data: Data, methods: ReadonlyArray<Method>): void => {
+  const ctx = methodContext(p, data);
+  for (const method of methods) {
+    for (const [label, model] of Object.entries(method(ctx))) evaluate(ctx, label, model);
+  }
+};

@@ -4,20 +4,17 @@
  * in compute.
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
-import { budget, type Data, evaluate, type PipelineOptions, prepareData, train } from "./common.ts";
+import { type Method, type PipelineOptions, prepareData, runMethods, train } from "./common.ts";
 
-export const addSft = (p: PipelineBuilder, data: Data) => {
-  const b = budget(data);
-  const model = train(p, "sft", data, { kind: "response" }, data.base, {
-    ...b.train,
-    steps: b.stageOneSteps + b.stageTwoSteps,
-  });
-  evaluate(p, "sft", model, data);
-  return model;
-};
+export const sft: Method = (ctx) => ({
+  sft: train(ctx, "sft", { kind: "response" }, ctx.data.base, {
+    ...ctx.budget.train,
+    steps: ctx.budget.stageOneSteps + ctx.budget.stageTwoSteps,
+  }),
+});
 
 export const build = (opts: PipelineOptions = {}) => {
   const p = new PipelineBuilder("sft", "plain SFT on the whole response");
-  addSft(p, prepareData(p, opts));
+  runMethods(p, prepareData(p, opts), [sft]);
   return p.build();
 };

@@ -39,7 +39,7 @@ export const runAndSummarise = (
     const models: Record<string, ModelMetrics> = {};
     for (const node of pipeline.nodes) {
       if (node.kind === "step" && node.step.producesMetrics) {
-        models[node.name.replace(/^eval-/, "")] = yield* readMetrics(result.outputs.get(node.name)!);
+        models[node.name.replace(/(^|\/)eval-/, "$1")] = yield* readMetrics(result.outputs.get(node.name)!);
       }
     }
     const summary: Summary = {
