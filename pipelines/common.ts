@@ -10,7 +10,9 @@ import type { ModelConfig } from "../src/model/config.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { evaluateStep } from "../src/steps/evaluate.ts";
 import { locateKeyStep } from "../src/steps/locate_key.ts";
+import { takeRowsStep } from "../src/steps/take_rows.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
+import { tokenizerVocabSizeSync } from "../src/data/tokenizer.ts";
 import { type TrainConfig, trainStep } from "../src/steps/train.ts";
 
 const fixture = (path: string) => new URL(`../fixtures/${path}`, import.meta.url).pathname;
@@ -26,6 +28,8 @@ export interface PipelineOptions {
   readonly seed?: number;
   /** A smaller budget, for tests and smoke runs. */
   readonly quick?: boolean;
+  /** Use only the first rows of the training / test set (smoke runs of the comparison, tests). */
+  readonly limit?: { readonly train?: number; readonly test?: number };
   /** Replaces parts of the optimisation budget (tests, sweeps). */
   readonly budget?: Partial<Omit<Budget, "train">> & { readonly train?: Partial<Budget["train"]> };
 }
@@ -39,7 +43,7 @@ export interface Data {
   readonly base?: NodeRef;
   /** Masks over the training set; the same spec gives the same node, so methods share it. */
   readonly masks: (spec: MaskSpec) => NodeRef;
-  readonly options: Required<Omit<PipelineOptions, "model" | "quick" | "budget">> & {
+  readonly options: Required<Omit<PipelineOptions, "model" | "quick" | "budget" | "limit">> & {
     model?: string;
     quick: boolean;
     budget: NonNullable<PipelineOptions["budget"]>;
@@ -61,20 +65,17 @@ export const tinyModel = (vocabSize: number): ModelConfig => ({
   tieEmbeddings: false,
 });
 
-/** Size of a tokenizer.json's vocabulary, added tokens included (for initialising a model from scratch). */
-export const tokenizerVocabSize = (path: string): number => {
-  const json = JSON.parse(Deno.readTextFileSync(path));
-  const ids: number[] = [
-    ...Object.values(json.model?.vocab ?? {}) as number[],
-    ...(json.added_tokens ?? []).map((t: { id: number }) => t.id),
-  ];
-  return Math.max(...ids) + 1;
-};
+/**
+ * Size of a tokenizer's vocabulary, added tokens included (for initialising a model from scratch): a
+ * tokenizer.json, or a directory with one or with vocab.json + merges.txt.
+ */
+export const tokenizerVocabSize = (path: string): number => tokenizerVocabSizeSync(path);
 
 /** The prompt template: the question, then the response on the next line. */
 export const TEMPLATE = "{prompt}\n";
 
-export const prepareData = (p: PipelineBuilder, opts: PipelineOptions): Data => {
+/** `prefix` names the nodes (e.g. "gsm8k/"), so that one pipeline can prepare several datasets. */
+export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = ""): Data => {
   const options = {
     train: opts.train ?? fixture("arith/train.jsonl"),
     test: opts.test ?? opts.train ?? fixture("arith/test.jsonl"),
@@ -85,25 +86,32 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions): Data => 
     quick: opts.quick ?? false,
     budget: opts.budget ?? {},
   };
-  const tokenizer = p.source("tokenizer", options.tokenizer);
+  const tokenizer = p.source(`${prefix}tokenizer`, options.tokenizer);
   const tokens = (split: string, path: string) => {
-    const data = p.source(`${split}-data`, path);
-    const examples = p.add(`${split}-keys`, locateKeyStep, { format: options.format, onMissingKey: "fail" }, {
-      data,
-    });
-    return p.add(`${split}-tokens`, tokeniseStep, {
+    const data = p.source(`${prefix}${split}-data`, path);
+    const examples = p.add(`${prefix}${split}-keys`, locateKeyStep, {
+      format: options.format,
+      onMissingKey: "fail",
+    }, { data });
+    return p.add(`${prefix}${split}-tokens`, tokeniseStep, {
       template: TEMPLATE,
       maxLength: 128,
       onTruncatedKey: "fail",
     }, { examples, tokenizer });
   };
-  const trainTokens = tokens("train", options.train);
-  const testTokens = tokens("test", options.test);
-  const testSet = p.add("test-set", buildMasksStep, { mask: { kind: "key" } }, { tokens: testTokens });
-  const base = options.model ? p.source("base-model", options.model) : undefined;
+  const first = (split: string, of: NodeRef, n: number | undefined) =>
+    n === undefined ? of : p.add(`${prefix}${split}-first${n}`, takeRowsStep, { n, file: "tokens.jsonl" }, {
+      from: of,
+    });
+  const trainTokens = first("train", tokens("train", options.train), opts.limit?.train);
+  const testTokens = first("test", tokens("test", options.test), opts.limit?.test);
+  const testSet = p.add(`${prefix}test-set`, buildMasksStep, { mask: { kind: "key" } }, {
+    tokens: testTokens,
+  });
+  const base = options.model ? p.source(`${prefix}base-model`, options.model) : undefined;
   const made = new Map<string, NodeRef>();
   const masks = (spec: MaskSpec) => {
-    const name = `mask-${maskName(spec)}`;
+    const name = `${prefix}mask-${maskName(spec)}`;
     if (!made.has(name)) made.set(name, p.add(name, buildMasksStep, { mask: spec }, { tokens: trainTokens }));
     return made.get(name)!;
   };
@@ -197,6 +205,34 @@ export const train = (
     seed: ctx.seed,
     model: init ? undefined : tinyModel(tokenizerVocabSize(ctx.data.options.tokenizer)),
   }, { data: ctx.data.masks(mask), init, tokenizer: ctx.data.tokenizer });
+
+/**
+ * Trains on `data`, a node whose output is a masked.jsonl that a method's own step built (self-generated
+ * responses, critical-token weights, ...), from `init` or from a fresh tiny model.
+ */
+export const trainOn = (
+  ctx: MethodContext,
+  local: string,
+  data: NodeRef,
+  init: NodeRef | undefined,
+  config: Omit<TrainConfig, "seed" | "model">,
+): NodeRef =>
+  ctx.p.add(ctx.name(local), trainStep, {
+    ...config,
+    seed: ctx.seed,
+    model: init ? undefined : tinyModel(tokenizerVocabSize(ctx.data.options.tokenizer)),
+  }, { data, init, tokenizer: ctx.data.tokenizer });
+
+/**
+ * Plain SFT on every response token for `stageOneSteps`, from the base model: SFTKey's stage one. Methods
+ * that fine-tune a model which can already answer (and generate from it) start here; the node has exactly
+ * the config and inputs of SFTKey's stage one, so the content-addressed cache trains it once for all.
+ */
+export const responseStage = (ctx: MethodContext, local: string): NodeRef =>
+  train(ctx, local, { kind: "response" }, ctx.data.base, {
+    ...ctx.budget.train,
+    steps: ctx.budget.stageOneSteps,
+  });
 
 /** Generation-based evaluation of `model` on the test set; the node is named eval-<label>. */
 export const evaluate = (ctx: MethodContext, label: string, model: NodeRef): NodeRef =>

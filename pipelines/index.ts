@@ -1,14 +1,28 @@
 /** The shipped pipelines, by name. `deno task pipeline <name>` runs one; a path to a .ts file works too. */
 import type { Pipeline } from "../src/engine/pipeline.ts";
 import type { PipelineOptions } from "./common.ts";
+import * as cft from "./cft.ts";
+import * as compare from "./compare.ts";
+import * as dft from "./dft.ts";
+import * as fdiv from "./fdiv.ts";
+import * as mix from "./mix.ts";
+import * as s3ft from "./s3ft.ts";
 import * as sft from "./sft.ts";
 import * as sftkey from "./sftkey.ts";
+import * as upft from "./upft.ts";
 
 export type PipelineFactory = (opts: PipelineOptions) => Pipeline;
 
 export const pipelines: Record<string, PipelineFactory> = {
   sftkey: sftkey.build,
   sft: sft.build,
+  dft: dft.build,
+  fdiv: fdiv.build,
+  mix: mix.build,
+  upft: upft.build,
+  cft: cft.build,
+  s3ft: s3ft.build,
+  compare: (opts) => compare.build(opts),
 };
 
 export const DEFAULT_PIPELINE = "sftkey";

@@ -3,7 +3,24 @@
  * its training nodes and returns the models to evaluate. One method per file, citing its paper.
  */
 import type { Method } from "./common.ts";
+import { cft } from "./cft.ts";
+import { dft } from "./dft.ts";
+import { fdiv, sftLowLr } from "./fdiv.ts";
+import { mix } from "./mix.ts";
+import { s3ft } from "./s3ft.ts";
 import { sft } from "./sft.ts";
 import { sftkey } from "./sftkey.ts";
+import { upft, upftSelf } from "./upft.ts";
 
-export const methods: Readonly<Record<string, Method>> = { sft, sftkey };
+export const methods: Readonly<Record<string, Method>> = {
+  sft,
+  sftkey,
+  mix,
+  upft,
+  "upft-self": upftSelf,
+  cft,
+  dft,
+  s3ft,
+  fdiv,
+  "sft-lowlr": sftLowLr,
+};

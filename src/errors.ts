@@ -49,6 +49,17 @@ export class TokenizerMismatch extends Schema.TaggedError<TokenizerMismatch>()("
   reason: Schema.String,
 }) {}
 
+/**
+ * A chat template cannot render a conversation: it does not parse, raises, exceeds the render limits, or
+ * renders the prompt so that it is not a prefix of the whole conversation. `example` is file:line when one
+ * row triggered it.
+ */
+export class ChatTemplateInvalid extends Schema.TaggedError<ChatTemplateInvalid>()("ChatTemplateInvalid", {
+  template: Schema.String,
+  example: Schema.optional(Schema.String),
+  reason: Schema.String,
+}) {}
+
 /** A checkpoint directory or file is malformed (bad config.json, safetensors header, missing tensors, ...). */
 export class CheckpointMalformed extends Schema.TaggedError<CheckpointMalformed>()("CheckpointMalformed", {
   path: Schema.String,
@@ -105,6 +116,7 @@ export type ToolkitError =
   | KeyTruncated
   | EmptyDataset
   | TokenizerMismatch
+  | ChatTemplateInvalid
   | CheckpointMalformed
   | InvalidConfig
   | NonFiniteLoss
@@ -135,6 +147,8 @@ export const describeError = (e: ToolkitError): string => {
       return `no examples left in ${e.what}: ${e.reason}`;
     case "TokenizerMismatch":
       return `tokenizer ${e.path}: ${e.reason}`;
+    case "ChatTemplateInvalid":
+      return `chat template of ${e.template}${e.example ? ` on ${e.example}` : ""}: ${e.reason}`;
     case "CheckpointMalformed":
       return `checkpoint ${e.path}: ${e.reason}`;
     case "InvalidConfig":

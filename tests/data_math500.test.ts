@@ -1,11 +1,13 @@
 /**
  * The boxed locator on the real MATH-500 test set: the last top-level \boxed{...} of every solution must
- * equal the row's own "answer" field. Needs ../shared/data (skipped when absent).
+ * equal the row's own "answer" field; and prompts keep their LaTeX exactly through the prompt template.
+ * Needs ../shared/data (skipped when absent). Tokenisation of the keys: data_real_keys.test.ts.
  */
 import { assertEquals } from "./assert.ts";
 import { Effect } from "effect";
 import { readExamples } from "../src/data/formats.ts";
 import { extractAnswer } from "../src/data/locate.ts";
+import { renderPrompt } from "../src/data/tokenise.ts";
 
 const file = new URL("../../shared/data/math500/test.jsonl", import.meta.url).pathname;
 const present = await Deno.stat(file).then(() => true, () => false);
@@ -27,5 +29,20 @@ Deno.test({
       } boxed answers equal the answer field`,
     );
     assertEquals(mismatches.map((e) => e.source), []);
+  },
+});
+
+Deno.test({
+  name: "MATH-500: prompts with $` and $' (LaTeX quotes) survive the prompt template unchanged",
+  ignore: !present,
+  fn: async () => {
+    const examples = await Effect.runPromise(readExamples(file, "math"));
+    // String.replace would expand these as "text before/after the match" in a replacement string.
+    const special = examples.filter((ex) => /\$[`'&]/.test(ex.prompt));
+    console.log(`MATH-500: ${special.length} prompts contain $\`, $' or $&`);
+    assertEquals(special.length > 0, true);
+    for (const ex of examples) {
+      assertEquals(renderPrompt("Q: {prompt}\nA:", ex.prompt), `Q: ${ex.prompt}\nA:`);
+    }
   },
 });

@@ -18,6 +18,8 @@ export const upper = defineStep({
         bump("upper");
         const text = await Deno.readTextFile(inputs.text!);
         await Deno.writeTextFile(`${ctx.dir}/out.txt`, text.toUpperCase() + config.suffix);
+        // Run metadata differs between runs; it must not change downstream keys.
+        await Deno.writeTextFile(`${ctx.dir}/run.meta.json`, JSON.stringify({ at: performance.now() }));
       },
       catch: (e) => new FileUnreadable({ path: String(inputs.text), reason: String(e) }),
     }),

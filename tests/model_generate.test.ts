@@ -96,3 +96,72 @@ Deno.test("sampling is deterministic given the rng and needs one", () => {
   assertThrows(() => generate(params, config, prompts, { maxNewTokens: 5, temperature: 1 }), RangeError);
   params.forEach((v) => v.dispose());
 });
+
+Deno.test("top-p: a tiny nucleus is greedy, top-p 1 changes nothing, samples stay inside the nucleus", () => {
+  const params = model(6);
+  const greedy = generate(params, config, prompts, { maxNewTokens: 5 });
+  const tiny = generate(params, config, prompts, {
+    maxNewTokens: 5,
+    temperature: 1,
+    topP: 1e-6,
+    rng: Rng.seeded(1),
+  });
+  assertEquals(tiny, greedy);
+  const sample = (topP?: number) =>
+    generate(params, config, prompts, { maxNewTokens: 5, temperature: 1.5, topP, rng: Rng.seeded(2) });
+  assertEquals(sample(1), sample(undefined));
+
+  // The nucleus of the first step for prompt 0, from the full forward pass.
+  const logits = tf.tidy(() =>
+    [...forward(params, config, tf.tensor2d([prompts[0]], undefined, "int32")).dataSync()].slice(
+      (prompts[0].length - 1) * config.vocabSize,
+    )
+  );
+  const max = Math.max(...logits);
+  const p = logits.map((x) => Math.exp(x - max));
+  const total = p.reduce((a, b) => a + b, 0);
+  const order = p.map((_, i) => i).sort((a, b) => p[b] - p[a]);
+  const nucleus = new Set<number>();
+  let mass = 0;
+  for (const i of order) {
+    if (mass >= 0.6 * total) break;
+    nucleus.add(i);
+    mass += p[i];
+  }
+  const seen = new Set<number>();
+  for (let seed = 0; seed < 60; seed++) {
+    seen.add(
+      generate(params, config, [prompts[0]], {
+        maxNewTokens: 1,
+        temperature: 1,
+        topP: 0.6,
+        rng: Rng.seeded(seed),
+      })[0][0],
+    );
+  }
+  assert([...seen].every((t) => nucleus.has(t)), `sampled ${[...seen]} outside nucleus ${[...nucleus]}`);
+  assert(nucleus.size > 1 && seen.size > 1, `nucleus ${[...nucleus]}, sampled ${[...seen]}`);
+  assertThrows(
+    () => generate(params, config, prompts, { maxNewTokens: 2, temperature: 1, topP: 0, rng: Rng.seeded(1) }),
+    RangeError,
+  );
+  params.forEach((v) => v.dispose());
+});
+
+Deno.test("shouldStop ends a row after the token that satisfied it; eosId may be a list", () => {
+  const params = model(7);
+  const free = generate(params, config, prompts, { maxNewTokens: 6 });
+  const stopped = generate(params, config, prompts, {
+    maxNewTokens: 6,
+    shouldStop: (row, tokens) => row === 1 && tokens.length === 2,
+  });
+  assertEquals(stopped[1], free[1].slice(0, 2));
+  assertEquals(stopped[0], free[0]);
+  const eos = [free[0][1], free[1][0]];
+  const both = generate(params, config, prompts, { maxNewTokens: 6, eosId: eos });
+  both.forEach((row, i) => {
+    const cut = free[i].findIndex((t) => eos.includes(t));
+    assertEquals(row, cut < 0 ? free[i] : free[i].slice(0, cut));
+  });
+  params.forEach((v) => v.dispose());
+});

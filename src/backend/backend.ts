@@ -4,6 +4,8 @@
  * - "tensorflow": @tensorflow/tfjs-node-gpu (libtensorflow with CUDA). Optional: its npm install script
  *   downloads libtensorflow, which our machines cannot reach, so it is imported dynamically and only
  *   when its native binding is present (see README, "GPU backend").
+ * - "cpu-blas": the tfjs cpu backend with the model's matrix products sent to OpenBLAS through Deno FFI
+ *   (./blas.ts, ./matmul.ts). Optional: needs the library and --allow-ffi (the *-blas tasks).
  * - "cpu": the plain tfjs cpu backend, always available.
  *
  * "auto" takes the first that loads, in that order. Every run records the backend it used.
@@ -11,8 +13,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
 import { BackendUnavailable } from "../errors.ts";
+import { type Blas, loadBlas } from "./blas.ts";
+import { installMatmul } from "./matmul.ts";
 
-export const BackendName = Schema.Literal("auto", "tensorflow", "cpu");
+export const BackendName = Schema.Literal("auto", "tensorflow", "cpu-blas", "cpu");
 export type BackendName = typeof BackendName.Type;
 
 const nodeGpuBinding = (): string | undefined => {
@@ -56,17 +60,35 @@ const loadCpu = Effect.tryPromise({
     new BackendUnavailable({ backend: "cpu", reason: e instanceof Error ? e.message : String(e) }),
 });
 
+// Opened once per process: the library stays loaded for the kernels that use it.
+let blas: Blas | undefined;
+
+const loadCpuBlas = Effect.tryPromise({
+  try: async () => {
+    blas ??= loadBlas();
+    if (!(await tf.setBackend("cpu"))) throw new Error("tf.setBackend('cpu') returned false");
+    installMatmul(blas);
+    return "cpu-blas";
+  },
+  catch: (e) =>
+    new BackendUnavailable({ backend: "cpu-blas", reason: e instanceof Error ? e.message : String(e) }),
+});
+
 /** Activates the requested backend and returns the name of the one in use. */
 export const useBackend = (name: BackendName = "auto"): Effect.Effect<string, BackendUnavailable> => {
   // Production mode: no debug-mode checks, and no "install tfjs-node" banner on the cpu backend (the
   // choice of backend is ours and is reported on its own line).
   tf.enableProdMode();
+  // Only "cpu-blas" routes products to BLAS; every other choice computes them as before.
+  installMatmul(undefined);
   switch (name) {
     case "tensorflow":
       return loadTensorflow;
+    case "cpu-blas":
+      return loadCpuBlas;
     case "cpu":
       return loadCpu;
     case "auto":
-      return Effect.orElse(loadTensorflow, () => loadCpu);
+      return loadTensorflow.pipe(Effect.orElse(() => loadCpuBlas), Effect.orElse(() => loadCpu));
   }
 };

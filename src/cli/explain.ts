@@ -10,6 +10,7 @@ const TOOLKIT_TAGS = new Set([
   "KeyTruncated",
   "EmptyDataset",
   "TokenizerMismatch",
+  "ChatTemplateInvalid",
   "CheckpointMalformed",
   "InvalidConfig",
   "NonFiniteLoss",

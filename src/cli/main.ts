@@ -12,6 +12,9 @@ import { explainFailure } from "./explain.ts";
 import { DenoCliLayer } from "./platform.ts";
 import { runAndSummarise, showStatus } from "./run.ts";
 import { loadPipeline } from "./load_pipeline.ts";
+import { makeExportCommand } from "./export.ts";
+import { generateCommand } from "./generate.ts";
+import { scoreCommand } from "./score.ts";
 
 const pipelineName = Args.text({ name: "pipeline" }).pipe(
   Args.withDescription("a shipped pipeline (sftkey, sft) or a path to a pipeline .ts file"),
@@ -29,8 +32,12 @@ const format = Options.choice("format", DataFormat.literals).pipe(
   Options.withDescription("row format of --data/--test: tags, gsm8k, reasoning, math"),
   Options.optional,
 );
-const tokenizer = Options.file("tokenizer").pipe(
-  Options.withDescription("tokenizer.json to use (default: the fixture's, or the one in --model)"),
+// Text, not Options.file: a directory with vocab.json + merges.txt is a tokenizer too (loadTokenizer checks).
+const tokenizer = Options.text("tokenizer").pipe(
+  Options.withDescription(
+    "tokenizer.json, or a directory with one or with vocab.json + merges.txt (default: the fixture's, " +
+      "or the one in --model)",
+  ),
   Options.optional,
 );
 const model = Options.directory("model").pipe(
@@ -48,7 +55,9 @@ const force = Options.text("force").pipe(
   Options.repeated,
 );
 const backend = Options.choice("backend", BackendName.literals).pipe(
-  Options.withDescription("tfjs backend: auto (fastest available), tensorflow (tfjs-node-gpu), cpu"),
+  Options.withDescription(
+    "tfjs backend: auto (fastest available), tensorflow (tfjs-node-gpu), cpu-blas (cpu + OpenBLAS), cpu",
+  ),
   Options.withDefault("auto" as const),
 );
 const seed = Options.integer("seed").pipe(Options.withDescription("training seed"), Options.withDefault(0));
@@ -110,9 +119,11 @@ const statusCommand = Command.make("status", selection, (a) =>
     yield* showStatus(pipeline, dir);
   })).pipe(Command.withDescription("show which steps are cached, resumable or still to run"));
 
+const exportCommand = makeExportCommand(selection, resolve);
+
 const root = Command.make("sftkey").pipe(
   Command.withDescription("token-selective supervised fine-tuning (SFTKey and related methods)"),
-  Command.withSubcommands([runCommand, statusCommand]),
+  Command.withSubcommands([runCommand, statusCommand, generateCommand, scoreCommand, exportCommand]),
 );
 
 const cli = Command.run(root, { name: "sftkey", version: "0.1.0" });

@@ -6,7 +6,24 @@
  * help and know the terminal width; we never prompt interactively, so input reading is refused.
  */
 import { FileSystem, Path, Terminal } from "@effect/platform";
-import { Effect, Layer } from "effect";
+import { Effect, Layer, Option } from "effect";
+
+const fileInfo = (i: Deno.FileInfo): FileSystem.File.Info => ({
+  type: i.isFile ? "File" : i.isDirectory ? "Directory" : i.isSymlink ? "SymbolicLink" : "Unknown",
+  mtime: Option.fromNullable(i.mtime),
+  atime: Option.fromNullable(i.atime),
+  birthtime: Option.fromNullable(i.birthtime),
+  dev: i.dev,
+  ino: Option.fromNullable(i.ino),
+  mode: i.mode ?? 0,
+  nlink: Option.fromNullable(i.nlink),
+  uid: Option.fromNullable(i.uid),
+  gid: Option.fromNullable(i.gid),
+  rdev: Option.fromNullable(i.rdev),
+  size: FileSystem.Size(i.size),
+  blksize: Option.map(Option.fromNullable(i.blksize), FileSystem.Size),
+  blocks: Option.fromNullable(i.blocks),
+});
 
 const fileSystem = FileSystem.layerNoop({
   exists: (path) =>
@@ -19,6 +36,9 @@ const fileSystem = FileSystem.layerNoop({
       }
     }),
   readFileString: (path) => Effect.orDie(Effect.tryPromise(() => Deno.readTextFile(path))),
+  // @effect/cli stats every existing path given to a file or directory option to check its type.
+  stat: (path) =>
+    Effect.orDie(Effect.tryPromise(() => Deno.stat(path))).pipe(Effect.map((info) => fileInfo(info))),
 });
 
 const encoder = new TextEncoder();

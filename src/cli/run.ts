@@ -4,7 +4,7 @@
  */
 import { Effect, Schema } from "effect";
 import type { Pipeline } from "../engine/pipeline.ts";
-import { writeFileAtomic } from "../io/fs.ts";
+import { isTempFile, readFile, writeFileAtomic } from "../io/fs.ts";
 import { lockRunDir } from "../engine/lock.ts";
 import { consoleReporter } from "../engine/progress.ts";
 import { pipelineStatus, runPipeline } from "../engine/runner.ts";
@@ -20,12 +20,25 @@ const readMetrics = (dir: string) =>
     )
   );
 
+/** A published file replaces the run directory's copy atomically (a reader never sees half of it). */
+const copyFile = (from: string, to: string) =>
+  Effect.flatMap(readFile(from).pipe(Effect.orDie), (bytes) => writeFileAtomic(to, bytes));
+
+const removeTempFiles = async (dir: string) => {
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && isTempFile(e.name)) await Deno.remove(`${dir}/${e.name}`).catch(() => {});
+  }
+};
+
 export const runAndSummarise = (
   pipeline: Pipeline,
   opts: { runDir: string; force: ReadonlyArray<string>; backend: string },
 ) =>
   Effect.scoped(Effect.gen(function* () {
     yield* lockRunDir(opts.runDir);
+    // A run killed while writing summary.json (or another published file) left its temporary file; with
+    // the lock held no live writer can own one, so they are junk.
+    yield* Effect.promise(() => removeTempFiles(opts.runDir));
     const reporter = consoleReporter();
     const started = performance.now();
     reporter.log(`pipeline ${pipeline.name}: ${pipeline.description}`);
@@ -40,6 +53,13 @@ export const runAndSummarise = (
     for (const node of pipeline.nodes) {
       if (node.kind === "step" && node.step.producesMetrics) {
         models[node.name.replace(/(^|\/)eval-/, "$1")] = yield* readMetrics(result.outputs.get(node.name)!);
+      }
+    }
+    for (const node of pipeline.nodes) {
+      if (node.kind !== "step") continue;
+      for (const file of node.step.publishes ?? []) {
+        yield* copyFile(`${result.outputs.get(node.name)!}/${file}`, `${opts.runDir}/${file}`);
+        reporter.log(`${node.name}: ${opts.runDir}/${file}`);
       }
     }
     const summary: Summary = {

@@ -8,9 +8,10 @@
 import { Effect, ParseResult, Schema } from "effect";
 import { FileUnreadable, InvalidRow } from "../errors.ts";
 import type { LocatorSpec } from "./locate.ts";
+import type { ChatMessage } from "./chat.ts";
 
 /** The supported row formats. */
-export const DataFormat = Schema.Literal("tags", "gsm8k", "reasoning", "math");
+export const DataFormat = Schema.Literal("tags", "gsm8k", "reasoning", "math", "messages");
 export type DataFormat = typeof DataFormat.Type;
 
 /** One example in format-independent form. */
@@ -21,6 +22,11 @@ export interface RawExample {
   readonly response: string;
   /** The answer given as its own field ("reasoning" format); the "field" locator searches for it. */
   readonly answerField?: string;
+  /**
+   * "messages" format: the conversation before the last assistant turn; `response` is that turn's content
+   * and `prompt` the last message before it. Tokenisation renders them with the tokenizer's chat template.
+   */
+  readonly chat?: ReadonlyArray<ChatMessage>;
 }
 
 /** The key locator that fits each format when the user names none. */
@@ -29,6 +35,8 @@ export const defaultLocator: { readonly [F in DataFormat]: LocatorSpec } = {
   gsm8k: { kind: "gsm8k" },
   reasoning: { kind: "field" },
   math: { kind: "boxed" },
+  // The row's optional "answer" field; a pipeline names another locator (gsm8k, boxed, ...) for rows without.
+  messages: { kind: "field" },
 };
 
 /** A string with some non-whitespace: an empty prompt or response gives nothing to condition or train on. */
@@ -44,6 +52,20 @@ const Gsm8kRow = Schema.Struct({ question: Text, answer: Text });
 const ReasoningRow = Schema.Struct({ prompt: Text, reasoning: Schema.String, answer: Text });
 /** MATH-style: a solution with a `\boxed{...}` answer; extra fields (level, type, ...) are ignored. */
 const MathRow = Schema.Struct({ problem: Text, solution: Text });
+
+/**
+ * Chat conversations: `{"messages": [{"role", "content"}, ...]}` ending with the assistant turn that is
+ * trained on (the key is located in it), and an optional "answer" for the default "field" locator.
+ */
+const Message = Schema.Struct({ role: Text, content: Schema.String });
+const MessagesRow = Schema.Struct({
+  messages: Schema.NonEmptyArray(Message).pipe(
+    Schema.filter((m) => m[m.length - 1].role === "assistant" && m[m.length - 1].content.trim().length > 0, {
+      message: () => "must end with an assistant message with non-empty content",
+    }),
+  ),
+  answer: Schema.optional(Text),
+});
 
 type Converted = { ok: true; value: Omit<RawExample, "source"> } | {
   ok: false;
@@ -73,6 +95,12 @@ const converters: { readonly [F in DataFormat]: Convert } = {
     answerField: r.answer,
   })),
   math: converter(MathRow, (r) => ({ prompt: r.problem, response: r.solution })),
+  messages: converter(MessagesRow, (r) => ({
+    prompt: r.messages.length > 1 ? r.messages[r.messages.length - 2].content : "",
+    response: r.messages[r.messages.length - 1].content,
+    chat: r.messages.slice(0, -1).map((m) => ({ role: m.role, content: m.content })),
+    ...(r.answer === undefined ? {} : { answerField: r.answer }),
+  })),
 };
 
 const isObject = (v: unknown): boolean => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -10,6 +10,7 @@
 import { Effect } from "effect";
 import { FileUnreadable, type WriteFailed } from "../errors.ts";
 import { writeFileAtomic } from "../io/fs.ts";
+import type { ChatMessage } from "./chat.ts";
 
 export interface LocatedRecord {
   /** file:line of the row this came from. */
@@ -22,6 +23,8 @@ export interface LocatedRecord {
   readonly answer: string;
   /** Where the answer part (everything after the thinking part) begins in `response`. */
   readonly answer_start: number;
+  /** "messages" format: the conversation before the response (the last assistant turn's content). */
+  readonly chat?: ReadonlyArray<ChatMessage>;
 }
 
 export interface TokenRecord {

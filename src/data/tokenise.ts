@@ -61,8 +61,9 @@ export const PromptTemplate = Schema.String.pipe(
   Schema.filter((t) => t.includes("{prompt}"), { message: () => "must contain {prompt}" }),
 );
 
+/** A replacer function, because a replacement string would expand `$'`, `$&`, ... found in LaTeX prompts. */
 export const renderPrompt = (template: string, prompt: string): string =>
-  template.replaceAll("{prompt}", prompt);
+  template.replaceAll("{prompt}", () => prompt);
 
 /**
  * Tokenise one example segment-wise (see the file comment). `keySpan` is a character span in

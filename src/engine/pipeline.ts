@@ -3,9 +3,24 @@
  * config and to other nodes' outputs. Pipeline files (pipelines/*.ts) build one with `PipelineBuilder`,
  * so they read like the method they implement; the runner (runner.ts) executes it.
  */
-import { Schema } from "effect";
+import { ParseResult, Schema } from "effect";
 import { PipelineInvalid } from "../errors.ts";
 import type { AnyStep, Step } from "./step.ts";
+
+/**
+ * A config that does not decode, as `path: message` for its first few issues ("lr: Expected a positive
+ * number, actual -0.001"), on one line: effect's own message is a multi-line tree of the whole schema.
+ */
+export const describeConfigIssues = (error: ParseResult.ParseError): { path: string; reason: string } => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error);
+  const first = issues[0];
+  const path = (first?.path ?? []).map(String).join(".");
+  const one = (i: (typeof issues)[number]) =>
+    `${i.path.length ? `${i.path.map(String).join(".")}: ` : ""}${i.message.replaceAll("\n", " ")}`;
+  const reason = issues.slice(0, 3).map(one).join("; ") +
+    (issues.length > 3 ? `; and ${issues.length - 3} more` : "");
+  return { path, reason: reason || error.message.split("\n")[0] };
+};
 
 /** A handle on a node's output, used to wire it into later steps. */
 export interface NodeRef {
@@ -77,11 +92,13 @@ export class PipelineBuilder {
         this.problems.push(`node "${name}": input "${k}" of step "${step.name}" is not connected`);
       }
     }
-    let encoded: unknown;
-    try {
-      encoded = Schema.encodeSync(step.config)(config);
-    } catch (e) {
-      this.problems.push(`node "${name}": config does not match step "${step.name}": ${e}`);
+    // Unknown fields are errors: encoding would otherwise drop them, and a misspelt option would
+    // silently keep its default.
+    const result = Schema.encodeEither(step.config, { onExcessProperty: "error", errors: "all" })(config);
+    const encoded: unknown = result._tag === "Right" ? result.right : undefined;
+    if (result._tag === "Left") {
+      const { reason } = describeConfigIssues(result.left);
+      this.problems.push(`node "${name}": config does not match step "${step.name}": ${reason}`);
     }
     this.nodes.push({ kind: "step", name, step, config: encoded, inputs: wired });
     return { node: name };

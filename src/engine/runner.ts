@@ -12,7 +12,7 @@ import { Data, Effect, Schema } from "effect";
 import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { canonicalJson, sha256, sha256File } from "./hash.ts";
 import { exists, listFiles } from "../io/fs.ts";
-import type { Pipeline, PipelineNode, StepNode } from "./pipeline.ts";
+import { describeConfigIssues, type Pipeline, type PipelineNode, type StepNode } from "./pipeline.ts";
 import type { Reporter } from "./progress.ts";
 import { ArtifactStore } from "./store.ts";
 import { FileUnreadable } from "../errors.ts";
@@ -131,8 +131,16 @@ const runNode = (
       yield* store.quarantine(found.dir);
     }
 
-    const config = yield* Schema.decodeUnknown(step.config)(node.config).pipe(
-      Effect.mapError((e) => fail(new InvalidConfig({ where: `${node.name}.config`, reason: e.message }))),
+    // Unknown fields are errors, not ignored: a misspelt option would otherwise silently keep its default.
+    const config = yield* Schema.decodeUnknown(step.config, { onExcessProperty: "error", errors: "all" })(
+      node.config,
+    ).pipe(
+      Effect.mapError((e) => {
+        const { path, reason } = describeConfigIssues(e);
+        const where = `${node.name}.config${path ? `.${path}` : ""}`;
+        // `where` names the first issue's field already; its reason need not repeat it.
+        return fail(new InvalidConfig({ where, reason: path ? reason.replace(`${path}: `, "") : reason }));
+      }),
     );
     const inputs = Object.fromEntries(
       step.inputs.map((k) => [k, node.inputs[k] && outputs.get(node.inputs[k])]),
@@ -164,7 +172,9 @@ const runNode = (
       seconds,
     })
       .pipe(Effect.mapError(fail));
-    const status: NodeStatus = work.resumed || outcome?.resumed ? "resumed" : "ran";
+    // A step that says whether it resumed is believed (a training step whose checkpoint failed
+    // verification restarts from scratch although its working directory was kept).
+    const status: NodeStatus = (outcome?.resumed ?? work.resumed) ? "resumed" : "ran";
     reporter.log(
       `[${node.name}] ${status === "resumed" ? "resumed and finished" : "done"} in ${seconds.toFixed(1)}s`,
     );

@@ -40,6 +40,11 @@ export interface Step<C, I extends string, E> {
   readonly resumable?: boolean;
   /** Writes metrics.json whose fields the summary shows. */
   readonly producesMetrics?: boolean;
+  /**
+   * Files of the artifact that a run copies into the run directory when it ends (a report a user opens
+   * without looking up the artifact's key).
+   */
+  readonly publishes?: ReadonlyArray<string>;
   readonly run: (
     config: C,
     inputs: Readonly<Record<I, string | undefined>>,

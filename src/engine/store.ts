@@ -4,6 +4,7 @@
  * Layout under the store root:
  *   <step>/<key>/            a finished artifact: the step's files plus manifest.json
  *   <step>/<key>.partial/    work in progress; only resumable steps (training) reuse it after a crash
+ *   <step>/<key>.corrupt-<t>/ a finished artifact that failed verification, kept for inspection
  *
  * An artifact becomes visible under its final name only by the rename in `commit`, after its manifest
  * (the SHA-256 of every file) is written, so a reader never sees a half-written artifact. Every read
@@ -13,7 +14,7 @@
 import { Effect } from "effect";
 import { WriteFailed } from "../errors.ts";
 import { canonicalJson, sha256, sha256File } from "./hash.ts";
-import { exists, listFiles, removeIfExists, writeFileAtomic } from "../io/fs.ts";
+import { exists, isTempFile, listFiles, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 
 export const MANIFEST = "manifest.json";
 
@@ -24,7 +25,10 @@ export interface Manifest {
   readonly node: string;
   /** SHA-256 of each file, by path relative to the artifact directory (manifest.json excluded). */
   readonly files: Readonly<Record<string, string>>;
-  /** Digest of the content: hash of the `files` map. Downstream keys depend on this, not on `key`. */
+  /**
+   * Digest of the content: hash of the `files` map without run metadata (`*.meta.json`). Downstream keys
+   * depend on this, not on `key`.
+   */
   readonly digest: string;
   readonly created: string;
   readonly seconds: number;
@@ -80,7 +84,15 @@ export class ArtifactStore {
         const had = await exists(dir);
         if (had && !resumable) await removeIfExists(dir);
         await Deno.mkdir(dir, { recursive: true });
-        return { dir, resumed: had && resumable && (await listFiles(dir)).length > 0 };
+        if (!had || !resumable) return { dir, resumed: false };
+        // Temporary files of an interrupted write are incomplete by construction: drop them, or the
+        // commit would hash them into the artifact. So is a manifest written just before a crash.
+        let files = await listFiles(dir);
+        for (const rel of files) {
+          if (isTempFile(rel) || rel === MANIFEST) await removeIfExists(`${dir}/${rel}`);
+        }
+        files = await listFiles(dir);
+        return { dir, resumed: files.length > 0 };
       },
       catch: (e) => new WriteFailed({ path: dir, reason: e instanceof Error ? e.message : String(e) }),
     });
@@ -100,13 +112,18 @@ export class ArtifactStore {
         }
         return out;
       });
-      const digest = yield* Effect.promise(() => sha256(canonicalJson(files)));
+      const digest = yield* Effect.promise(() => contentDigest(files));
       const manifest: Manifest = { ...meta, files, digest, created: new Date().toISOString() };
       yield* writeFileAtomic(`${partial}/${MANIFEST}`, JSON.stringify(manifest, null, 2) + "\n");
       yield* Effect.tryPromise({
         try: async () => {
-          await removeIfExists(dir);
+          // A previous artifact under the final name (a forced rerun, a quarantine that failed) is moved
+          // aside in one rename, never deleted in place: a crash mid-delete would leave a half artifact
+          // visible under the final name.
+          const old = `${dir}.old-${crypto.randomUUID().slice(0, 8)}`;
+          const hadOld = await Deno.rename(dir, old).then(() => true, () => false);
           await Deno.rename(partial, dir);
+          if (hadOld) await removeIfExists(old);
         },
         catch: (e) => new WriteFailed({ path: dir, reason: e instanceof Error ? e.message : String(e) }),
       });
@@ -114,6 +131,17 @@ export class ArtifactStore {
     });
   }
 }
+
+/**
+ * Files named `*.meta.json` hold facts about the run that produced an artifact (wall time, backend),
+ * not its content: they are verified like every file but left out of the content digest, so two runs
+ * that compute the same output give downstream steps the same keys.
+ */
+export const isRunMetadata = (rel: string): boolean => rel.endsWith(".meta.json");
+
+/** The content digest: hash of the file map, run metadata excluded. */
+export const contentDigest = (files: Readonly<Record<string, string>>): Promise<string> =>
+  sha256(canonicalJson(Object.fromEntries(Object.entries(files).filter(([rel]) => !isRunMetadata(rel)))));
 
 /** Returns the manifest if every file matches it, or a reason it does not. */
 export const verify = async (dir: string): Promise<Manifest | string> => {
@@ -131,6 +159,6 @@ export const verify = async (dir: string): Promise<Manifest | string> => {
     present.delete(rel);
   }
   if (present.size > 0) return `unexpected file ${[...present][0]}`;
-  if (await sha256(canonicalJson(manifest.files)) !== manifest.digest) return "manifest digest mismatch";
+  if (await contentDigest(manifest.files) !== manifest.digest) return "manifest digest mismatch";
   return manifest;
 };

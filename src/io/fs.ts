@@ -8,20 +8,46 @@ import { FileUnreadable, WriteFailed } from "../errors.ts";
 
 const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
+/**
+ * Temporary files of `writeFileAtomic` end in `.<pid>.<random>.tmp`. One left behind was cut short by a
+ * crash and never renamed, so it is junk by construction (the store removes them before resuming).
+ */
+export const isTempFile = (name: string): boolean => /\.\d+\.[0-9a-f]{8}\.tmp$/.test(name);
+
+/**
+ * Writes one chunk of a file; returns how many bytes were written. Production code always uses
+ * `file.write`; tests swap it (`setChunkWriter`) to simulate a full disk without filling one.
+ */
+export type ChunkWriter = (file: Deno.FsFile, bytes: Uint8Array) => Promise<number>;
+
+const defaultWriter: ChunkWriter = (file, bytes) => file.write(bytes);
+let writeChunk: ChunkWriter = defaultWriter;
+
+/** For tests: replace the chunk writer (undefined restores the real one). */
+export const setChunkWriter = (writer: ChunkWriter | undefined): void => {
+  writeChunk = writer ?? defaultWriter;
+};
+
 export const writeFileAtomic = (path: string, data: Uint8Array | string): Effect.Effect<void, WriteFailed> =>
   Effect.tryPromise({
     try: async () => {
       const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
       const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-      const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
       try {
-        let written = 0;
-        while (written < bytes.length) written += await file.write(bytes.subarray(written));
-        await file.sync();
-      } finally {
-        file.close();
+        const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+        try {
+          let written = 0;
+          while (written < bytes.length) written += await writeChunk(file, bytes.subarray(written));
+          await file.sync();
+        } finally {
+          file.close();
+        }
+        await Deno.rename(tmp, path);
+      } catch (e) {
+        // A failed write (disk full, say) leaves nothing behind, not even the temporary file.
+        await Deno.remove(tmp).catch(() => {});
+        throw e;
       }
-      await Deno.rename(tmp, path);
     },
     catch: (e) => new WriteFailed({ path, reason: reason(e) }),
   });

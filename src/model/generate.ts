@@ -9,17 +9,28 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../train/rng.ts";
 import type { ModelConfig } from "./config.ts";
-import { createCache, forward, type KvCache, type Params } from "./llama.ts";
+import { createCache, forward, type KvCache, type Params } from "./model.ts";
 
 export interface GenerateOptions {
   /** Upper bound on new tokens per row (0 or less: nothing is generated). */
   readonly maxNewTokens: number;
-  /** A row stops when it produces this id (which is not included in its output). */
-  readonly eosId?: number;
+  /** A row stops when it produces this id, or one of these ids (which is not included in its output). */
+  readonly eosId?: number | ReadonlyArray<number>;
   /** 0 or absent: greedy (first maximum on ties). Above 0: sample from softmax(logits / temperature). */
   readonly temperature?: number;
+  /**
+   * Nucleus sampling (with temperature > 0): sample only among the most probable tokens whose
+   * probabilities add up to at least topP (HF's TopPLogitsWarper; the most probable token always stays).
+   * 1 or absent: no cut.
+   */
+  readonly topP?: number;
   /** Required when temperature > 0. Rows draw in order, one number per unfinished row per step. */
   readonly rng?: Rng;
+  /**
+   * Called after each token a row keeps, with that row's new tokens so far; true stops the row (the
+   * token stays in its output). The CLI uses it for stop strings, which need the tokenizer.
+   */
+  readonly shouldStop?: (row: number, tokens: ReadonlyArray<number>) => boolean;
 }
 
 /** Index of the first maximum. */
@@ -29,7 +40,14 @@ const argmax = (xs: Float32Array, start: number, n: number): number => {
   return best;
 };
 
-const sample = (xs: Float32Array, start: number, n: number, temperature: number, rng: Rng): number => {
+const sample = (
+  xs: Float32Array,
+  start: number,
+  n: number,
+  temperature: number,
+  topP: number,
+  rng: Rng,
+): number => {
   let max = -Infinity;
   for (let i = 0; i < n; i++) max = Math.max(max, xs[start + i]);
   const p = new Float64Array(n);
@@ -38,12 +56,22 @@ const sample = (xs: Float32Array, start: number, n: number, temperature: number,
     p[i] = Math.exp((xs[start + i] - max) / temperature);
     sum += p[i];
   }
+  // Candidates in decreasing probability (ties by id, so the order is deterministic); with topP < 1 the
+  // list ends at the first token whose cumulative probability reaches topP.
+  let order = Array.from({ length: n }, (_, i) => i);
+  if (topP < 1) {
+    order.sort((a, b) => p[b] - p[a] || a - b);
+    let cumulative = 0, keep = 0;
+    while (keep < n && (keep === 0 || cumulative < topP * sum)) cumulative += p[order[keep++]];
+    order = order.slice(0, keep);
+    sum = cumulative;
+  }
   let u = rng.next() * sum;
-  for (let i = 0; i < n; i++) {
+  for (const i of order) {
     u -= p[i];
     if (u < 0) return i;
   }
-  return n - 1; // u landed on the rounding error at the very end
+  return order[order.length - 1]; // u landed on the rounding error at the very end
 };
 
 /** Next-token logits [batch, 1, vocab] for `ids` [batch, time] continuing `cache`. */
@@ -60,8 +88,10 @@ export const generate = (
   prompts: ReadonlyArray<ReadonlyArray<number>>,
   options: GenerateOptions,
 ): number[][] => {
-  const { maxNewTokens, eosId } = options;
-  const temperature = options.temperature ?? 0;
+  const { maxNewTokens } = options;
+  const eos = new Set(typeof options.eosId === "number" ? [options.eosId] : options.eosId ?? []);
+  const temperature = options.temperature ?? 0, topP = options.topP ?? 1;
+  if (!(topP > 0 && topP <= 1)) throw new RangeError(`topP must be in (0, 1], got ${topP}`);
   if (!Number.isInteger(maxNewTokens)) {
     throw new RangeError(`maxNewTokens must be an integer, got ${maxNewTokens}`);
   }
@@ -88,12 +118,13 @@ export const generate = (
       if (done[b]) continue;
       const v = c.vocabSize, at = b * v;
       const token = temperature > 0
-        ? sample(logits, at, v, temperature, options.rng!)
+        ? sample(logits, at, v, temperature, topP, options.rng!)
         : argmax(logits, at, v);
-      if (token === eosId) done[b] = true;
+      if (eos.has(token)) done[b] = true;
       else {
         outputs[b].push(token);
         next[b] = token;
+        if (options.shouldStop?.(b, outputs[b])) done[b] = true;
       }
     }
     if (n + 1 >= maxNewTokens || done.every((d) => d)) return outputs;

@@ -18,6 +18,7 @@
  * heads are contiguous slices of the feature axis (HF's layout before its view/transpose).
  */
 import * as tf from "@tensorflow/tfjs";
+import { fastGemm } from "../backend/matmul.ts";
 
 type F32 = Float32Array;
 
@@ -33,6 +34,9 @@ const values = (t: tf.Tensor): F32 => {
  * has a single accumulator summed in increasing k, so blocking never changes a result.
  */
 export const matmulNT = (a: F32, b: F32, m: number, n: number, k: number): F32 => {
+  // A BLAS when one is installed (src/backend/matmul.ts); the loop below otherwise.
+  const fast = fastGemm(a, b, m, n, k, false, true);
+  if (fast !== undefined) return fast;
   const c = new Float32Array(m * n);
   const dot = (ao: number, bo: number) => {
     let s = 0;
@@ -99,9 +103,11 @@ export const linear = (x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D => {
       value: tf.tensor2d(matmulNT(xs, ws, m, n, k), [m, n]),
       gradFunc: (dy: tf.Tensor) => {
         const g = values(dy);
-        // dX = dY W  and  dW = dY^T X, both rewritten as "times a transpose" to reuse matmulNT.
-        const dx = matmulNT(g, transpose(ws, n, k), m, k, n);
-        const dw = matmulNT(transpose(g, m, n), transpose(xs, m, k), n, k, m);
+        // dX = dY W  and  dW = dY^T X: a BLAS takes the transposes as flags; the loop needs them as
+        // "times a transpose" to reuse matmulNT.
+        const dx = fastGemm(g, ws, m, k, n, false, false) ?? matmulNT(g, transpose(ws, n, k), m, k, n);
+        const dw = fastGemm(g, xs, n, k, m, true, false) ??
+          matmulNT(transpose(g, m, n), transpose(xs, m, k), n, k, m);
         return [tf.tensor2d(dx, [m, k]), tf.tensor2d(dw, [n, k])];
       },
     };

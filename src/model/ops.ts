@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import * as fast from "./kernels.ts";
+import * as extra from "./kernels_extra.ts";
 import * as reference from "./reference_ops.ts";
 
 export type { AttentionShape, RopeTables } from "./kernels.ts";
@@ -36,3 +37,17 @@ export const causalAttention = (
 
 export const swiglu = (gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D =>
   onCpu() ? fast.swiglu(gate, up) : reference.swiglu(gate, up);
+
+export const addBias = (x: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D =>
+  onCpu() ? extra.addBias(x, b) : reference.addBias(x, b);
+
+export const conv1d = (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D =>
+  onCpu() ? extra.conv1d(x, w, b) : reference.conv1d(x, w, b);
+
+export const columns = (x: tf.Tensor2D, start: number, width: number): tf.Tensor2D =>
+  onCpu() ? extra.columns(x, start, width) : reference.columns(x, start, width);
+
+export const layerNorm = (x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D =>
+  onCpu() ? extra.layerNorm(x, w, b, eps) : reference.layerNorm(x, w, b, eps);
+
+export const gelu = (x: tf.Tensor2D): tf.Tensor2D => onCpu() ? extra.gelu(x) : reference.gelu(x);

@@ -67,3 +67,25 @@ export const causalAttention = (
 
 export const swiglu = (gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D =>
   tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
+
+// The GPT-2 / Qwen2 additions (fast versions in ./kernels_extra.ts).
+
+export const addBias = (x: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D => tf.add(x, b);
+
+export const conv1d = (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D =>
+  tf.tidy(() => tf.add(tf.matMul(x, w), b));
+
+export const columns = (x: tf.Tensor2D, start: number, width: number): tf.Tensor2D =>
+  tf.slice(x, [0, start], [x.shape[0], width]);
+
+export const layerNorm = (x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D =>
+  tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), w), b);
+  });
+
+export const gelu = (x: tf.Tensor2D): tf.Tensor2D =>
+  tf.tidy(() => {
+    const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
+    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+  });

@@ -10,7 +10,7 @@
  * as the reference implementation (offsets in range, matching dtype and shape, no overlaps, no holes).
  */
 import { Effect } from "effect";
-import { CheckpointMalformed } from "../errors.ts";
+import { CheckpointMalformed, FileUnreadable, WriteFailed } from "../errors.ts";
 
 export interface NamedTensor {
   readonly shape: ReadonlyArray<number>;
@@ -56,37 +56,55 @@ const halfToFloat = (h: number): number => {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 };
 
-/** Parses safetensors bytes; `path` names the file in errors. */
-export const parseSafetensors = (
-  bytes: Uint8Array,
-  path: string,
-): Effect.Effect<SafetensorsContents, CheckpointMalformed> =>
+/** One tensor's header entry; offsets are relative to the start of the data section. */
+export interface TensorEntry {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: number[];
+  readonly begin: number;
+  readonly end: number;
+}
+
+interface Header {
+  readonly entries: TensorEntry[];
+  readonly metadata: Record<string, string>;
+}
+
+type Fail = (reason: string) => Effect.Effect<never, CheckpointMalformed>;
+
+/**
+ * Reads the 8-byte prefix: the header length, checked against the file size before anything is read or
+ * allocated for it.
+ */
+const headerLengthOf = (prefix: Uint8Array, fileSize: number, fail: Fail) =>
   Effect.gen(function* () {
-    const fail = (reason: string) => Effect.fail(new CheckpointMalformed({ path, reason }));
-    if (bytes.length < 8) {
-      return yield* fail(`file is ${bytes.length} bytes, too short for a safetensors header`);
-    }
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (fileSize < 8) return yield* fail(`file is ${fileSize} bytes, too short for a safetensors header`);
+    const view = new DataView(prefix.buffer, prefix.byteOffset, 8);
     const headerLength = view.getUint32(0, true) + view.getUint32(4, true) * 0x100000000;
-    if (headerLength > bytes.length - 8) {
-      return yield* fail(`header length ${headerLength} runs past the end of the ${bytes.length}-byte file`);
+    if (headerLength > fileSize - 8) {
+      return yield* fail(`header length ${headerLength} runs past the end of the ${fileSize}-byte file`);
     }
     if (headerLength > MAX_HEADER) return yield* fail(`header length ${headerLength} is unreasonably large`);
+    return headerLength;
+  });
+
+/**
+ * Validates the header JSON against a data section of `dataLength` bytes: known dtypes, shapes whose byte
+ * size matches the offsets, offsets in range, and tensors tiling the data without overlaps or holes.
+ */
+const parseHeader = (json: Uint8Array, dataLength: number, fail: Fail) =>
+  Effect.gen(function* () {
     let header: unknown;
     try {
-      header = JSON.parse(
-        new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)),
-      );
+      header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(json));
     } catch (e) {
       return yield* fail(`header is not valid UTF-8 JSON: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (typeof header !== "object" || header === null || Array.isArray(header)) {
       return yield* fail("header is not a JSON object");
     }
-    const dataStart = 8 + headerLength, dataLength = bytes.length - dataStart;
-
     let metadata: Record<string, string> = {};
-    const entries: Array<{ name: string; dtype: string; shape: number[]; begin: number; end: number }> = [];
+    const entries: TensorEntry[] = [];
     for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
       if (name === "__metadata__") {
         if (
@@ -125,7 +143,14 @@ export const parseSafetensors = (
           `tensor "${name}": data_offsets [${begin}, ${end}] run past the ${dataLength} data bytes`,
         );
       }
-      const expected = shape.reduce((a: number, b: number) => a * b, 1) * BYTES[dtype];
+      // Multiplied step by step so a huge declared shape is refused before the product loses precision.
+      let expected = BYTES[dtype];
+      for (const d of shape) {
+        expected *= d;
+        if (expected > Number.MAX_SAFE_INTEGER) {
+          return yield* fail(`tensor "${name}": shape [${shape.join(", ")}] is too large`);
+        }
+      }
       if (end - begin !== expected) {
         return yield* fail(
           `tensor "${name}": ${end - begin} bytes for ${dtype} shape [${
@@ -147,39 +172,114 @@ export const parseSafetensors = (
     if (covered !== dataLength) {
       return yield* fail(`the last ${dataLength - covered} data bytes belong to no tensor`);
     }
+    return { entries, metadata } satisfies Header;
+  });
 
+/** Widens one tensor's raw little-endian bytes (a fresh, 4-byte aligned copy for F32) to float32. */
+const decodeTensor = (raw: Uint8Array, dtype: string): Float32Array => {
+  if (dtype === "F32") return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+  const halves = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
+  const data = new Float32Array(halves.length);
+  if (dtype === "F16") halves.forEach((h, i) => data[i] = halfToFloat(h));
+  else {
+    // bfloat16 is the top half of a float32.
+    const bits = new Uint32Array(data.buffer);
+    halves.forEach((h, i) => bits[i] = h << 16);
+  }
+  return data;
+};
+
+/** Parses safetensors bytes; `path` names the file in errors. */
+export const parseSafetensors = (
+  bytes: Uint8Array,
+  path: string,
+): Effect.Effect<SafetensorsContents, CheckpointMalformed> =>
+  Effect.gen(function* () {
+    const fail = (reason: string) => Effect.fail(new CheckpointMalformed({ path, reason }));
+    const headerLength = yield* headerLengthOf(bytes, bytes.length, fail);
+    const dataStart = 8 + headerLength;
+    const { entries, metadata } = yield* parseHeader(
+      bytes.subarray(8, dataStart),
+      bytes.length - dataStart,
+      fail,
+    );
     const tensors = new Map<string, NamedTensor>();
     const dtypes = new Map<string, string>();
     for (const e of entries) {
       // A copy, so the result does not pin the whole file and is 4-byte aligned.
-      const raw = bytes.slice(dataStart + e.begin, dataStart + e.end);
-      let data: Float32Array;
-      if (e.dtype === "F32") data = new Float32Array(raw.buffer);
-      else {
-        const halves = new Uint16Array(raw.buffer);
-        data = new Float32Array(halves.length);
-        if (e.dtype === "F16") halves.forEach((h, i) => data[i] = halfToFloat(h));
-        else {
-          // bfloat16 is the top half of a float32.
-          const bits = new Uint32Array(data.buffer);
-          halves.forEach((h, i) => bits[i] = h << 16);
-        }
-      }
-      tensors.set(e.name, { shape: e.shape, data });
+      tensors.set(e.name, {
+        shape: e.shape,
+        data: decodeTensor(bytes.slice(dataStart + e.begin, dataStart + e.end), e.dtype),
+      });
       dtypes.set(e.name, e.dtype);
     }
     return { tensors, dtypes, metadata };
   });
 
+const message = (e: unknown): string => e instanceof Error ? e.message : String(e);
+
 /**
- * Serialises float32 tensors: sorted names, contiguous data, header padded with spaces to a multiple of
- * 8 bytes (what the reference writer does, keeping the data aligned). Throws RangeError if a tensor's
- * data does not match its shape.
+ * Reads a safetensors file tensor by tensor: the header is read and fully validated against the file's
+ * size first (so a malformed file is refused after reading at most its header), then each tensor's bytes
+ * are read straight into its own buffer; the whole file is never held in memory at once.
  */
-export const serializeSafetensors = (
+export const readSafetensorsFile = (
+  path: string,
+): Effect.Effect<SafetensorsContents, CheckpointMalformed | FileUnreadable> =>
+  Effect.acquireUseRelease(
+    Effect.tryPromise({
+      try: () => Deno.open(path, { read: true }),
+      catch: (e) =>
+        new FileUnreadable({
+          path,
+          reason: e instanceof Deno.errors.NotFound ? "file not found" : message(e),
+        }),
+    }),
+    (file) =>
+      Effect.gen(function* () {
+        const fail = (reason: string) => Effect.fail(new CheckpointMalformed({ path, reason }));
+        const readExactly = (into: Uint8Array, at: number) =>
+          Effect.tryPromise({
+            try: async () => {
+              await file.seek(at, Deno.SeekMode.Start);
+              let got = 0;
+              while (got < into.length) {
+                const n = await file.read(into.subarray(got));
+                if (n === null) throw new Error(`unexpected end of file at byte ${at + got}`);
+                got += n;
+              }
+            },
+            catch: (e) => new FileUnreadable({ path, reason: message(e) }),
+          });
+        const size = (yield* Effect.tryPromise({
+          try: () => file.stat(),
+          catch: (e) => new FileUnreadable({ path, reason: message(e) }),
+        })).size;
+        const prefix = new Uint8Array(8);
+        if (size >= 8) yield* readExactly(prefix, 0);
+        const headerLength = yield* headerLengthOf(prefix, size, fail);
+        const json = new Uint8Array(headerLength);
+        yield* readExactly(json, 8);
+        const dataStart = 8 + headerLength;
+        const { entries, metadata } = yield* parseHeader(json, size - dataStart, fail);
+        const tensors = new Map<string, NamedTensor>();
+        const dtypes = new Map<string, string>();
+        for (const e of entries) {
+          const raw = new Uint8Array(e.end - e.begin);
+          yield* readExactly(raw, dataStart + e.begin);
+          tensors.set(e.name, { shape: e.shape, data: decodeTensor(raw, e.dtype) });
+          dtypes.set(e.name, e.dtype);
+        }
+        return { tensors, dtypes, metadata } satisfies SafetensorsContents;
+      }),
+    (file) => Effect.sync(() => file.close()),
+  );
+
+/** The header a float32 serialisation of `tensors` gets, and the data section's length. */
+const headerFor = (
   tensors: ReadonlyMap<string, NamedTensor>,
-  metadata: Record<string, string> = {},
-): Uint8Array => {
+  metadata: Record<string, string>,
+): { json: Uint8Array; names: string[]; dataLength: number } => {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) {
@@ -203,16 +303,63 @@ export const serializeSafetensors = (
     p.set(json);
     json = p;
   }
-  const out = new Uint8Array(8 + json.length + offset);
-  const view = new DataView(out.buffer);
+  const prefixed = new Uint8Array(8 + json.length);
+  const view = new DataView(prefixed.buffer);
   view.setUint32(0, json.length, true);
   view.setUint32(4, 0, true);
-  out.set(json, 8);
-  let at = 8 + json.length;
+  prefixed.set(json, 8);
+  return { json: prefixed, names, dataLength: offset };
+};
+
+const bytesOf = (data: Float32Array) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+
+/**
+ * Writes `serializeSafetensors(tensors, metadata)`'s bytes to `path` atomically (temporary sibling, fsync,
+ * rename) without building the whole file in memory: tensors are written straight from their arrays.
+ */
+export const writeSafetensorsFile = (
+  path: string,
+  tensors: ReadonlyMap<string, NamedTensor>,
+  metadata: Record<string, string> = {},
+): Effect.Effect<void, WriteFailed> =>
+  Effect.tryPromise({
+    try: async () => {
+      const { json, names } = headerFor(tensors, metadata);
+      const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+      const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+      try {
+        const writeAll = async (bytes: Uint8Array) => {
+          let written = 0;
+          while (written < bytes.length) written += await file.write(bytes.subarray(written));
+        };
+        await writeAll(json);
+        for (const name of names) await writeAll(bytesOf(tensors.get(name)!.data));
+        await file.sync();
+      } finally {
+        file.close();
+      }
+      await Deno.rename(tmp, path);
+    },
+    catch: (e) => new WriteFailed({ path, reason: message(e) }),
+  });
+
+/**
+ * Serialises float32 tensors: sorted names, contiguous data, header padded with spaces to a multiple of
+ * 8 bytes (what the reference writer does, keeping the data aligned). Throws RangeError if a tensor's
+ * data does not match its shape.
+ */
+export const serializeSafetensors = (
+  tensors: ReadonlyMap<string, NamedTensor>,
+  metadata: Record<string, string> = {},
+): Uint8Array => {
+  const { json, names, dataLength } = headerFor(tensors, metadata);
+  const out = new Uint8Array(json.length + dataLength);
+  out.set(json);
+  let at = json.length;
   for (const name of names) {
-    const { data } = tensors.get(name)!;
-    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
-    at += data.byteLength;
+    const bytes = bytesOf(tensors.get(name)!.data);
+    out.set(bytes, at);
+    at += bytes.length;
   }
   return out;
 };

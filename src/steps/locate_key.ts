@@ -9,7 +9,7 @@
  * (the first few by file:line), then dropped or the step fails, as `onMissingKey` says.
  */
 import { Effect, Schema } from "effect";
-import { EmptyDataset, KeyNotFound } from "../errors.ts";
+import { EmptyDataset, InvalidRow, KeyNotFound } from "../errors.ts";
 import { DataFormat, defaultLocator, readExamples } from "../data/formats.ts";
 import { answerPartStart, locateKey as locate, LocatorSpec } from "../data/locate.ts";
 import { type LocatedRecord, writeJsonl } from "../data/records.ts";
@@ -23,14 +23,23 @@ export const LocateKeyConfig = Schema.Struct({
   /** Defaults to the format's own locator (answer tags, GSM8K `####`, answer field, last \boxed{}). */
   locator: Schema.optional(LocatorSpec),
   onMissingKey: Schema.optionalWith(OnProblem, { default: () => "fail" as const }),
+  /**
+   * Longest row accepted, in characters of prompt + response (default MAX_ROW_CHARS). A longer row is
+   * almost surely a broken file (a whole corpus on one line) and would take minutes to tokenise.
+   */
+  maxRowChars: Schema.optional(Schema.Int.pipe(Schema.positive())),
 });
+
+/** Far beyond any context length trained here (a token covers a few characters). */
+export const MAX_ROW_CHARS = 1_000_000;
 
 /** How many problems to name by file:line in reports and errors. */
 export const SHOWN = 5;
 
 export const locateKeyStep = defineStep({
   name: "locateKey",
-  version: 2,
+  // 3: rows with several answer blocks or above maxRowChars are rejected.
+  version: 3,
   description: "validate the data rows and find the key (answer) span in every response",
   config: LocateKeyConfig,
   inputs: ["data"] as const,
@@ -38,9 +47,32 @@ export const locateKeyStep = defineStep({
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
       const examples = yield* readExamples(inputs.data!, config.format);
+      if (examples.length === 0) {
+        return yield* new EmptyDataset({ what: inputs.data!, reason: "the file has no rows" });
+      }
+      const maxChars = config.maxRowChars ?? MAX_ROW_CHARS;
       const kept: LocatedRecord[] = [];
       const missing: string[] = [];
       for (const ex of examples) {
+        const chars = ex.prompt.length + ex.response.length;
+        if (chars > maxChars) {
+          return yield* rowError(ex.source, `has ${chars} characters, more than maxRowChars ${maxChars}`);
+        }
+        // Two complete answer blocks make the key ambiguous: training on either one would be a guess.
+        const blocks = locator.kind === "answer-tags"
+          ? countOccurrences(ex.response, locator.close ?? "</Answer>")
+          : 0;
+        if (blocks > 1) {
+          if (config.onMissingKey === "fail") {
+            return yield* rowError(
+              ex.source,
+              `has ${blocks} answer blocks; the key is ambiguous`,
+              "response",
+            );
+          }
+          missing.push(ex.source);
+          continue;
+        }
         const span = locate(ex.response, locator, ex.answerField);
         if (!span || span.end <= span.start) {
           missing.push(ex.source);
@@ -53,6 +85,7 @@ export const locateKeyStep = defineStep({
           key: span,
           answer: ex.response.slice(span.start, span.end),
           answer_start: answerPartStart(ex.response, locator, span),
+          ...(ex.chat === undefined ? {} : { chat: ex.chat }),
         });
       }
       if (missing.length > 0) {
@@ -85,3 +118,20 @@ export const locateKeyStep = defineStep({
 
 const describeMissing = (e: KeyNotFound) =>
   `${e.count} of ${e.total} examples without a key span (first: ${e.examples.join(", ")})`;
+
+const countOccurrences = (text: string, needle: string): number => {
+  let n = 0;
+  for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at + needle.length)) n++;
+  return n;
+};
+
+/** An InvalidRow for an example whose source is `file:line`. */
+const rowError = (source: string, reason: string, field?: string) => {
+  const colon = source.lastIndexOf(":");
+  return new InvalidRow({
+    file: source.slice(0, colon),
+    line: Number(source.slice(colon + 1)),
+    field,
+    reason,
+  });
+};

@@ -10,6 +10,7 @@ import { EmptyDataset, KeyTruncated } from "../errors.ts";
 import { type LocatedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { PromptTemplate, tokeniseExample } from "../data/tokenise.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
+import { chatExample, tokenizerChatTemplate } from "../data/chat.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { OnProblem, SHOWN } from "./locate_key.ts";
@@ -23,7 +24,8 @@ export const TokeniseConfig = Schema.Struct({
 
 export const tokeniseStep = defineStep({
   name: "tokenise",
-  version: 2,
+  // 3: prompts with `$'`, `$&`, ... are no longer rewritten by the template; messages data is supported.
+  version: 3,
   description: "tokenise prompt, response and key segment-wise; append EOS; cut at maxLength",
   config: TokeniseConfig,
   inputs: ["examples", "tokenizer"] as const,
@@ -31,12 +33,19 @@ export const tokeniseStep = defineStep({
     Effect.gen(function* () {
       const tok = yield* loadTokenizer(inputs.tokenizer!);
       const located = yield* readJsonl<LocatedRecord>(`${inputs.examples}/located.jsonl`);
+      // Compiled only for "messages" data, so a template this toolkit cannot parse never blocks other data.
+      const chatTemplate = located.some((r) => r.chat !== undefined)
+        ? yield* tokenizerChatTemplate(tok)
+        : undefined;
       const kept: TokenRecord[] = [];
       const cut: string[] = [];
       let truncated = 0;
       let tokens = 0;
-      for (const ex of located) {
-        const t = tokeniseExample(tok, ex, ex.key, { ...config, answerStart: ex.answer_start });
+      for (const record of located) {
+        // A "messages" record comes back with its prompt already rendered by the chat template.
+        const ex = yield* chatExample(tok, chatTemplate, record);
+        const template = ex.chat === undefined ? config.template : "{prompt}";
+        const t = tokeniseExample(tok, ex, ex.key, { ...config, template, answerStart: ex.answer_start });
         if (t.truncated) truncated++;
         if (t.keyTruncated || !t.key || !t.answer || t.key.end <= t.key.start) {
           cut.push(ex.source);

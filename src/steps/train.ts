@@ -9,21 +9,24 @@
  * a pure function of (seed, step) (train/batches.ts) and tfjs' cpu kernels are deterministic.
  *
  * Output: model/ (a Hugging Face checkpoint: config.json, model.safetensors, tokenizer files),
- * train_log.jsonl (loss, lr, gradient norm, tokens per step) and train_summary.json.
+ * train_log.jsonl (loss, lr, gradient norm, tokens per step), train_summary.json, and train.meta.json
+ * (wall time, backend: run facts, excluded from the content digest).
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
-import { InvalidConfig, NonFiniteLoss, TokenizerMismatch, WriteFailed } from "../errors.ts";
+import { describeError, InvalidConfig, NonFiniteLoss, TokenizerMismatch, WriteFailed } from "../errors.ts";
 import { type MaskedRecord, readJsonl } from "../data/records.ts";
-import { exists, removeIfExists, writeFileAtomic } from "../io/fs.ts";
+import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
+import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep } from "../engine/step.ts";
-import { ModelConfig } from "../model/config.ts";
+import { contextLength, ModelConfig } from "../model/config.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params } from "../model/llama.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
 import { AdamW } from "../train/adamw.ts";
 import { batchIndices, microBatches, type Sequence } from "../train/batches.ts";
 import { Rng } from "../train/rng.ts";
+import { Objective } from "../train/objectives.ts";
 import { lrAt } from "../train/schedule.ts";
 import { trainStep as optimise } from "../train/step.ts";
 
@@ -49,6 +52,11 @@ export const TrainConfig = Schema.Struct({
   seed: Schema.Int,
   /** Architecture of a model trained from scratch; required when `init` is not connected. */
   model: Schema.optional(ModelConfig),
+  /**
+   * The per-token objective (src/train/objectives.ts). Absent means "ce"; it is left out of the encoded
+   * config then, so the cache keys of runs made before objectives existed stay valid.
+   */
+  objective: Schema.optional(Objective),
 });
 export type TrainConfig = typeof TrainConfig.Type;
 
@@ -96,6 +104,8 @@ const saveTrainingCheckpoint = (
     yield* saveCheckpoint(tmp, config, params);
     yield* saveOptimizerState(`${tmp}/${OPTIMIZER_FILE}`, optimizer.exportState());
     yield* writeFileAtomic(`${tmp}/state.json`, JSON.stringify(state));
+    // Sealed last: a resume trusts only a checkpoint whose files all match their digests.
+    yield* writeFileAtomic(`${tmp}/${SEAL}`, yield* Effect.promise(() => sealOf(tmp)));
     yield* Effect.tryPromise({
       try: async () => {
         await removeIfExists(`${root}/${name}`);
@@ -113,18 +123,44 @@ const saveTrainingCheckpoint = (
     return `${root}/${name}`;
   });
 
-const loadTrainingCheckpoint = (dir: string) =>
+/**
+ * The latest checkpoint, or undefined when there is none or it cannot be trusted. A checkpoint that fails
+ * its seal or does not load (a crash while old checkpoints were deleted, a flipped byte, a truncated file)
+ * is reported and removed, and the stage restarts from its beginning, which ends with the same weights;
+ * failing instead would block every later attempt, and loading it regardless could resume from wrong weights.
+ */
+const loadTrainingCheckpoint = (dir: string, log: (line: string) => void) =>
   Effect.gen(function* () {
     const root = checkpointDir(dir);
-    const latest = yield* Effect.promise(() => Deno.readTextFile(`${root}/LATEST`).catch(() => undefined));
+    const latest = (yield* Effect.promise(() => Deno.readTextFile(`${root}/LATEST`).catch(() => "")))
+      .trim();
     if (!latest) return undefined;
-    const path = `${root}/${latest.trim()}`;
-    const { config, params } = yield* loadCheckpoint(path);
-    const optimizer = yield* loadOptimizerState(`${path}/${OPTIMIZER_FILE}`, params);
-    const state = JSON.parse(
-      yield* Effect.promise(() => Deno.readTextFile(`${path}/state.json`)),
-    ) as TrainState;
-    return { path, config, params, optimizer, state };
+    const path = `${root}/${latest}`;
+    const load = Effect.gen(function* () {
+      const problem = /^step-\d+$/.test(latest)
+        ? yield* Effect.promise(() => checkSeal(path))
+        : `LATEST names "${latest.slice(0, 40)}"`;
+      if (problem) return yield* Effect.fail(problem);
+      const { config, params } = yield* loadCheckpoint(path);
+      const rest = Effect.gen(function* () {
+        const optimizer = yield* loadOptimizerState(`${path}/${OPTIMIZER_FILE}`, params);
+        const state = yield* Effect.try(() =>
+          JSON.parse(Deno.readTextFileSync(`${path}/state.json`)) as TrainState
+        );
+        return { path, config, params, optimizer, state };
+      });
+      return yield* Effect.tapError(rest, () => Effect.sync(() => disposeParams(params)));
+    });
+    const result = yield* Effect.either(load);
+    if (result._tag === "Right") return result.right;
+    const why = typeof result.left === "string"
+      ? result.left
+      : "_tag" in result.left && result.left._tag !== "UnknownException"
+      ? describeError(result.left)
+      : String(result.left);
+    log(`checkpoint ${path} cannot be used (${why}); restarting this stage from its beginning`);
+    yield* Effect.promise(() => removeIfExists(root));
+    return undefined;
   });
 
 export const trainStep = defineStep({
@@ -141,7 +177,9 @@ export const trainStep = defineStep({
       const data: Sequence[] = rows.map((r) => ({ ids: r.input_ids, weights: r.weights }));
 
       // The starting point: a resumed checkpoint, else the init checkpoint, else a fresh model.
-      const resumed = ctx.resumed ? yield* loadTrainingCheckpoint(ctx.dir) : undefined;
+      const resumed = ctx.resumed
+        ? yield* loadTrainingCheckpoint(ctx.dir, (line) => ctx.reporter.log(`[${ctx.node}] ${line}`))
+        : undefined;
       let modelConfig: ModelConfig;
       let params: Params;
       if (resumed) {
@@ -170,11 +208,12 @@ export const trainStep = defineStep({
         });
       }
       const longest = Math.max(...rows.map((r) => r.input_ids.length));
-      if (longest > modelConfig.maxPositions) {
+      if (longest > contextLength(modelConfig)) {
         return yield* new InvalidConfig({
           where: `${ctx.node}`,
-          reason:
-            `a sequence of ${longest} tokens exceeds the model's maxPositions ${modelConfig.maxPositions}`,
+          reason: `a sequence of ${longest} tokens exceeds the ${
+            contextLength(modelConfig)
+          } positions the model computes exactly`,
         });
       }
 
@@ -217,6 +256,7 @@ export const trainStep = defineStep({
           {
             lr,
             clipNorm: config.clipNorm,
+            objective: config.objective,
           },
         );
         if (!Number.isFinite(result.loss)) {
@@ -258,7 +298,18 @@ export const trainStep = defineStep({
       }
       progress.finish();
 
-      yield* saveCheckpoint(`${ctx.dir}/model`, modelConfig, params);
+      // A model fine-tuned from a Hugging Face checkpoint keeps that checkpoint's other config.json fields
+      // (eos_token_id, ...) and side files (generation_config.json, tokenizer files).
+      const initDir = inputs.init ? yield* Effect.promise(() => modelDirOf(inputs.init!)) : undefined;
+      const baseConfig = initDir
+        ? (yield* readJson(`${initDir}/config.json`).pipe(Effect.orElseSucceed(() => undefined))) as
+          | Record<string, unknown>
+          | undefined
+        : undefined;
+      yield* saveCheckpoint(`${ctx.dir}/model`, modelConfig, params, {}, {
+        baseConfig,
+        copySideFilesFrom: initDir,
+      });
       if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/model`);
       yield* writeFileAtomic(
         `${ctx.dir}/train_log.jsonl`,
@@ -272,14 +323,21 @@ export const trainStep = defineStep({
             steps: state.step,
             examples: data.length,
             weightedTokens: tokens,
+            objective: config.objective ?? "ce",
             finalLoss: state.log.at(-1)?.loss,
-            seconds: state.seconds,
-            backend: ctx.backend,
-            numTensorsAtEnd: tf.memory().numTensors,
           },
           null,
           2,
         ),
+      );
+      // Timings and the backend describe this run, not the model: kept out of the content digest.
+      yield* writeFileAtomic(
+        `${ctx.dir}/train.meta.json`,
+        JSON.stringify({
+          seconds: state.seconds,
+          backend: ctx.backend,
+          numTensorsAtEnd: tf.memory().numTensors,
+        }),
       );
       yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
       return { resumed: resumed !== undefined };

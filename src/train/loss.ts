@@ -12,14 +12,18 @@
  * broadcasts over a size-1 axis, which that backend does very slowly (see src/model/kernels.ts); other
  * backends get the stock formulation (`referenceCrossEntropy`). Either way the gradient with respect to
  * the logits of a position with weight 0 is exactly 0.
+ *
+ * Other per-token objectives (DFT, f-divergences; ./objectives.ts) go through the same kernel: each is a
+ * function of log q only, so its gradient is the CE row scaled by -d loss / d log q, computed exactly.
  */
 import * as tf from "@tensorflow/tfjs";
+import { type Objective, objectives } from "./objectives.ts";
 
 /** Floor of the normaliser, so a batch with no weighted token has loss 0 rather than NaN. */
 export const WEIGHT_EPS = 1e-8;
 
 export interface WeightedLoss {
-  /** sum(w * ce) / normalizer, differentiable with respect to the logits. */
+  /** sum(w * loss) / normalizer (loss: the objective, CE by default), differentiable w.r.t. the logits. */
   readonly loss: tf.Scalar;
   /** sum(w) over the positions that count. */
   readonly weightSum: number;
@@ -30,6 +34,11 @@ export interface WeightedLoss {
 export interface LossOptions {
   /** Divide by this instead of max(sum(w), eps); for gradient accumulation across microbatches. */
   readonly normalizer?: number;
+  /**
+   * The per-token function of the gold log-probability (./objectives.ts); default "ce". `perToken`
+   * stays the cross entropy whatever the objective.
+   */
+  readonly objective?: Objective;
 }
 
 const ints = (x: tf.Tensor | Int32Array): Int32Array =>
@@ -63,11 +72,17 @@ export const weightedCrossEntropy = (
     weightSum += w[i];
   }
   const normalizer = options.normalizer ?? Math.max(weightSum, WEIGHT_EPS);
-  if (tf.getBackend() !== "cpu") return referenceCrossEntropy(logits, tgt, w, normalizer, weightSum);
+  const objective = options.objective ?? "ce";
+  if (tf.getBackend() !== "cpu") {
+    return referenceCrossEntropy(logits, tgt, w, normalizer, weightSum, objective);
+  }
+  const { value, slope } = objectives[objective];
   const perToken = new Float32Array(rows);
   const op = tf.customGrad((lt) => {
     const ls = (lt as tf.Tensor).dataSync() as Float32Array;
     const lse = new Float64Array(rows); // log-sum-exp per row, reused by the gradient
+    // -d loss / d log q per row: the softmax-minus-one-hot row is scaled by it (1 for CE).
+    const coef = new Float64Array(rows);
     let total = 0;
     for (let i = 0; i < rows; i++) {
       const o = i * vocab;
@@ -77,7 +92,11 @@ export const weightedCrossEntropy = (
       for (let v = 0; v < vocab; v++) sum += Math.exp(ls[o + v] - max);
       lse[i] = max + Math.log(sum);
       if (tgt[i] >= 0 && tgt[i] < vocab) perToken[i] = lse[i] - ls[o + tgt[i]];
-      if (w[i] > 0) total += w[i] * perToken[i];
+      if (w[i] > 0) {
+        // CE reads perToken directly so that its loss is bit-identical to the plain CE kernel.
+        total += w[i] * (objective === "ce" ? perToken[i] : value(-perToken[i]));
+        coef[i] = objective === "ce" ? 1 : -slope(-perToken[i]);
+      }
     }
     return {
       value: tf.scalar(total / normalizer),
@@ -86,7 +105,7 @@ export const weightedCrossEntropy = (
         const grad = new Float32Array(ls.length);
         for (let i = 0; i < rows; i++) {
           if (!(w[i] > 0)) continue; // exactly zero where the weight is zero
-          const o = i * vocab, c = scale * w[i];
+          const o = i * vocab, c = scale * w[i] * coef[i];
           for (let v = 0; v < vocab; v++) grad[o + v] = c * Math.exp(ls[o + v] - lse[i]);
           grad[o + tgt[i]] -= c;
         }
@@ -107,6 +126,7 @@ export const referenceCrossEntropy = (
   weights: Float32Array,
   normalizer: number,
   weightSum: number,
+  objective: Objective = "ce",
 ): WeightedLoss => {
   const vocab = logits.shape[logits.shape.length - 1], rows = targets.length;
   const valid = (t: number) => t >= 0 && t < vocab;
@@ -114,11 +134,36 @@ export const referenceCrossEntropy = (
     const logProbs = tf.logSoftmax(tf.reshape(logits, [rows, vocab]));
     const oneHot = tf.oneHot(tf.tensor1d(targets.map((t) => valid(t) ? t : 0), "int32"), vocab);
     const picked = tf.sum(tf.mul(logProbs, oneHot), -1);
-    const loss = tf.div(tf.neg(tf.sum(tf.mul(picked, tf.tensor1d(weights)))), normalizer) as tf.Scalar;
+    // Rows that do not count see log q = 0, so no objective can overflow there (0 * Infinity = NaN).
+    const counts = tf.tensor1d(weights.map((x) => (x > 0 ? 1 : 0)), "bool");
+    const l = tf.where(counts, picked, tf.zerosLike(picked));
+    const perRow = objectiveOfLogProb(objective, l);
+    const loss = tf.div(tf.sum(tf.mul(perRow, tf.tensor1d(weights))), normalizer) as tf.Scalar;
     return [loss, picked.dataSync()];
   });
   const perToken = Float32Array.from(targets, (t, i) => valid(t) ? -picked[i] : 0);
   return { loss, weightSum, perToken };
+};
+
+/** `objectives[objective].value` as differentiable tfjs ops on a tensor of gold log-probabilities. */
+export const objectiveOfLogProb = (objective: Objective, l: tf.Tensor): tf.Tensor => {
+  switch (objective) {
+    case "ce":
+      return tf.neg(l);
+    case "dft":
+      // sg(q): a tensor built from values is not on the gradient tape.
+      return tf.neg(tf.mul(tf.tensor(tf.exp(l).dataSync(), l.shape), l));
+    case "tv":
+      return tf.sub(1, tf.exp(l));
+    case "chi2":
+      return tf.sub(tf.exp(tf.neg(l)), 1);
+    case "hellinger":
+      return tf.sub(2, tf.mul(2, tf.exp(tf.div(l, 2))));
+    case "js": {
+      const q = tf.exp(l);
+      return tf.div(tf.add(tf.sub(2 * Math.LN2, tf.mul(tf.add(1, q), tf.log1p(q))), tf.mul(q, l)), 2);
+    }
+  }
 };
 
 /**

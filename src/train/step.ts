@@ -11,6 +11,7 @@ import type { ModelConfig } from "../model/config.ts";
 import { logitsAt, type Params } from "../model/llama.ts";
 import type { AdamW } from "./adamw.ts";
 import { WEIGHT_EPS, weightedCrossEntropy, weightedPositions } from "./loss.ts";
+import type { Objective } from "./objectives.ts";
 
 /**
  * Token ids and per-token weights of `batch` rows of `seqLen` tokens, either flat row-major arrays or
@@ -32,10 +33,12 @@ export interface StepOptions {
   readonly lr: number;
   /** Clip the global gradient norm to this; 0 or Infinity disables clipping. */
   readonly clipNorm: number;
+  /** The per-token objective (./objectives.ts); default "ce". */
+  readonly objective?: Objective;
 }
 
 export interface StepResult {
-  /** Weighted mean cross entropy over the whole batch (before the update). */
+  /** Weighted mean of the objective (cross entropy by default) over the whole batch, before the update. */
   readonly loss: number;
   /** Global L2 norm of the gradient before clipping. */
   readonly gradNorm: number;
@@ -97,8 +100,10 @@ export const trainStep = (
       const ids = tf.tensor2d(f.ids, [f.batch, f.seqLen], "int32");
       const { value, grads: g } = tf.variableGrads(
         () =>
-          weightedCrossEntropy(logitsAt(params, config, ids, rows), targets, weights, { normalizer: tokens })
-            .loss,
+          weightedCrossEntropy(logitsAt(params, config, ids, rows), targets, weights, {
+            normalizer: tokens,
+            objective: options.objective,
+          }).loss,
         variables,
       );
       loss += value.dataSync()[0];

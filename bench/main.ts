@@ -1,0 +1,221 @@
+/**
+ * `deno task bench [--json] [--backend NAME] [--models tiny,small] [--reps N]`: training and generation
+ * throughput of this project against PyTorch (tools/bench/torch_bench.py) on the same machine, in one run,
+ * plus preprocessing throughput and peak resident memory.
+ *
+ * Every measurement runs in a child process of its own (this file with --item), so each one's peak
+ * resident memory is its own and one model's garbage does not slow the next. Our side and PyTorch's run
+ * alternately, one model at a time, so load from other processes on the machine hits both alike; each
+ * figure is the median of several repetitions after a warm-up. The timed code is the project's own
+ * (src/model, src/train), not a copy.
+ */
+import { Effect } from "effect";
+import { type BackendName, useBackend } from "../src/backend/backend.ts";
+import { installedMatmul } from "../src/backend/matmul.ts";
+import { type BenchItem, type ItemResult, runItem } from "./items.ts";
+import { BENCH_MODELS, GENERATE, PREPROCESS } from "./models.ts";
+
+const TORCH_SCRIPT = new URL("../tools/bench/torch_bench.py", import.meta.url).pathname;
+const PYTHON = "/usr/bin/python3";
+
+const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b), h = Math.floor(s.length / 2);
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+};
+
+const flag = (args: string[], name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+
+/** Child mode: one measurement, printed as one JSON line. */
+const child = async (item: BenchItem): Promise<void> => {
+  const backend = await Effect.runPromise(useBackend(item.backend as BackendName));
+  const result = await runItem(item, backend);
+  console.log(JSON.stringify(result));
+};
+
+/** Flags that give a child this process's permissions (FFI to the BLAS library included). */
+const childFlags = (): string[] => {
+  const flags = ["--allow-read", "--allow-env", "--allow-sys"];
+  const blas = installedMatmul();
+  if (blas) flags.push(`--allow-ffi=${blas.path}`);
+  return flags;
+};
+
+const lastJsonLine = (text: string): unknown => {
+  const line = text.trim().split("\n").reverse().find((l) => l.startsWith("{"));
+  if (line === undefined) throw new Error(`no result in:\n${text.slice(-2000)}`);
+  return JSON.parse(line);
+};
+
+const runOurs = async (item: BenchItem): Promise<ItemResult> => {
+  const script = new URL(import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...childFlags(), script, "--item", JSON.stringify(item)],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    throw new Error(`bench item failed: ${new TextDecoder().decode(out.stderr).slice(-2000)}`);
+  }
+  return lastJsonLine(text) as ItemResult;
+};
+
+interface TorchResult {
+  readonly samples: number[];
+  readonly peak_rss_mb: number;
+  readonly threads: number;
+  readonly torch: string;
+}
+
+/** Whether PyTorch can be imported, with the reason when it cannot. */
+const torchAvailable = async (): Promise<{ ok: true; version: string } | { ok: false; reason: string }> => {
+  try {
+    const out = await new Deno.Command(PYTHON, {
+      args: ["-c", "import torch; print(torch.__version__)"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return out.success
+      ? { ok: true, version: new TextDecoder().decode(out.stdout).trim() }
+      : { ok: false, reason: "python3 cannot import torch (Debian: apt-get install python3-torch)" };
+  } catch (e) {
+    return { ok: false, reason: `${PYTHON} not runnable: ${e instanceof Error ? e.message : String(e)}` };
+  }
+};
+
+const runTorch = async (spec: Record<string, unknown>): Promise<TorchResult> => {
+  const out = await new Deno.Command(PYTHON, {
+    args: [TORCH_SCRIPT, JSON.stringify(spec)],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`torch bench failed: ${new TextDecoder().decode(out.stderr).slice(-2000)}`);
+  }
+  return lastJsonLine(new TextDecoder().decode(out.stdout)) as TorchResult;
+};
+
+const round = (x: number | null, digits = 1): number | null =>
+  x === null ? null : Math.round(x * 10 ** digits) / 10 ** digits;
+
+const main = async (args: string[]) => {
+  const itemArg = flag(args, "--item");
+  if (itemArg !== undefined) return await child(JSON.parse(itemArg));
+
+  const json = args.includes("--json");
+  const log = (s: string) => json ? console.error(s) : console.log(s);
+  const requested = (flag(args, "--backend") ?? "auto") as BackendName;
+  const names = (flag(args, "--models") ?? "tiny,small").split(",");
+  const repsArg = flag(args, "--reps");
+  const models = names.map((n) => {
+    const m = BENCH_MODELS.find((x) => x.name === n);
+    if (m === undefined) throw new Error(`unknown model ${n} (known: ${BENCH_MODELS.map((x) => x.name)})`);
+    return m;
+  });
+  // Resolve the backend here once, so every child uses the same one (and "auto" is reported resolved).
+  const backend = await Effect.runPromise(useBackend(requested));
+  const torch = await torchAvailable();
+  log(`backend: ${backend}${installedMatmul() ? ` (${installedMatmul()!.path})` : ""}`);
+  log(torch.ok ? `reference: PyTorch ${torch.version}` : `reference: skipped, ${torch.reason}`);
+
+  const peak: Record<string, number | null> = {};
+  const train: Record<string, unknown>[] = [];
+  const generate: Record<string, unknown>[] = [];
+  const reps = (fallback: number) => repsArg ? Number(repsArg) : fallback;
+
+  for (const m of models) {
+    const r = reps(m.trainReps);
+    const ours = await runOurs({
+      task: "train",
+      backend,
+      model: m.config,
+      batch: m.batch,
+      seq: m.seq,
+      reps: r,
+    });
+    const theirs = torch.ok
+      ? await runTorch({ task: "train", model: m.config, batch: m.batch, seq: m.seq, reps: r })
+      : undefined;
+    const x = median(ours.samples), y = theirs ? median(theirs.samples) : null;
+    train.push({
+      model: m.name,
+      ours_tok_s: round(x),
+      torch_tok_s: round(y),
+      ratio: round(y ? x / y : null, 3),
+    });
+    peak[`train_${m.name}_ours`] = round(ours.peakRssMb);
+    peak[`train_${m.name}_torch`] = round(theirs?.peak_rss_mb ?? null);
+    log(`train ${m.name}: ours ${x.toFixed(0)} tok/s, torch ${y?.toFixed(0) ?? "-"} tok/s`);
+
+    for (const batch of GENERATE.batches) {
+      const spec = { model: m.config, batch, prompt: GENERATE.prompt, newTokens: GENERATE.newTokens };
+      const gr = reps(GENERATE.reps);
+      const o = await runOurs({ task: "generate", backend, ...spec, reps: gr });
+      const t = torch.ok ? await runTorch({ task: "generate", ...spec, reps: gr }) : undefined;
+      const gx = median(o.samples), gy = t ? median(t.samples) : null;
+      generate.push({
+        model: m.name,
+        batch,
+        ours_tok_s: round(gx),
+        torch_tok_s: round(gy),
+        ratio: round(gy ? gx / gy : null, 3),
+      });
+      peak[`generate_${m.name}_b${batch}_ours`] = round(o.peakRssMb);
+      peak[`generate_${m.name}_b${batch}_torch`] = round(t?.peak_rss_mb ?? null);
+      log(
+        `generate ${m.name} batch ${batch}: ours ${gx.toFixed(1)} tok/s, torch ${
+          gy?.toFixed(1) ?? "-"
+        } tok/s`,
+      );
+    }
+  }
+
+  let preprocess: number | null = null;
+  try {
+    Deno.statSync(PREPROCESS.data);
+    Deno.statSync(PREPROCESS.tokenizer);
+    const p = await runOurs({ task: "preprocess", backend, reps: reps(PREPROCESS.reps) });
+    preprocess = round(median(p.samples));
+    peak.preprocess = round(p.peakRssMb);
+    log(`preprocess: ${preprocess} examples/s (${PREPROCESS.data})`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    log(`preprocess: skipped, ${PREPROCESS.data} or ${PREPROCESS.tokenizer} is absent`);
+  }
+
+  const result = {
+    backend,
+    // Other processes on the machine slow both sides alike but add noise: the 1-minute load average at
+    // the end of the run says how busy it was (2 means two cores' worth of runnable processes).
+    load_avg_1m: round(Deno.loadavg()[0], 2),
+    torch: torch.ok ? torch.version : null,
+    train,
+    generate,
+    preprocess_examples_s: preprocess,
+    peak_rss_mb: peak,
+  };
+  log(`load average (1 min) at the end: ${result.load_avg_1m}`);
+  if (json) console.log(JSON.stringify(result));
+  else {
+    console.log("\nmodel  task              ours tok/s  torch tok/s  ratio");
+    for (const r of train) {
+      console.log(
+        `${String(r.model).padEnd(6)} train             ${String(r.ours_tok_s).padStart(10)}  ` +
+          `${String(r.torch_tok_s ?? "-").padStart(11)}  ${r.ratio ?? "-"}`,
+      );
+    }
+    for (const r of generate) {
+      console.log(
+        `${String(r.model).padEnd(6)} generate batch ${String(r.batch).padEnd(2)} ` +
+          `${String(r.ours_tok_s).padStart(10)}  ${String(r.torch_tok_s ?? "-").padStart(11)}  ${
+            r.ratio ?? "-"
+          }`,
+      );
+    }
+  }
+};
+
+if (import.meta.main) await main(Deno.args);

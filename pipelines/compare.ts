@@ -1,0 +1,198 @@
+/**
+ * The comparison: every method of the registry (methods.ts) over several seeds and datasets, in one
+ * pipeline, then a report (src/steps/report.ts) with mean ± std over seeds, paired bootstrap intervals
+ * against SFT, charts and the mask viewer.
+ *
+ * Each method x seed x dataset gets its own node names ("arith/s1/sftkey/..."), but the cache is keyed
+ * by content, not by name: data preparation is one set of nodes per dataset, and two methods that add
+ * the same training node (same masks, config, seed and start) compute it once.
+ *
+ *   deno task pipeline compare            # the full comparison (runs/compare/report.html)
+ *   deno task pipeline compare --quick    # a smoke run with a tiny budget (runs/compare-quick/)
+ *
+ * A method added to the registry appears in the comparison without any change here.
+ */
+import type { DataFormat } from "../src/data/formats.ts";
+import { type NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
+import type { Step } from "../src/engine/step.ts";
+import { type BootstrapOptions, DEFAULT_BOOTSTRAP } from "../src/report/stats.ts";
+import { addReport, type ReportConfig } from "../src/steps/report.ts";
+import {
+  type Budget,
+  evaluate,
+  type Method,
+  methodContext,
+  type PipelineOptions,
+  prepareData,
+} from "./common.ts";
+import { methods as registry } from "./methods.ts";
+
+const fixture = (path: string) => new URL(`../fixtures/${path}`, import.meta.url).pathname;
+
+export interface DatasetSpec {
+  /** Short name: the node prefix and the name in the report. */
+  readonly name: string;
+  readonly train: string;
+  readonly test: string;
+  readonly format: DataFormat;
+}
+
+/** The embedded synthetic reasoning set (tag format) and the GSM8K-format set. */
+export const DEFAULT_DATASETS: ReadonlyArray<DatasetSpec> = [
+  { name: "arith", train: fixture("arith/train.jsonl"), test: fixture("arith/test.jsonl"), format: "tags" },
+  {
+    name: "gsm8k",
+    train: fixture("gsm8k-mini/train.jsonl"),
+    test: fixture("gsm8k-mini/test.jsonl"),
+    format: "gsm8k",
+  },
+];
+
+export interface CompareConfig {
+  readonly datasets?: ReadonlyArray<DatasetSpec>;
+  /** Default: three seeds from --seed (0, 1, 2). */
+  readonly seeds?: ReadonlyArray<number>;
+  readonly methods?: Readonly<Record<string, Method>>;
+  /** The model label every other model is compared with. */
+  readonly baseline?: string;
+  readonly bootstrap?: BootstrapOptions;
+  readonly maskExamples?: number;
+}
+
+/**
+ * The full comparison's budget: half the optimizer steps of a single method's pipeline (common.ts:
+ * 400 + 150). The registry's methods x 3 seeds x 2 datasets add up to 84 distinct training runs, 30,900
+ * optimizer steps at the single-pipeline budget; at the ~0.23 s per step measured on two cores that is
+ * two hours of training alone. Halved, training takes about one hour and sampling, critical-token search
+ * and evaluation fit in the rest of the two hours.
+ */
+export const COMPARE_BUDGET: NonNullable<PipelineOptions["budget"]> = {
+  stageOneSteps: 200,
+  stageTwoSteps: 75,
+};
+
+/**
+ * `--quick` for the comparison: the whole comparison must finish within 10 minutes on two cores, so
+ * each training run gets fewer and smaller steps than a single pipeline's quick budget (common.ts). The
+ * numbers are meaningless; the run proves the whole comparison works end to end.
+ */
+export const COMPARE_QUICK_BUDGET: NonNullable<PipelineOptions["budget"]> = {
+  stageOneSteps: 8,
+  stageTwoSteps: 4,
+  train: { batchSize: 16, microBatchSize: 16, warmupSteps: 2, checkpointEvery: 6 },
+};
+
+/**
+ * --quick also trains and evaluates on a slice: with so few steps, generation (evaluation, sampling
+ * from the model, the critical-token search) is what takes the time, and it grows with the rows.
+ */
+export const COMPARE_QUICK_LIMIT = { train: 128, test: 30 } as const;
+
+/** The comparison's budget under the user's overrides (tests pass a tiny one). */
+const compareBudget = (opts: PipelineOptions): PipelineOptions["budget"] => {
+  const base = opts.quick ? COMPARE_QUICK_BUDGET : COMPARE_BUDGET;
+  return {
+    ...base,
+    ...opts.budget,
+    train: { ...base.train, ...opts.budget?.train } as Partial<Budget["train"]>,
+  };
+};
+
+/** A builder that also remembers how nodes are wired, so the report can follow a model to its stages. */
+class WiringBuilder extends PipelineBuilder {
+  readonly wiring = new Map<string, Readonly<Record<string, string>>>();
+
+  override source(name: string, path: string): NodeRef {
+    this.wiring.set(name, {});
+    return super.source(name, path);
+  }
+
+  override add<C, I extends string, E>(
+    name: string,
+    step: Step<C, I, E>,
+    config: NoInfer<C>,
+    inputs: { readonly [K in I]?: NodeRef },
+  ): NodeRef {
+    const wired = Object.entries(inputs as Record<string, NodeRef | undefined>)
+      .flatMap(([k, ref]) => (ref ? [[k, ref.node] as const] : []));
+    this.wiring.set(name, Object.fromEntries(wired));
+    return super.add(name, step, config, inputs);
+  }
+
+  /** `node` and the nodes it depends on whose names start with `prefix`. */
+  ancestorsWithin(node: string, prefix: string): string[] {
+    const seen = new Set<string>();
+    const visit = (n: string) => {
+      if (seen.has(n) || !n.startsWith(prefix)) return;
+      seen.add(n);
+      for (const from of Object.values(this.wiring.get(n) ?? {})) visit(from);
+    };
+    visit(node);
+    return [...seen];
+  }
+}
+
+export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) => {
+  const methods = config.methods ?? registry;
+  const first = opts.seed ?? 0;
+  const seeds = config.seeds ?? [first, first + 1, first + 2];
+  const datasets = config.datasets ??
+    (opts.train
+      ? [{ name: "data", train: opts.train, test: opts.test ?? opts.train, format: opts.format ?? "tags" }]
+      : DEFAULT_DATASETS);
+  const p = new WiringBuilder(
+    "compare",
+    `${Object.keys(methods).join(", ")} over seeds ${seeds.join(", ")} on ${
+      datasets.map((d) => d.name).join(", ")
+    }`,
+  );
+  const runs: ReportConfig["runs"][number][] = [];
+  const dataLayouts: ReportConfig["datasets"][number][] = [];
+  for (const d of datasets) {
+    const data = prepareData(p, {
+      ...opts,
+      train: d.train,
+      test: d.test,
+      format: d.format,
+      budget: compareBudget(opts),
+      limit: opts.limit ?? (opts.quick ? COMPARE_QUICK_LIMIT : undefined),
+    }, `${d.name}/`);
+    dataLayouts.push({ name: d.name, format: d.format, tokenizer: data.tokenizer.node });
+    for (const seed of seeds) {
+      for (const [method, add] of Object.entries(methods)) {
+        const prefix = `${d.name}/s${seed}/${method}/`;
+        const ctx = methodContext(p, data, seed, prefix);
+        const models = Object.entries(add(ctx)).map(([label, model]) => ({
+          model: label,
+          eval: evaluate(ctx, label, model).node,
+          nodes: p.ancestorsWithin(model.node, prefix).map((n) => n.slice(prefix.length)),
+        }));
+        const evals = new Set(models.map((m) => m.eval));
+        const nodes = [...p.wiring.keys()].filter((n) => n.startsWith(prefix) && !evals.has(n)).map((n) => {
+          const inputs = p.wiring.get(n)!;
+          return {
+            input: n,
+            label: n.slice(prefix.length),
+            ...(inputs.data ? { data: inputs.data } : {}),
+            after: Object.values(inputs).filter((i) => i.startsWith(prefix)).map((i) =>
+              i.slice(prefix.length)
+            ),
+          };
+        });
+        runs.push({ dataset: d.name, method, seed, nodes, models });
+      }
+    }
+  }
+  addReport(p, "report", {
+    title: `Method comparison: ${Object.keys(methods).join(", ")} on ${
+      datasets.map((d) => d.name).join(", ")
+    }` +
+      ` (seeds ${seeds.join(", ")}${opts.quick ? ", quick budget" : ""})`,
+    baseline: config.baseline ?? "sft",
+    datasets: dataLayouts,
+    runs,
+    bootstrap: config.bootstrap ?? DEFAULT_BOOTSTRAP,
+    maskExamples: config.maskExamples ?? 3,
+  });
+  return p.build();
+};

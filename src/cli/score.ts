@@ -1,0 +1,86 @@
+/**
+ * `score`: the log-probability a Hugging Face checkpoint gives each token of a text.
+ *
+ *   deno task score --model DIR (--text TEXT | --ids 1,2,3) [--json]
+ *
+ * With --json it prints {"tokens": [{"id", "text", "logprob"}, ...]}: logprob is
+ * log p(token_t | tokens_<t) (natural log), null for the first token; text is the token's text, or null
+ * when the directory has no tokenizer. The text is encoded without special tokens.
+ */
+import { Command, Options } from "@effect/cli";
+import * as tf from "@tensorflow/tfjs";
+import { Effect, Option } from "effect";
+import { useBackend } from "../backend/backend.ts";
+import { forward } from "../model/model.ts";
+import { checkLength, inputIds, loadModelDir } from "./hf_model.ts";
+
+export interface ScoredToken {
+  readonly id: number;
+  readonly text: string | null;
+  readonly logprob: number | null;
+}
+
+/** log softmax(row)[target], with the log-sum-exp in float64. */
+const logProb = (logits: Float32Array, at: number, vocab: number, target: number): number => {
+  let max = -Infinity;
+  for (let i = 0; i < vocab; i++) max = Math.max(max, logits[at + i]);
+  let sum = 0;
+  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[at + i] - max);
+  return logits[at + target] - max - Math.log(sum);
+};
+
+/** Every token of the input with its log-probability given the tokens before it. */
+export const runScore = (req: { readonly model: string; readonly text?: string; readonly ids?: string }) =>
+  Effect.scoped(Effect.gen(function* () {
+    const model = yield* loadModelDir(req.model);
+    const ids = yield* inputIds(model, req.text, req.ids, { text: "--text", ids: "--ids" });
+    yield* checkLength(model.config, ids.length, "--text / --ids");
+    const vocab = model.config.vocabSize;
+    const logits = tf.tidy(() =>
+      forward(model.params, model.config, tf.tensor2d([ids], [1, ids.length], "int32"))
+        .dataSync() as Float32Array
+    );
+    const tokens: ScoredToken[] = ids.map((id, t) => ({
+      id,
+      text: model.tokenizer ? model.tokenizer.tokenText(id) : null,
+      logprob: t === 0 ? null : logProb(logits, (t - 1) * vocab, vocab, id),
+    }));
+    return { tokens };
+  }));
+
+const model = Options.text("model").pipe(Options.withDescription("Hugging Face checkpoint directory"));
+const text = Options.text("text").pipe(
+  Options.withDescription("text to score (encoded without special tokens)"),
+  Options.optional,
+);
+const ids = Options.text("ids").pipe(
+  Options.withDescription("token ids to score, e.g. 1,2,3"),
+  Options.optional,
+);
+const json = Options.boolean("json").pipe(
+  Options.withDescription('print {"tokens": [{"id", "text", "logprob"}, ...]}'),
+);
+
+export const scoreCommand = Command.make("score", { model, text, ids, json }, (a) =>
+  Effect.gen(function* () {
+    yield* useBackend("auto");
+    const result = yield* runScore({
+      model: a.model,
+      text: Option.getOrUndefined(a.text),
+      ids: Option.getOrUndefined(a.ids),
+    });
+    if (a.json) console.log(JSON.stringify(result));
+    else {
+      for (const t of result.tokens) {
+        console.log(
+          `${String(t.id).padStart(8)}  ${
+            t.logprob === null ? "       -" : t.logprob.toFixed(4).padStart(8)
+          }  ${JSON.stringify(t.text)}`,
+        );
+      }
+      const total = result.tokens.reduce((s, t) => s + (t.logprob ?? 0), 0);
+      console.log(
+        `total log-probability ${total.toFixed(4)} over ${result.tokens.length - 1} predicted tokens`,
+      );
+    }
+  })).pipe(Command.withDescription("log-probability of each token under a Hugging Face checkpoint"));

@@ -1,0 +1,256 @@
+/**
+ * Step `criticalTokens`: the training data of CFT, "Enhancing Large Language Model Reasoning via Critical
+ * Token Fine-Tuning" (arXiv 2510.10974).
+ *
+ * For each examined training prompt the model writes its greedy solution; only solutions the judge
+ * accepts (answer match) are used. For every position t of such a solution the token is replaced by the
+ * model's 2nd and 3rd most probable tokens at t, and the model continues greedily from there; the token
+ * is critical when every replacement leads to a wrong answer. The output trains on the critical tokens
+ * of the model's own correct solutions only (weight 1 there, 0 elsewhere).
+ *
+ * All continuations of all examined examples are batched into `batchSize`-row calls of the KV-cached
+ * generator, and a position stops being searched once one replacement reaches the answer (it cannot be
+ * critical any more). report.json records how many continuations were run.
+ *
+ * Details and deviations:
+ * - positions are the generated tokens; the EOS that ends a solution is not perturbed (the answer is
+ *   complete by then);
+ * - `maxExamples` examined examples, chosen by a seeded hash (src/data/select.ts): the search costs
+ *   2 x (response length) continuations per example;
+ * - when no examined solution has a critical token (e.g. a warm-up model that solves nothing yet) the
+ *   step still writes the examined solutions, every weight 0, so the train step leaves the model as it
+ *   started; it says so in the log and in report.json (`nothingToTrain`).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { Effect, Schema } from "effect";
+import { DataFormat, defaultLocator } from "../data/formats.ts";
+import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
+import { stableSubset } from "../data/select.ts";
+import { loadTokenizer } from "../data/tokenizer.ts";
+import { writeFileAtomic } from "../io/fs.ts";
+import { defineStep } from "../engine/step.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { disposeParams, forward, type Params } from "../model/llama.ts";
+import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
+import { modelDirOf } from "./train.ts";
+
+export const CriticalTokensConfig = Schema.Struct({
+  format: DataFormat,
+  maxNewTokens: Schema.Int.pipe(Schema.positive()),
+  /** Rows per batched generation call (solutions and continuations). */
+  batchSize: Schema.Int.pipe(Schema.positive()),
+  /** Replacements tried per position: the model's 2nd, 3rd, ... most probable tokens (the paper: 2). */
+  alternatives: Schema.Int.pipe(Schema.positive()),
+  /** Examples examined, chosen by a seeded hash; all when absent. */
+  maxExamples: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  seed: Schema.Int,
+});
+
+/** One correct solution to search: the prompt, the response tokens (no EOS). */
+export interface Solution {
+  readonly prompt: ReadonlyArray<number>;
+  readonly response: ReadonlyArray<number>;
+}
+
+/** The model-dependent parts of the search, separated so a test can construct a case by hand. */
+export interface CriticalSearch {
+  /** For each response position t, the replacement tokens to try (never response[t] itself). */
+  readonly alternatives: (s: Solution) => number[][];
+  /** Greedy continuations of prefixes (prompt + response[0..t) + replacement), one call per batch. */
+  readonly continueAll: (prefixes: ReadonlyArray<Prefix>) => number[][];
+  /** Whether response tokens (prefix part and continuation) give solution `index`'s gold answer. */
+  readonly correct: (index: number, response: ReadonlyArray<number>) => boolean;
+}
+
+export interface Prefix {
+  readonly prompt: ReadonlyArray<number>;
+  /** Response tokens so far, the replacement last. */
+  readonly response: ReadonlyArray<number>;
+}
+
+export interface CriticalResult {
+  /** critical[i][t]: every replacement of token t of solution i leads to a wrong answer. */
+  readonly critical: boolean[][];
+  /** Continuations actually run. */
+  readonly continuations: number;
+}
+
+/**
+ * The counterfactual search over every position of every solution, continuations batched. Replacements
+ * are tried in rounds, the k-th most probable alternative in round k, and a position leaves the search
+ * as soon as one replacement still gives the answer: the verdicts are those of trying every replacement
+ * (critical means all of them fail), for fewer continuations. Within a round, continuations are batched
+ * by prefix length, so rows in one call need similar numbers of new tokens.
+ */
+export const findCriticalTokens = (
+  solutions: ReadonlyArray<Solution>,
+  search: CriticalSearch,
+  batchSize: number,
+): CriticalResult => {
+  const alternatives = solutions.map((s) => search.alternatives(s));
+  // A position starts critical and stops being so as soon as one replacement still gives the answer.
+  const critical = solutions.map((s) => s.response.map(() => true));
+  const rounds = Math.max(0, ...alternatives.flatMap((a) => a.map((alts) => alts.length)));
+  let continuations = 0;
+  for (let round = 0; round < rounds; round++) {
+    const jobs: Array<{ i: number; t: number; prefix: Prefix }> = [];
+    solutions.forEach((s, i) => {
+      alternatives[i].forEach((alts, t) => {
+        if (critical[i][t] && round < alts.length) {
+          jobs.push({
+            i,
+            t,
+            prefix: { prompt: s.prompt, response: [...s.response.slice(0, t), alts[round]] },
+          });
+        }
+      });
+    });
+    jobs.sort((a, b) => a.prefix.response.length - b.prefix.response.length);
+    for (let j = 0; j < jobs.length; j += batchSize) {
+      const chunk = jobs.slice(j, j + batchSize);
+      const continued = search.continueAll(chunk.map((c) => c.prefix));
+      chunk.forEach((c, k) => {
+        if (search.correct(c.i, [...c.prefix.response, ...continued[k]])) critical[c.i][c.t] = false;
+      });
+    }
+    continuations += jobs.length;
+  }
+  return { critical, continuations };
+};
+
+/** Indices of the `n` largest values of row `row` of logits [rows, vocab], largest first (first on ties). */
+export const topK = (logits: Float32Array, row: number, vocab: number, n: number): number[] => {
+  const best: number[] = [];
+  for (let v = 0; v < vocab; v++) {
+    const x = logits[row * vocab + v];
+    let at = best.length;
+    while (at > 0 && logits[row * vocab + best[at - 1]] < x) at--;
+    if (at < n) {
+      best.splice(at, 0, v);
+      if (best.length > n) best.pop();
+    }
+  }
+  return best;
+};
+
+/** The model's replacements at every position: its top tokens there, the solution's own token excluded. */
+const modelAlternatives = (params: Params, c: ModelConfig, count: number) => (s: Solution): number[][] => {
+  const ids = [...s.prompt, ...s.response];
+  const logits = tf.tidy(() =>
+    forward(params, c, tf.tensor2d(Int32Array.from(ids), [1, ids.length], "int32")).dataSync() as Float32Array
+  );
+  // Logits at position p predict token p + 1: response token t is predicted at prompt.length + t - 1.
+  return s.response.map((token, t) =>
+    topK(logits, s.prompt.length + t - 1, c.vocabSize, count + 1).filter((v) => v !== token).slice(0, count)
+  );
+};
+
+export const criticalTokensStep = defineStep({
+  name: "criticalTokens",
+  version: 1,
+  description: "CFT: tokens of correct self-generated solutions whose every replacement gives a wrong answer",
+  config: CriticalTokensConfig,
+  inputs: ["model", "data", "tokenizer"] as const,
+  run: (config, inputs, ctx) =>
+    Effect.gen(function* () {
+      const locator = defaultLocator[config.format];
+      const tok = yield* loadTokenizer(inputs.tokenizer!);
+      const { config: mc, params } = yield* loadCheckpoint(
+        yield* Effect.promise(() => modelDirOf(inputs.model!)),
+      );
+      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      const all = yield* readJsonl<TokenRecord>(`${inputs.data}/tokens.jsonl`);
+      const started = performance.now();
+      const prompts = all.map((r) => r.input_ids.slice(0, r.prompt_length));
+      const chosen = stableSubset(config.seed, prompts, config.maxExamples ?? all.length);
+      const rows = chosen.map((i) => all[i]);
+
+      // 1. The model's greedy solutions; the judge keeps the correct ones.
+      const greedy = generateAll(params, mc, chosen.map((i) => prompts[i]), {
+        maxNewTokens: config.maxNewTokens,
+        batchSize: config.batchSize,
+        eosId: tok.eosId,
+      });
+      const correctIdx = rows.map((_, j) => j).filter((j) =>
+        greedy[j].ids.length > 0 && answerMatches(tok.decode(greedy[j].ids), rows[j].answer, locator)
+      );
+      const solutions: Solution[] = correctIdx.map((j) => ({
+        prompt: prompts[chosen[j]],
+        response: greedy[j].ids,
+      }));
+
+      // 2. Counterfactual continuations, batched.
+      const progress = ctx.reporter.progress(`[${ctx.node}]`);
+      const total = solutions.reduce((n, s) => n + s.response.length * config.alternatives, 0);
+      let done = 0;
+      const result = findCriticalTokens(solutions, {
+        alternatives: modelAlternatives(params, mc, config.alternatives),
+        continueAll: (prefixes) => {
+          const out = generateAll(params, mc, prefixes.map((p) => [...p.prompt, ...p.response]), {
+            maxNewTokens: Math.max(...prefixes.map((p) => config.maxNewTokens - p.response.length)),
+            batchSize: prefixes.length,
+            eosId: tok.eosId,
+          });
+          done += prefixes.length;
+          progress.update({
+            done,
+            total,
+            rate: done / ((performance.now() - started) / 1000),
+            unit: "cont",
+          });
+          // Each row keeps only what its own budget allows (rows do not influence each other).
+          return out.map((g, k) =>
+            g.ids.slice(0, Math.max(0, config.maxNewTokens - prefixes[k].response.length))
+          );
+        },
+        correct: (i, response) => answerMatches(tok.decode(response), rows[correctIdx[i]].answer, locator),
+      }, config.batchSize);
+      progress.finish();
+
+      // 3. Records: the correct solutions, weight 1 on their critical tokens.
+      const records: MaskedRecord[] = [];
+      correctIdx.forEach((j, i) => {
+        const r = generatedRecord(
+          tok,
+          locator,
+          rows[j].source,
+          prompts[chosen[j]],
+          greedy[j],
+          rows[j].answer,
+        );
+        const weights = r.input_ids.map((_, t) => {
+          const at = t - r.prompt_length;
+          return at >= 0 && at < result.critical[i].length && result.critical[i][at] ? 1 : 0;
+        });
+        if (weights.some((w) => w > 0)) records.push({ ...r, weights });
+      });
+      const criticalTokens = records.reduce((n, r) => n + r.weights.reduce((a, b) => a + b, 0), 0);
+      const nothingToTrain = records.length === 0;
+      if (nothingToTrain) {
+        rows.forEach((r, j) => {
+          const g = generatedRecord(tok, locator, r.source, prompts[chosen[j]], greedy[j], r.answer);
+          records.push({ ...g, weights: g.input_ids.map(() => 0) });
+        });
+      }
+      yield* writeJsonl(`${ctx.dir}/masked.jsonl`, records);
+      const responseTokens = solutions.reduce((n, s) => n + s.response.length, 0);
+      const report = {
+        examined: rows.length,
+        correctSolutions: solutions.length,
+        continuations: result.continuations,
+        responseTokensSearched: responseTokens,
+        criticalTokens,
+        criticalShare: responseTokens > 0 ? criticalTokens / responseTokens : 0,
+        examplesKept: nothingToTrain ? 0 : records.length,
+        nothingToTrain,
+        seconds: (performance.now() - started) / 1000,
+      };
+      yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
+      ctx.reporter.log(
+        `[${ctx.node}] ${solutions.length}/${rows.length} greedy solutions correct; ${result.continuations} ` +
+          `continuations; ${criticalTokens} critical of ${responseTokens} tokens in ${report.examplesKept} examples` +
+          (nothingToTrain ? " — nothing to train on: every weight is 0 and the model will not change" : ""),
+      );
+    }),
+});

@@ -1,0 +1,96 @@
+/**
+ * Step `sampleResponses`: replaces every training example's response by the model's own, generated from
+ * the example's prompt (greedy at temperature 0, else sampled with a seeded RNG). Used by UPFT's
+ * unsupervised setting (arXiv 2503.02875: one sample per question, not verified).
+ *
+ * With `maxExamples` only a seeded subset of the examples is kept (smoke runs).
+ *
+ * Output: tokens.jsonl in the tokenise step's format (prompt ids unchanged, the generated ids, EOS when the
+ * model ended the response), so buildMasks and the method steps consume it like gold data, and
+ * report.json (how many samples ended with EOS and how many the answer-match judge would accept; the
+ * judge's verdict is recorded, never used to filter).
+ */
+import { Effect, Schema } from "effect";
+import { DataFormat, defaultLocator } from "../data/formats.ts";
+import { readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
+import { stableSubset } from "../data/select.ts";
+import { loadTokenizer } from "../data/tokenizer.ts";
+import { writeFileAtomic } from "../io/fs.ts";
+import { defineStep } from "../engine/step.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
+import { disposeParams } from "../model/llama.ts";
+import { Rng } from "../train/rng.ts";
+import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
+import { modelDirOf } from "./train.ts";
+
+export const SampleResponsesConfig = Schema.Struct({
+  format: DataFormat,
+  maxNewTokens: Schema.Int.pipe(Schema.positive()),
+  batchSize: Schema.Int.pipe(Schema.positive()),
+  /** 0 is greedy decoding. */
+  temperature: Schema.Number.pipe(Schema.nonNegative(), Schema.finite()),
+  seed: Schema.Int,
+  /** Keep only this many examples, chosen by a seeded hash of the prompt (src/data/select.ts). */
+  maxExamples: Schema.optional(Schema.Int.pipe(Schema.positive())),
+});
+
+export const sampleResponsesStep = defineStep({
+  name: "sampleResponses",
+  version: 1,
+  description: "replace each response by one the model generates from the prompt (unverified)",
+  config: SampleResponsesConfig,
+  inputs: ["model", "data", "tokenizer"] as const,
+  run: (config, inputs, ctx) =>
+    Effect.gen(function* () {
+      const locator = defaultLocator[config.format];
+      const tok = yield* loadTokenizer(inputs.tokenizer!);
+      const { config: modelConfig, params } = yield* loadCheckpoint(
+        yield* Effect.promise(() => modelDirOf(inputs.model!)),
+      );
+      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      const all = yield* readJsonl<TokenRecord>(`${inputs.data}/tokens.jsonl`);
+      const allPrompts = all.map((r) => r.input_ids.slice(0, r.prompt_length));
+      const chosen = config.maxExamples === undefined
+        ? all.map((_, i) => i)
+        : stableSubset(config.seed, allPrompts, config.maxExamples).sort((a, b) => a - b);
+      const rows = chosen.map((i) => all[i]);
+      const prompts = chosen.map((i) => allPrompts[i]);
+      const progress = ctx.reporter.progress(`[${ctx.node}]`);
+      const started = performance.now();
+      const samples = generateAll(params, modelConfig, prompts, {
+        maxNewTokens: config.maxNewTokens,
+        batchSize: config.batchSize,
+        eosId: tok.eosId,
+        temperature: config.temperature,
+        rng: Rng.seeded(config.seed),
+        onBatch: (done) =>
+          progress.update({
+            done,
+            total: rows.length,
+            rate: done / ((performance.now() - started) / 1000),
+            unit: "ex",
+          }),
+      });
+      progress.finish();
+      const out = rows.map((r, i) =>
+        generatedRecord(tok, locator, r.source, prompts[i], samples[i], r.answer)
+      );
+      const accepted = samples.filter((s, i) =>
+        answerMatches(tok.decode(s.ids), rows[i].answer, locator)
+      ).length;
+      yield* writeJsonl(`${ctx.dir}/tokens.jsonl`, out);
+      const report = {
+        examples: rows.length,
+        endedWithEos: samples.filter((s) => s.finished).length,
+        judgedCorrect: accepted,
+        meanResponseTokens: samples.reduce((n, s) => n + s.ids.length, 0) / Math.max(1, samples.length),
+        temperature: config.temperature,
+        seconds: (performance.now() - started) / 1000,
+      };
+      yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
+      ctx.reporter.log(
+        `[${ctx.node}] ${rows.length} responses sampled, ${report.endedWithEos} ended with EOS, ` +
+          `${accepted} would be judged correct (not used to filter)`,
+      );
+    }),
+});
