@@ -62,9 +62,10 @@ export interface CompareConfig {
 /**
  * The full comparison's budget: half the optimizer steps of a single method's pipeline (common.ts:
  * 400 + 150). The registry's methods x 3 seeds x 2 datasets add up to 84 distinct training runs, 30,900
- * optimizer steps at the single-pipeline budget; at the ~0.23 s per step measured on two cores that is
- * two hours of training alone. Halved, training takes about one hour and sampling, critical-token search
- * and evaluation fit in the rest of the two hours.
+ * optimizer steps at the single-pipeline budget; at the ~0.23 s per step measured on two cores shared with
+ * other jobs that is two hours of training alone (0.08 s per step on an idle machine with the cpu-blas
+ * backend). Halved, training takes about one hour on the busy machine, and sampling, critical-token
+ * search and evaluation fit in the rest of the two hours.
  */
 export const COMPARE_BUDGET: NonNullable<PipelineOptions["budget"]> = {
   stageOneSteps: 200,
