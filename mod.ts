@@ -16,6 +16,13 @@ export { tokeniseStep } from "./src/steps/tokenise.ts";
 export { buildMasksStep } from "./src/steps/build_masks.ts";
 export { trainStep } from "./src/steps/train.ts";
 export { evaluateStep } from "./src/steps/evaluate.ts";
+// Steps the other methods add: self-sampling (UPFT, S3FT), prefix data, critical tokens, S3FT targets.
+export { sampleResponsesStep } from "./src/steps/sample_responses.ts";
+export { upftDataStep } from "./src/steps/upft_data.ts";
+export { criticalTokensStep } from "./src/steps/critical_tokens.ts";
+export { s3ftSelectStep } from "./src/steps/s3ft_select.ts";
+export { takeRowsStep } from "./src/steps/take_rows.ts";
+export { exportTrlStep } from "./src/steps/export_trl.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
 export { buildMask, MaskSpec } from "./src/data/masks.ts";
@@ -24,5 +31,13 @@ export { ModelConfig } from "./src/model/config.ts";
 export { useBackend } from "./src/backend/backend.ts";
 export * as sftkey from "./pipelines/sftkey.ts";
 export { methods } from "./pipelines/methods.ts";
-export type { Method, MethodContext } from "./pipelines/common.ts";
+export type { Method, MethodContext, PipelineOptions } from "./pipelines/common.ts";
+export {
+  answerJudging,
+  evaluate,
+  methodContext,
+  prepareData,
+  runMethods,
+  train,
+} from "./pipelines/common.ts";
 export * as sft from "./pipelines/sft.ts";

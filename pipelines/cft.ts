@@ -18,6 +18,7 @@
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
 import { criticalTokensStep } from "../src/steps/critical_tokens.ts";
 import {
+  answerJudging,
   type Method,
   type PipelineOptions,
   prepareData,
@@ -34,8 +35,7 @@ export const cft: Method = (ctx) => {
   const b = ctx.budget;
   const warm = responseStage(ctx, "cft-stage-one");
   const critical = ctx.p.add(ctx.name("cft-critical-tokens"), criticalTokensStep, {
-    format: ctx.data.options.format,
-    maxNewTokens: 64,
+    ...answerJudging(ctx),
     batchSize: 128,
     alternatives: 2,
     maxExamples: ctx.data.options.quick ? MAX_EXAMPLES.quick : MAX_EXAMPLES.full,

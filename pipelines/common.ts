@@ -4,6 +4,7 @@
  * ...) only says which masks it trains on, in which order, from which checkpoint.
  */
 import type { DataFormat } from "../src/data/formats.ts";
+import type { LocatorSpec } from "../src/data/locate.ts";
 import type { MaskSpec } from "../src/data/masks.ts";
 import type { NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
 import type { ModelConfig } from "../src/model/config.ts";
@@ -22,6 +23,12 @@ export interface PipelineOptions {
   readonly train?: string;
   readonly test?: string;
   readonly format?: DataFormat;
+  /** How to find the key in gold responses and in generations; defaults to the format's locator. */
+  readonly locator?: LocatorSpec;
+  /** Longest prompt + response in tokens (default 128, sized for the fixtures); longer keys fail the step. */
+  readonly maxLength?: number;
+  /** Tokens generated per test prompt in evaluation and in the methods that sample (default 64). */
+  readonly maxNewTokens?: number;
   readonly tokenizer?: string;
   /** A Hugging Face checkpoint directory to start from; without it a tiny model is initialised. */
   readonly model?: string;
@@ -43,8 +50,9 @@ export interface Data {
   readonly base?: NodeRef;
   /** Masks over the training set; the same spec gives the same node, so methods share it. */
   readonly masks: (spec: MaskSpec) => NodeRef;
-  readonly options: Required<Omit<PipelineOptions, "model" | "quick" | "budget" | "limit">> & {
+  readonly options: Required<Omit<PipelineOptions, "model" | "quick" | "budget" | "limit" | "locator">> & {
     model?: string;
+    locator?: LocatorSpec;
     quick: boolean;
     budget: NonNullable<PipelineOptions["budget"]>;
   };
@@ -71,6 +79,26 @@ export const tinyModel = (vocabSize: number): ModelConfig => ({
  */
 export const tokenizerVocabSize = (path: string): number => tokenizerVocabSizeSync(path);
 
+export const DEFAULT_MAX_LENGTH = 128;
+export const DEFAULT_MAX_NEW_TOKENS = 64;
+
+/**
+ * The locator entry of a step config: absent unless the user chose one, so that configs (and cache keys)
+ * of runs with the format's default locator stay as they were.
+ */
+const locatorOf = (options: { locator?: LocatorSpec }): { locator?: LocatorSpec } =>
+  options.locator ? { locator: options.locator } : {};
+
+/**
+ * What every step that judges a generated answer needs: the format, the locator, and how many tokens to
+ * generate. Spread into the configs of evaluate, sampleResponses, criticalTokens and s3ftSelect.
+ */
+export const answerJudging = (ctx: MethodContext) => ({
+  format: ctx.data.options.format,
+  ...locatorOf(ctx.data.options),
+  maxNewTokens: ctx.data.options.maxNewTokens,
+});
+
 /** The prompt template: the question, then the response on the next line. */
 export const TEMPLATE = "{prompt}\n";
 
@@ -80,6 +108,9 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     train: opts.train ?? fixture("arith/train.jsonl"),
     test: opts.test ?? opts.train ?? fixture("arith/test.jsonl"),
     format: opts.format ?? "tags",
+    locator: opts.locator,
+    maxLength: opts.maxLength ?? DEFAULT_MAX_LENGTH,
+    maxNewTokens: opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
     tokenizer: opts.tokenizer ?? fixture("arith/tokenizer.json"),
     seed: opts.seed ?? 0,
     model: opts.model,
@@ -91,11 +122,12 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     const data = p.source(`${prefix}${split}-data`, path);
     const examples = p.add(`${prefix}${split}-keys`, locateKeyStep, {
       format: options.format,
+      ...locatorOf(options),
       onMissingKey: "fail",
     }, { data });
     return p.add(`${prefix}${split}-tokens`, tokeniseStep, {
       template: TEMPLATE,
-      maxLength: 128,
+      maxLength: options.maxLength,
       onTruncatedKey: "fail",
     }, { examples, tokenizer });
   };
@@ -237,9 +269,8 @@ export const responseStage = (ctx: MethodContext, local: string): NodeRef =>
 /** Generation-based evaluation of `model` on the test set; the node is named eval-<label>. */
 export const evaluate = (ctx: MethodContext, label: string, model: NodeRef): NodeRef =>
   ctx.p.add(ctx.name(`eval-${label}`), evaluateStep, {
-    maxNewTokens: 64,
+    ...answerJudging(ctx),
     batchSize: 50,
-    format: ctx.data.options.format,
   }, {
     model,
     data: ctx.data.testSet,

@@ -14,6 +14,7 @@
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
 import { PARAPHRASE_TEMPLATE, s3ftSelectStep } from "../src/steps/s3ft_select.ts";
 import {
+  answerJudging,
   type Method,
   type PipelineOptions,
   prepareData,
@@ -30,8 +31,7 @@ export const s3ft: Method = (ctx) => {
   const b = ctx.budget;
   const warm = responseStage(ctx, "s3ft-stage-one");
   const targets = ctx.p.add(ctx.name("s3ft-targets"), s3ftSelectStep, {
-    format: ctx.data.options.format,
-    maxNewTokens: 64,
+    ...answerJudging(ctx),
     batchSize: 64,
     paraphraseTemplate: PARAPHRASE_TEMPLATE,
     seed: ctx.seed,

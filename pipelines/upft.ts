@@ -31,6 +31,7 @@ import { sampleResponsesStep } from "../src/steps/sample_responses.ts";
 import { UPFT_INSTRUCTION, upftDataStep } from "../src/steps/upft_data.ts";
 import type { NodeRef } from "../src/engine/pipeline.ts";
 import {
+  answerJudging,
   type Method,
   type MethodContext,
   type PipelineOptions,
@@ -65,8 +66,7 @@ export const upftWith = (opts: UpftOptions = {}): Method => (ctx: MethodContext)
   let responses: NodeRef = ctx.data.trainTokens;
   if (opts.selfSampled) {
     responses = ctx.p.add(ctx.name(`${label}-samples`), sampleResponsesStep, {
-      format: ctx.data.options.format,
-      maxNewTokens: 64,
+      ...answerJudging(ctx),
       batchSize: 64,
       temperature: opts.temperature ?? 0.7,
       seed: ctx.seed,

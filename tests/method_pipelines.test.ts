@@ -58,6 +58,36 @@ Deno.test("method pipelines: every method adds prefixed, seeded nodes that never
   }
 });
 
+Deno.test("method pipelines: --locator, --max-length and --max-new-tokens reach every step that uses them", () => {
+  const judged = ["locateKey", "evaluate", "sampleResponses", "criticalTokens", "s3ftSelect"];
+  const build = (opts: Parameters<typeof prepareData>[1]) => {
+    const p = new PipelineBuilder("all");
+    const data = prepareData(p, opts);
+    const ctx = methodContext(p, data);
+    for (const method of Object.values(methods)) {
+      for (const [label, model] of Object.entries(method(ctx))) evaluate(ctx, label, model);
+    }
+    return (p.build().nodes as StepNode[]).filter((n) => n.kind === "step");
+  };
+  const locator = { kind: "regex", pattern: "= (\\d+)" } as const;
+  const chosen = build({ locator, maxLength: 96, maxNewTokens: 40 });
+  for (const stepName of judged) {
+    const nodes = chosen.filter((n) => n.step.name === stepName);
+    assert(nodes.length > 0, `no ${stepName} node`);
+    for (const n of nodes) {
+      assertEquals((n.config as { locator?: unknown }).locator, locator, n.name);
+      if (stepName !== "locateKey") assertEquals((n.config as { maxNewTokens?: number }).maxNewTokens, 40);
+    }
+  }
+  for (const n of chosen.filter((n) => n.step.name === "tokenise")) {
+    assertEquals((n.config as { maxLength: number }).maxLength, 96, n.name);
+  }
+  // Without the options no config names a locator, so cache keys of default runs do not change.
+  for (const n of build({}).filter((n) => judged.includes(n.step.name))) {
+    assert(!("locator" in (n.config as object)), n.name);
+  }
+});
+
 const slice = async (dir: string, from: string, n: number) => {
   const lines = (await Deno.readTextFile(`${root}/fixtures/arith/${from}`)).split("\n").slice(0, n);
   await Deno.writeTextFile(`${dir}/${from}`, lines.join("\n") + "\n");

@@ -24,6 +24,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
 import { DataFormat, defaultLocator } from "../data/formats.ts";
+import { LocatorSpec } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
@@ -37,6 +38,8 @@ import { modelDirOf } from "./train.ts";
 
 export const CriticalTokensConfig = Schema.Struct({
   format: DataFormat,
+  /** Defaults to the format's locator, the one that found the gold keys. */
+  locator: Schema.optional(LocatorSpec),
   maxNewTokens: Schema.Int.pipe(Schema.positive()),
   /** Rows per batched generation call (solutions and continuations). */
   batchSize: Schema.Int.pipe(Schema.positive()),
@@ -154,7 +157,7 @@ export const criticalTokensStep = defineStep({
   inputs: ["model", "data", "tokenizer"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const locator = defaultLocator[config.format];
+      const locator = config.locator ?? defaultLocator[config.format];
       const tok = yield* loadTokenizer(inputs.tokenizer!);
       const { config: mc, params } = yield* loadCheckpoint(
         yield* Effect.promise(() => modelDirOf(inputs.model!)),

@@ -20,6 +20,7 @@
  */
 import { Effect, Schema } from "effect";
 import { DataFormat, defaultLocator } from "../data/formats.ts";
+import { LocatorSpec } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
@@ -36,6 +37,8 @@ export const PARAPHRASE_TEMPLATE =
 
 export const S3ftSelectConfig = Schema.Struct({
   format: DataFormat,
+  /** Defaults to the format's locator, the one that found the gold keys. */
+  locator: Schema.optional(LocatorSpec),
   maxNewTokens: Schema.Int.pipe(Schema.positive()),
   batchSize: Schema.Int.pipe(Schema.positive()),
   paraphraseTemplate: Schema.String.pipe(
@@ -87,7 +90,7 @@ export const s3ftSelectStep = defineStep({
   inputs: ["model", "data", "tokenizer"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const locator = defaultLocator[config.format];
+      const locator = config.locator ?? defaultLocator[config.format];
       const tok = yield* loadTokenizer(inputs.tokenizer!);
       const { config: mc, params } = yield* loadCheckpoint(
         yield* Effect.promise(() => modelDirOf(inputs.model!)),

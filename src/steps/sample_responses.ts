@@ -12,6 +12,7 @@
  */
 import { Effect, Schema } from "effect";
 import { DataFormat, defaultLocator } from "../data/formats.ts";
+import { LocatorSpec } from "../data/locate.ts";
 import { readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
@@ -25,6 +26,8 @@ import { modelDirOf } from "./train.ts";
 
 export const SampleResponsesConfig = Schema.Struct({
   format: DataFormat,
+  /** Defaults to the format's locator, the one that found the gold keys. */
+  locator: Schema.optional(LocatorSpec),
   maxNewTokens: Schema.Int.pipe(Schema.positive()),
   batchSize: Schema.Int.pipe(Schema.positive()),
   /** 0 is greedy decoding. */
@@ -42,7 +45,7 @@ export const sampleResponsesStep = defineStep({
   inputs: ["model", "data", "tokenizer"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const locator = defaultLocator[config.format];
+      const locator = config.locator ?? defaultLocator[config.format];
       const tok = yield* loadTokenizer(inputs.tokenizer!);
       const { config: modelConfig, params } = yield* loadCheckpoint(
         yield* Effect.promise(() => modelDirOf(inputs.model!)),
