@@ -154,6 +154,49 @@ Deno.test({
     compareWithBlas("attention", f(shape), g(shape), inputs());
     const padded = { ...shape, keyStart: Int32Array.from([0, 5]) };
     compareWithBlas("attention padded", f(padded), g(padded), inputs());
+    // A generation step: one query against an 80-slot cache, 40 positions in, left-padded rows.
+    const decode = { batch: 2, tq: 1, tk: 80, heads: 4, kvHeads: 2, headDim: 64, qOffset: 40 };
+    assert(1 * 80 * 64 >= MIN_WORK);
+    const step = { ...decode, keyStart: Int32Array.from([3, 0]) };
+    compareWithBlas("attention decode", f(step), g(step), [
+      randn([2, 256]),
+      randn([160, 128]),
+      randn([160, 128]),
+    ]);
+  },
+});
+
+Deno.test({
+  name: "gemmStrided computes blocks of larger matrices in place and refuses blocks outside their arrays",
+  ignore,
+  fn: () => {
+    // C[1:3, 2:5] += A[0:2, 1:4] x B[1:4, 0:3]^T, inside 4 x 6, 3 x 5 and 4 x 3 matrices.
+    const a = rand(3 * 5), b = rand(4 * 3), c = rand(4 * 6), expected = Float32Array.from(c);
+    for (let i = 0; i < 2; i++) {
+      for (let j = 0; j < 3; j++) {
+        let sum = 0;
+        for (let p = 0; p < 3; p++) sum += a[i * 5 + 1 + p] * b[(1 + j) * 3 + p];
+        expected[(1 + i) * 6 + 2 + j] += sum;
+      }
+    }
+    const g = {
+      transA: false,
+      transB: true,
+      m: 2,
+      n: 3,
+      k: 3,
+      a: a.subarray(1),
+      lda: 5,
+      b: b.subarray(3),
+      ldb: 3,
+      beta: 1,
+      c: c.subarray(6 + 2),
+      ldc: 6,
+    };
+    blas!.gemmStrided(g);
+    assert(maxDiff(c, expected) < 1e-5, "strided product differs");
+    assertThrows(() => blas!.gemmStrided({ ...g, c: c.subarray(20) }), RangeError);
+    assertThrows(() => blas!.gemmStrided({ ...g, lda: 2 }), RangeError);
   },
 });
 

@@ -15,6 +15,7 @@ import { Effect, Schema } from "effect";
 import { BackendUnavailable } from "../errors.ts";
 import { type Blas, loadBlas } from "./blas.ts";
 import { installMatmul } from "./matmul.ts";
+import { installFastAdd } from "./fast_add.ts";
 
 export const BackendName = Schema.Literal("auto", "tensorflow", "cpu-blas", "cpu");
 export type BackendName = typeof BackendName.Type;
@@ -79,6 +80,8 @@ export const useBackend = (name: BackendName = "auto"): Effect.Effect<string, Ba
   // Production mode: no debug-mode checks, and no "install tfjs-node" banner on the cpu backend (the
   // choice of backend is ours and is reported on its own line).
   tf.enableProdMode();
+  // Bit-identical to the stock kernel, so every cpu choice gets it (./fast_add.ts).
+  installFastAdd();
   // Only "cpu-blas" routes products to BLAS; every other choice computes them as before.
   installMatmul(undefined);
   switch (name) {

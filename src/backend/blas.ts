@@ -56,11 +56,39 @@ export interface Blas {
    * that B is stored [n, k]. Writes into `c` when given (it must hold m * n values).
    */
   gemm(a: F32, b: F32, m: number, n: number, k: number, transA: boolean, transB: boolean, c?: F32): F32;
+  /**
+   * cblas_sgemm with explicit leading dimensions: C = op(A) op(B) + beta C on blocks of larger row-major
+   * matrices. `a`, `b` and `c` start at the block's first element (a subarray); lda, ldb and ldc are the
+   * row lengths of the matrices they are stored in. Lets attention read one head's columns of the
+   * [tokens, heads * headDim] activations, and write into them, without copying blocks out and back.
+   */
+  gemmStrided(g: StridedGemm): void;
   /** Closes the library; the object must not be used afterwards. */
   close(): void;
 }
 
 /** Why a BLAS could not be loaded: one line a user can act on. */
+/** The arguments of Blas.gemmStrided (row-major, alpha 1). */
+export interface StridedGemm {
+  readonly transA: boolean;
+  readonly transB: boolean;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly a: F32;
+  readonly lda: number;
+  readonly b: F32;
+  readonly ldb: number;
+  /** 0 overwrites C, 1 adds into it. */
+  readonly beta: number;
+  readonly c: F32;
+  readonly ldc: number;
+}
+
+/** Elements a row-major [rows, cols] block with leading dimension `ld` spans from its first element. */
+const span = (rows: number, cols: number, ld: number) =>
+  rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
+
 export class BlasUnavailable extends Error {
   override readonly name = "BlasUnavailable";
 }
@@ -141,6 +169,36 @@ export const loadBlas = (path?: string, threads = 1): Blas => {
         n,
       );
       return c;
+    },
+    gemmStrided: (g) => {
+      const [ar, ac] = g.transA ? [g.k, g.m] : [g.m, g.k];
+      const [br, bc] = g.transB ? [g.n, g.k] : [g.k, g.n];
+      // The library reads and writes through raw pointers: check every block lies inside its array.
+      if (
+        ac > g.lda || bc > g.ldb || g.n > g.ldc || g.a.length < span(ar, ac, g.lda) ||
+        g.b.length < span(br, bc, g.ldb) || g.c.length < span(g.m, g.n, g.ldc)
+      ) {
+        throw new RangeError(
+          `gemmStrided: blocks do not fit their arrays for [${g.m}, ${g.k}] x [${g.k}, ${g.n}]`,
+        );
+      }
+      if (g.m === 0 || g.n === 0) return;
+      sgemm(
+        ROW_MAJOR,
+        g.transA ? TRANS : NO_TRANS,
+        g.transB ? TRANS : NO_TRANS,
+        g.m,
+        g.n,
+        g.k,
+        1,
+        g.a,
+        g.lda,
+        g.b,
+        g.ldb,
+        g.beta,
+        g.c,
+        g.ldc,
+      );
     },
     close: () => lib.close(),
   };

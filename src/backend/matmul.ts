@@ -8,7 +8,7 @@
  * bit-identical whatever the other rows of the product are (its summation order depends on the shape);
  * results then agree to float rounding only (see README, "Performance").
  */
-import type { Blas } from "./blas.ts";
+import type { Blas, StridedGemm } from "./blas.ts";
 
 type F32 = Float32Array;
 
@@ -41,3 +41,11 @@ export const fastGemm = (
   installed !== undefined && m * n * k >= MIN_WORK
     ? installed.gemm(a, b, m, n, k, transA, transB)
     : undefined;
+
+/**
+ * Strided products (Blas.gemmStrided) through the installed BLAS, or undefined when none is installed:
+ * attention then takes its JavaScript path. Used only where every product is large enough to gain
+ * (m * n * k >= MIN_WORK, decided by shape, so a run is deterministic either way).
+ */
+export const stridedGemm = (m: number, n: number, k: number): ((g: StridedGemm) => void) | undefined =>
+  installed !== undefined && m * n * k >= MIN_WORK ? installed.gemmStrided : undefined;

@@ -18,7 +18,7 @@
  * heads are contiguous slices of the feature axis (HF's layout before its view/transpose).
  */
 import * as tf from "@tensorflow/tfjs";
-import { fastGemm } from "../backend/matmul.ts";
+import { fastGemm, stridedGemm } from "../backend/matmul.ts";
 
 type F32 = Float32Array;
 
@@ -306,12 +306,6 @@ const addBlock = (
   }
 };
 
-/** First and last key index query t of row b may attend to (empty when last < first). */
-const visible = (s: AttentionShape, b: number, t: number): [number, number] => [
-  s.keyStart ? s.keyStart[b] : 0,
-  Math.min(s.qOffset + t, s.tk - 1),
-];
-
 /**
  * Grouped-query causal attention on raw arrays: softmax(q k^T / sqrt(headDim)) v, where query head h
  * uses key/value head floor(h / (heads / kvHeads)) like HF's repeat_kv. Computed per (row, head) as
@@ -328,33 +322,102 @@ export const attentionValues = (
   keepProbs: boolean,
 ): { out: F32; probs?: F32 } => {
   const { batch, tq, tk, heads, kvHeads, headDim: hd } = s;
-  const group = heads / kvHeads, scale = 1 / Math.sqrt(hd);
-  const out = new Float32Array(batch * tq * heads * hd);
+  const group = heads / kvHeads, scale = 1 / Math.sqrt(hd), qw = heads * hd, kw = kvHeads * hd;
+  const out = new Float32Array(batch * tq * qw);
   const probs = keepProbs ? new Float32Array(batch * heads * tq * tk) : undefined;
+  const gemm = stridedGemm(tq, tk, hd);
+  if (gemm) {
+    // BLAS reads each head's columns in place (leading dimensions qw, kw) and writes O into `out`.
+    const scratch = probs ? undefined : new Float32Array(tq * tk);
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < heads; h++) {
+        const kOff = b * tk * kw + Math.floor(h / group) * hd, qOff = b * tq * qw + h * hd;
+        const p = probs ? probs.subarray((b * heads + h) * tq * tk, (b * heads + h + 1) * tq * tk) : scratch!;
+        gemm({
+          ...NT,
+          m: tq,
+          n: tk,
+          k: hd,
+          a: q.subarray(qOff),
+          lda: qw,
+          b: k.subarray(kOff),
+          ldb: kw,
+          beta: 0,
+          c: p,
+          ldc: tk,
+        });
+        softmaxRows(p, s, b, scale);
+        gemm({
+          ...NN,
+          m: tq,
+          n: hd,
+          k: tk,
+          a: p,
+          lda: tk,
+          b: v.subarray(kOff),
+          ldb: kw,
+          beta: 0,
+          c: out.subarray(qOff),
+          ldc: qw,
+        });
+      }
+    }
+    return { out, probs };
+  }
   for (let b = 0; b < batch; b++) {
     for (let g = 0; g < kvHeads; g++) {
-      const kb = takeBlock(k, b * tk, tk, kvHeads * hd, g * hd, hd);
-      const vt = transpose(takeBlock(v, b * tk, tk, kvHeads * hd, g * hd, hd), tk, hd);
+      const kb = takeBlock(k, b * tk, tk, kw, g * hd, hd);
+      const vt = transpose(takeBlock(v, b * tk, tk, kw, g * hd, hd), tk, hd);
       for (let h = g * group; h < (g + 1) * group; h++) {
-        const qb = takeBlock(q, b * tq, tq, heads * hd, h * hd, hd);
+        const qb = takeBlock(q, b * tq, tq, qw, h * hd, hd);
         const p = matmulNT(qb, kb, tq, tk, hd); // scores, turned into probabilities in place
-        for (let t = 0; t < tq; t++) {
-          const [first, last] = visible(s, b, t), o = t * tk;
-          let max = -Infinity;
-          for (let j = first; j <= last; j++) max = Math.max(max, p[o + j] * scale);
-          let sum = 0;
-          for (let j = 0; j < tk; j++) {
-            p[o + j] = j >= first && j <= last ? Math.exp(p[o + j] * scale - max) : 0;
-            sum += p[o + j];
-          }
-          for (let j = first; j <= last; j++) p[o + j] /= sum;
-        }
-        addBlock(out, matmulNT(p, vt, tq, hd, tk), b * tq, tq, heads * hd, h * hd, hd);
+        softmaxRows(p, s, b, scale);
+        addBlock(out, matmulNT(p, vt, tq, hd, tk), b * tq, tq, qw, h * hd, hd);
         probs?.set(p, (b * heads + h) * tq * tk);
       }
     }
   }
   return { out, probs };
+};
+
+const NT = { transA: false, transB: true } as const;
+const NN = { transA: false, transB: false } as const;
+const TN = { transA: true, transB: false } as const;
+
+/** Scores [tq, tk] of row b -> causal softmax of scale * scores, in place; invisible keys get exactly 0. */
+const softmaxRows = (p: F32, s: AttentionShape, b: number, scale: number) => {
+  const { tq, tk } = s;
+  const first = s.keyStart ? s.keyStart[b] : 0;
+  for (let t = 0; t < tq; t++) {
+    const last = Math.min(s.qOffset + t, tk - 1), o = t * tk;
+    // Invisible keys get exactly 0 (and add nothing to the sum, so only visible ones are summed).
+    if (last < first) {
+      p.fill(0, o, o + tk);
+      continue;
+    }
+    p.fill(0, o, o + first);
+    p.fill(0, o + last + 1, o + tk);
+    let max = -Infinity;
+    for (let j = o + first; j <= o + last; j++) {
+      const x = p[j] * scale;
+      if (x > max) max = x;
+    }
+    let sum = 0;
+    for (let j = o + first; j <= o + last; j++) {
+      p[j] = Math.exp(p[j] * scale - max);
+      sum += p[j];
+    }
+    for (let j = o + first; j <= o + last; j++) p[j] /= sum;
+  }
+};
+
+/** dP [tq, tk] -> dS = scale * P * (dP - rowsum(P * dP)), in place (softmax backward; masked P are 0). */
+const softmaxBackwardRows = (p: F32, ds: F32, tq: number, tk: number, scale: number) => {
+  for (let t = 0; t < tq; t++) {
+    let pdp = 0;
+    for (let j = 0; j < tk; j++) pdp += p[t * tk + j] * ds[t * tk + j];
+    for (let j = 0; j < tk; j++) ds[t * tk + j] = p[t * tk + j] * (ds[t * tk + j] - pdp) * scale;
+  }
 };
 
 /** `attentionValues` as a differentiable tfjs op (see there for the layout). */
@@ -382,6 +445,72 @@ export const causalAttention = (
         const dq = new Float32Array(qs.length),
           dk = new Float32Array(ks.length),
           dv = new Float32Array(vs.length);
+        const gemm = stridedGemm(tq, tk, hd);
+        if (gemm) {
+          // dP = dO V^T; dS from the softmax backward; dQ = dS K; dK += dS^T Q; dV += P^T dO (the heads of
+          // a group add into the same key/value columns, hence beta 1 there).
+          const ds = new Float32Array(tq * tk);
+          for (let b = 0; b < batch; b++) {
+            for (let h = 0; h < heads; h++) {
+              const kOff = b * tk * kw + Math.floor(h / group) * hd, qOff = b * tq * qw + h * hd;
+              const p = P.subarray((b * heads + h) * tq * tk, (b * heads + h + 1) * tq * tk);
+              gemm({
+                ...NT,
+                m: tq,
+                n: tk,
+                k: hd,
+                a: g.subarray(qOff),
+                lda: qw,
+                b: vs.subarray(kOff),
+                ldb: kw,
+                beta: 0,
+                c: ds,
+                ldc: tk,
+              });
+              softmaxBackwardRows(p, ds, tq, tk, scale);
+              gemm({
+                ...NN,
+                m: tq,
+                n: hd,
+                k: tk,
+                a: ds,
+                lda: tk,
+                b: ks.subarray(kOff),
+                ldb: kw,
+                beta: 0,
+                c: dq.subarray(qOff),
+                ldc: qw,
+              });
+              gemm({
+                ...TN,
+                m: tk,
+                n: hd,
+                k: tq,
+                a: ds,
+                lda: tk,
+                b: qs.subarray(qOff),
+                ldb: qw,
+                beta: 1,
+                c: dk.subarray(kOff),
+                ldc: kw,
+              });
+              gemm({
+                ...TN,
+                m: tk,
+                n: hd,
+                k: tq,
+                a: p,
+                lda: tk,
+                b: g.subarray(qOff),
+                ldb: qw,
+                beta: 1,
+                c: dv.subarray(kOff),
+                ldc: kw,
+              });
+            }
+          }
+          return [tf.tensor2d(dq, q.shape), tf.tensor2d(dk, k.shape), tf.tensor2d(dv, v.shape)];
+        }
         for (let b = 0; b < batch; b++) {
           for (let kv = 0; kv < kvHeads; kv++) {
             const kb = takeBlock(ks, b * tk, tk, kw, kv * hd, hd), kbT = transpose(kb, tk, hd);
@@ -390,13 +519,8 @@ export const causalAttention = (
               const p = P.subarray((b * heads + h) * tq * tk, (b * heads + h + 1) * tq * tk);
               const go = takeBlock(g, b * tq, tq, qw, h * hd, hd);
               const qb = takeBlock(qs, b * tq, tq, qw, h * hd, hd);
-              // softmax backward: dS = P * (dP - rowsum(P * dP)), with dP = dO V^T; masked P are 0.
               const ds = matmulNT(go, vb, tq, tk, hd);
-              for (let t = 0; t < tq; t++) {
-                let pdp = 0;
-                for (let j = 0; j < tk; j++) pdp += p[t * tk + j] * ds[t * tk + j];
-                for (let j = 0; j < tk; j++) ds[t * tk + j] = p[t * tk + j] * (ds[t * tk + j] - pdp) * scale;
-              }
+              softmaxBackwardRows(p, ds, tq, tk, scale);
               const dsT = transpose(ds, tq, tk);
               addBlock(dq, matmulNT(ds, kbT, tq, hd, tk), b * tq, tq, qw, h * hd, hd);
               addBlock(dk, matmulNT(dsT, transpose(qb, tq, hd), tk, hd, tq), b * tk, tk, kw, kv * hd, hd);
@@ -424,15 +548,21 @@ export const swiglu = (gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D => {
   const shape = gate.shape;
   const op = tf.customGrad((gt, ut) => {
     const gs = values(gt as tf.Tensor), us = values(ut as tf.Tensor);
+    // sigmoid(gate) is kept for the backward pass: exp is most of this op's time.
+    const sig = new Float64Array(gs.length);
     const y = new Float32Array(gs.length);
-    for (let i = 0; i < gs.length; i++) y[i] = (gs[i] / (1 + Math.exp(-gs[i]))) * us[i];
+    for (let i = 0; i < gs.length; i++) {
+      const e = 1 + Math.exp(-gs[i]);
+      sig[i] = 1 / e;
+      y[i] = (gs[i] / e) * us[i];
+    }
     return {
       value: tf.tensor2d(y, shape),
       gradFunc: (dy: tf.Tensor) => {
         const d = values(dy);
         const dg = new Float32Array(gs.length), du = new Float32Array(gs.length);
         for (let i = 0; i < gs.length; i++) {
-          const sg = 1 / (1 + Math.exp(-gs[i]));
+          const sg = sig[i];
           du[i] = d[i] * gs[i] * sg;
           dg[i] = d[i] * us[i] * sg * (1 + gs[i] * (1 - sg));
         }

@@ -236,19 +236,24 @@ const maskView = (
     for (const label of stageLabels) {
       const data = run.nodes.find((n) => n.label === label)?.data;
       if (data === undefined) continue;
-      const rows = yield* readJsonl<MaskedRecord>(`${dirOf(data)}/masked.jsonl`);
-      perStage.push({ stage: label, rows: rows.slice(0, count) });
+      perStage.push({ stage: label, rows: yield* readJsonl<MaskedRecord>(`${dirOf(data)}/masked.jsonl`) });
     }
-    const shown = Math.max(0, ...perStage.map((s) => s.rows.length));
-    const examples: MaskExample[] = Array.from({ length: shown }, (_, i) =>
-      perStage.filter((s) =>
-        s.rows[i] !== undefined
-      ).map(({ stage, rows }) => ({
-        stage,
-        source: rows[i].source,
-        tokens: rows[i].input_ids.map((id) => tok.tokenText(id)),
-        promptLength: rows[i].prompt_length,
-        weights: rows[i].weights,
-      })));
+    // The same training example in every stage where it occurs (matched by file:line); a stage that trains
+    // on other rows (its own generations, a selection) shows its i-th row instead, labelled by its source.
+    const bySource = perStage.map(({ rows }) => new Map(rows.map((r) => [r.source, r])));
+    const shown = Math.min(count, Math.max(0, ...perStage.map((s) => s.rows.length)));
+    const examples: MaskExample[] = Array.from({ length: shown }, (_, i) => {
+      const source = perStage.find((s) => s.rows[i] !== undefined)?.rows[i].source;
+      return perStage.flatMap(({ stage, rows }, k) => {
+        const row = (source !== undefined ? bySource[k].get(source) : undefined) ?? rows[i];
+        return row === undefined ? [] : [{
+          stage,
+          source: row.source,
+          tokens: row.input_ids.map((id) => tok.tokenText(id)),
+          promptLength: row.prompt_length,
+          weights: row.weights,
+        }];
+      });
+    });
     return { dataset: run.dataset, method: run.method, seed: run.seed, examples };
   });

@@ -91,8 +91,10 @@ export const reportMarkdown = (c: ReportContent): string => {
     if (!ex || ex.length === 0) continue;
     lines.push(`- **${view.method}** on ${view.dataset} (${ex[0].source}):`);
     for (const s of ex) {
+      // A stage that trained on other rows (its own generations) shows one of them, named by its source.
+      const other = s.source === ex[0].source ? "" : ` (${s.source})`;
       lines.push(
-        `  - ${s.stage}: \`${markTrained(s.tokens, s.weights, s.promptLength).replace(/`/g, "'")}\``,
+        `  - ${s.stage}${other}: \`${markTrained(s.tokens, s.weights, s.promptLength).replace(/`/g, "'")}\``,
       );
     }
   }
