@@ -62,10 +62,9 @@ export interface CompareConfig {
 /**
  * The full comparison's budget: half the optimizer steps of a single method's pipeline (common.ts:
  * 400 + 150). The registry's methods x 3 seeds x 2 datasets add up to 84 distinct training runs, 30,900
- * optimizer steps at the single-pipeline budget; at the ~0.23 s per step measured on two cores shared with
- * other jobs that is two hours of training alone (0.08 s per step on an idle machine with the cpu-blas
- * backend). Halved, training takes about one hour on the busy machine, and sampling, critical-token
- * search and evaluation fit in the rest of the two hours.
+ * optimizer steps at the single-pipeline budget. Measured at this halved budget on two cores: 943 s with the
+ * cpu-blas backend (2026-12-02); the plain cpu backend trains about 7 times slower, an estimated 1.5 hours,
+ * which the halving keeps inside the two hours the issue allows.
  */
 export const COMPARE_BUDGET: NonNullable<PipelineOptions["budget"]> = {
   stageOneSteps: 200,

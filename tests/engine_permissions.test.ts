@@ -1,27 +1,33 @@
 /**
- * Least privilege: a pipeline run with the `pipeline` task's exact flags (read from deno.json) cannot
- * reach the network (a model hub or anything else), start a process, or load a native library outside
- * the FFI scope the task grants, and is never prompted for any of them: each attempt fails at once with
- * Deno's permission error. The probe is a user pipeline file, the code a run executes with the most
- * freedom.
+ * Least privilege: a pipeline run started the way the `pipeline` task starts it (its exact command, read from
+ * deno.json: the launcher src/cli/launch.ts, which runs src/cli/main.ts in a child with scoped permissions)
+ * cannot reach the network (a model hub or anything else), start a process, load a native library outside
+ * the OpenBLAS scope, read outside the project and the paths it was given, or write outside its run
+ * directory; and it is never prompted: each attempt fails at once with Deno's permission error. The probe is
+ * a user pipeline file, the code a run executes with the most freedom. Also: the scopes the launcher
+ * computes for the other commands and backends.
  */
 import { assert, assertEquals } from "./assert.ts";
+import { BLAS_DIRS, denoFlags, scopesFor } from "../src/cli/launch.ts";
 
-const root = new URL("..", import.meta.url).pathname;
+const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
-/** The flags of the `pipeline` task: everything between "deno run" and the entry point. */
-const taskFlags = async (): Promise<string[]> => {
+/** The `pipeline` task's words after "deno": run, the launcher's flags, the launcher, the command. */
+const taskWords = async (): Promise<string[]> => {
   const task: string = JSON.parse(await Deno.readTextFile(`${root}/deno.json`)).tasks.pipeline;
   const words = task.split(/\s+/);
-  assertEquals(words.slice(0, 2), ["deno", "run"]);
-  return words.slice(2, words.indexOf("src/cli/main.ts"));
+  assertEquals(words[0], "deno");
+  assertEquals(words.slice(-2), ["src/cli/launch.ts", "run"]);
+  return words.slice(1);
 };
 
-Deno.test("permissions: a pipeline run cannot use the network, start processes or load other libraries", async () => {
-  const flags = await taskFlags();
-  assert(!flags.some((f) => /^--allow-(net|run|all)|^-A$/.test(f)), flags.join(" "));
+Deno.test("permissions: a pipeline run cannot use the network, start processes, load libraries, or touch other files", async () => {
+  const words = await taskWords();
+  assert(!words.some((f) => /^--allow-(net|all|write|ffi)|^-A$/.test(f)), words.join(" "));
   const dir = await Deno.makeTempDir();
-  const out = `${dir}/probe.json`;
+  const runDir = `${dir}/run`;
+  const out = `${runDir}/probe.json`;
+  await Deno.writeTextFile(`${dir}/secret.txt`, "not for the run");
   await Deno.writeTextFile(
     `${dir}/probe.ts`,
     `const results: Record<string, string> = {};
@@ -39,6 +45,13 @@ await probe("connect", () => Deno.connect({ hostname: "127.0.0.1", port: 8 }));
 await probe("resolve a name", () => Deno.resolveDns("huggingface.co", "A"));
 await probe("start a process", () => new Deno.Command("true").output());
 await probe("load libc", () => Deno.dlopen("libc.so.6", {}));
+await probe("read outside", () => Deno.readTextFile("/etc/hostname"));
+await probe("write outside the run directory", () => Deno.writeTextFile(${
+      JSON.stringify(`${dir}/x.txt`)
+    }, "x"));
+await probe("read the project", () => Deno.readTextFile(${JSON.stringify(`${root}/README.md`)}));
+await probe("read beside the pipeline file", () => Deno.readTextFile(${JSON.stringify(`${dir}/secret.txt`)}));
+await Deno.mkdir(${JSON.stringify(runDir)}, { recursive: true });
 await Deno.writeTextFile(${JSON.stringify(out)}, JSON.stringify(results));
 export const build = () => {
   throw new Error("probe only");
@@ -46,7 +59,7 @@ export const build = () => {
 `,
   );
   const run = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, `${root}/src/cli/main.ts`, "run", `${dir}/probe.ts`, "--run-dir", `${dir}/run`],
+    args: [...words, `${dir}/probe.ts`, "--run-dir", runDir],
     cwd: root,
     stdout: "piped",
     stderr: "piped",
@@ -55,9 +68,52 @@ export const build = () => {
   }).output();
   assertEquals(run.code, 1, new TextDecoder().decode(run.stderr));
   const results: Record<string, string> = JSON.parse(await Deno.readTextFile(out));
-  assertEquals(Object.keys(results).length, 6);
-  for (const [what, result] of Object.entries(results)) {
-    assert(/^NotCapable: Requires (net|run|ffi) access/.test(result), `${what}: ${result}`);
+  const denied = [
+    "fetch a hub",
+    "fetch localhost",
+    "connect",
+    "resolve a name",
+    "start a process",
+    "load libc",
+  ];
+  for (const what of denied) {
+    assert(/^NotCapable: Requires (net|run|ffi) access/.test(results[what]), `${what}: ${results[what]}`);
   }
+  assert(/^NotCapable: Requires read access/.test(results["read outside"]), results["read outside"]);
+  assert(/^NotCapable: Requires write access/.test(results["write outside the run directory"]));
+  assertEquals(results["read the project"], "allowed");
+  assertEquals(results["read beside the pipeline file"], "allowed");
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("permissions: the launcher grants each command only the paths and libraries it names", () => {
+  const cwd = root;
+  const run = scopesFor(
+    "run",
+    ["sftkey", "--data", "/d/x/train.jsonl", "--model", "/m", "--run-dir", "r/1"],
+    cwd,
+  );
+  assertEquals(run.write, [`${root}/r/1`]);
+  for (const p of [root, "/d/x/train.jsonl", "/m", `${root}/r/1`]) assert(run.read.includes(p), `read ${p}`);
+  assert(!run.read.includes("/d/x") && !run.read.includes("/"), run.read.join(" "));
+  assert(scopesFor("run", ["--tokenizer", "/t/tokenizer.json"], cwd).read.includes("/t"));
+  assertEquals(run.ffi, BLAS_DIRS);
+  // The plain cpu backend loads no library; nor do status, generate and score.
+  assertEquals(scopesFor("run", ["--backend", "cpu"], cwd).ffi, []);
+  assertEquals(scopesFor("generate", ["--model", "/m", "--ids", "1,2"], cwd).ffi, []);
+  assertEquals(scopesFor("generate", ["--model=/m"], cwd).write, []);
+  assert(scopesFor("score", ["--model=/m"], cwd).read.includes("/m"));
+  // The default run directory is runs/ in the project; export also writes its --out.
+  assertEquals(scopesFor("status", [], cwd).write, [`${root}/runs`]);
+  assertEquals([...scopesFor("export", ["--out", "/o"], cwd).write].sort(), ["/o", `${root}/runs`].sort());
+  // SFTKEY_BLAS_LIB replaces the Debian directories; ".." cannot widen a scope beyond the resolved path.
+  assertEquals(scopesFor("run", [], cwd, "/opt/blas/libopenblas.so").ffi, ["/opt/blas/libopenblas.so"]);
+  assertEquals(scopesFor("run", ["--run-dir", "runs/../../x"], cwd).write, [
+    `${root.slice(0, root.lastIndexOf("/"))}/x`,
+  ]);
+  const flags = denoFlags(run);
+  assert(
+    flags.includes("--no-prompt") && !flags.some((f) => /^--allow-(net|run|all)/.test(f)),
+    flags.join(" "),
+  );
 });

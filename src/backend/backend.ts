@@ -5,7 +5,7 @@
  *   downloads libtensorflow, which our machines cannot reach, so it is imported dynamically and only
  *   when its native binding is present (see README, "GPU backend").
  * - "cpu-blas": the tfjs cpu backend with the model's matrix products sent to OpenBLAS through Deno FFI
- *   (./blas.ts, ./matmul.ts). Optional: needs the library and --allow-ffi (the *-blas tasks).
+ *   (./blas.ts, ./matmul.ts). Optional: needs the library and --allow-ffi (granted by src/cli/launch.ts).
  * - "cpu": the plain tfjs cpu backend, always available.
  *
  * "auto" takes the first that loads, in that order. Every run records the backend it used.

@@ -1,0 +1,167 @@
+/**
+ * The least-privilege launcher behind the command tasks (`deno task pipeline | status | export | generate |
+ * score`). Deno fixes a process's permission scopes before the program can read its arguments, and the
+ * paths a run touches are arguments (`--data ~/d/train.jsonl --run-dir /scratch/r1`). So the task starts
+ * this small program, which reads the arguments, and then runs src/cli/main.ts in a child Deno whose scopes
+ * are exactly what that command needs:
+ *
+ * - read: the project (code, fixtures, node_modules), the --data and --test files, the directory of
+ *   --tokenizer (its config lies beside it) and of a pipeline file (its imports), the --model directory,
+ *   the run directory, the --out directory, and the OpenBLAS library when the backend may use it;
+ * - write: the run directory (default runs/, inside the project) and --out, nothing else;
+ * - ffi: Debian's OpenBLAS directories (or SFTKEY_BLAS_LIB), only when the backend may be `cpu-blas`
+ *   (`--backend auto | cpu-blas`, `pipeline` only), and tfjs-node-gpu's binding when it is installed and
+ *   the backend may be `tensorflow`;
+ * - env and sys (read by the npm packages); never net, never run.
+ *
+ * The launcher itself may read (to resolve paths) and start processes (the child: Deno's own executable,
+ * whose path is only known at run time). It forwards SIGINT/SIGTERM to the child and exits with its status.
+ */
+
+const PROJECT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+const MAIN = `${PROJECT}/src/cli/main.ts`;
+
+export const BLAS_DIRS: ReadonlyArray<string> = ["x86_64", "aarch64"].flatMap((arch) =>
+  ["openblas-serial", "openblas-pthread"].map((d) => `/usr/lib/${arch}-linux-gnu/${d}`)
+);
+
+/** Flags whose value is a file the run reads, and nothing beside it. */
+const FILE_FLAGS = ["--data", "--test"] as const;
+/** Flags whose value is a directory the run reads. */
+const DIR_FLAGS = ["--model"] as const;
+/** Flags whose value is a directory the run writes. */
+const WRITE_FLAGS = ["--run-dir", "--out"] as const;
+
+const isAbsolute = (p: string) => p.startsWith("/");
+const resolvePath = (cwd: string, p: string) => {
+  const abs = isAbsolute(p) ? p : `${cwd}/${p}`;
+  // Normalise "." and ".." so scopes are plain directories.
+  const parts: string[] = [];
+  for (const part of abs.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
+};
+const parentOf = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
+
+/** The value of `--flag V` or `--flag=V` (every occurrence). */
+const flagValues = (args: ReadonlyArray<string>, flag: string): string[] => {
+  const out: string[] = [];
+  args.forEach((a, i) => {
+    if (a === flag && i + 1 < args.length) out.push(args[i + 1]);
+    else if (a.startsWith(`${flag}=`)) out.push(a.slice(flag.length + 1));
+  });
+  return out;
+};
+
+const isDirectory = (p: string): boolean => {
+  try {
+    return Deno.statSync(p).isDirectory;
+  } catch {
+    return false;
+  }
+};
+
+/** The native binding of @tensorflow/tfjs-node-gpu (as linked and as resolved), if its install script ran. */
+const nodeGpuBinding = (): string[] | undefined => {
+  const lib = `${PROJECT}/node_modules/@tensorflow/tfjs-node-gpu/lib`;
+  try {
+    for (const entry of Deno.readDirSync(lib)) {
+      const binding = `${lib}/${entry.name}/tfjs_binding.node`;
+      try {
+        return [binding, Deno.realPathSync(binding)];
+      } catch { /* not in this folder */ }
+    }
+  } catch { /* package or binding absent */ }
+  return undefined;
+};
+
+export interface Scopes {
+  readonly read: ReadonlyArray<string>;
+  readonly write: ReadonlyArray<string>;
+  readonly ffi: ReadonlyArray<string>;
+}
+
+/**
+ * The scopes `command args` needs, paths resolved against `cwd`. `blasLib` is SFTKEY_BLAS_LIB when set.
+ * Pure apart from asking whether a path is a directory.
+ */
+export const scopesFor = (
+  command: string,
+  args: ReadonlyArray<string>,
+  cwd: string,
+  blasLib?: string,
+): Scopes => {
+  const read = new Set<string>([PROJECT]);
+  const write = new Set<string>();
+  for (const flag of [...FILE_FLAGS, ...DIR_FLAGS]) {
+    for (const v of flagValues(args, flag)) read.add(resolvePath(cwd, v));
+  }
+  // A tokenizer.json comes with tokenizer_config.json (and maybe chat_template.jinja) beside it.
+  for (const v of flagValues(args, "--tokenizer")) {
+    const p = resolvePath(cwd, v);
+    read.add(isDirectory(p) ? p : parentOf(p));
+  }
+  // A pipeline file (the first argument ending in .ts) and what lies beside it.
+  const file = args.find((a) => !a.startsWith("-") && a.endsWith(".ts"));
+  if (file) read.add(parentOf(resolvePath(cwd, file)));
+  for (const flag of WRITE_FLAGS) {
+    for (const v of flagValues(args, flag)) {
+      const p = resolvePath(cwd, v);
+      read.add(p);
+      write.add(p);
+    }
+  }
+  // The default run directory is runs/<pipeline> under the current directory.
+  if (["run", "status", "export"].includes(command) && flagValues(args, "--run-dir").length === 0) {
+    read.add(`${cwd}/runs`);
+    write.add(`${cwd}/runs`);
+  }
+  const backend = flagValues(args, "--backend").at(-1) ?? "auto";
+  const ffi = command === "run" && (backend === "auto" || backend === "cpu-blas")
+    ? (blasLib ? [resolvePath(cwd, blasLib)] : [...BLAS_DIRS])
+    : [];
+  // tfjs-node-gpu's Node-API addon, when it was installed (see README, "GPU backend").
+  const gpu = command === "run" && (backend === "auto" || backend === "tensorflow")
+    ? nodeGpuBinding()
+    : undefined;
+  if (gpu) ffi.push(...gpu);
+  for (const f of ffi) read.add(f);
+  return { read: [...read], write: [...write], ffi };
+};
+
+/** The child's `deno run` flags for these scopes. */
+export const denoFlags = (s: Scopes): string[] => [
+  "--no-prompt",
+  `--allow-read=${s.read.join(",")}`,
+  ...(s.write.length > 0 ? [`--allow-write=${s.write.join(",")}`] : []),
+  "--allow-env",
+  "--allow-sys",
+  ...(s.ffi.length > 0 ? [`--allow-ffi=${s.ffi.join(",")}`] : []),
+];
+
+if (import.meta.main) {
+  const [command, ...args] = Deno.args;
+  const scopes = scopesFor(command ?? "", args, Deno.cwd(), Deno.env.get("SFTKEY_BLAS_LIB"));
+  if (Deno.env.get("SFTKEY_SHOW_PERMISSIONS") === "1") {
+    console.error(`permissions: ${denoFlags(scopes).join(" ")}`);
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...denoFlags(scopes), MAIN, ...Deno.args],
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      try {
+        child.kill(signal);
+      } catch { /* already gone */ }
+    });
+  }
+  const status = await child.status;
+  // A child ended by a signal reports 128 + its number as its code, as a shell does.
+  Deno.exit(status.code);
+}
