@@ -192,15 +192,16 @@ const wording: ReadonlyArray<[string, RegExp]> = [
   ["InvalidRow", /\S+:\d+( field "[^"]+")?: /],
 ];
 
+/** The CLI as the command tasks start it: the launcher, which runs main.ts with scoped permissions. */
 export const cli = async (args: string[], cwd = root) => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      "--no-prompt",
       "--allow-read",
-      "--allow-write",
       "--allow-env",
-      "--allow-sys",
-      `${root}/src/cli/main.ts`,
+      "--allow-run",
+      `${root}/src/cli/launch.ts`,
       ...args,
     ],
     cwd,
