@@ -15,6 +15,7 @@ import { runAndSummarise, showStatus } from "./run.ts";
 import { loadPipeline } from "./load_pipeline.ts";
 import { pipelines } from "../../pipelines/index.ts";
 import { makeExportCommand } from "./export.ts";
+import { type BudgetFlags, budgetFromFlags, budgetOptions } from "./budget_flags.ts";
 import { generateCommand } from "./generate.ts";
 import { scoreCommand } from "./score.ts";
 
@@ -105,9 +106,10 @@ const selection = {
   seed,
   quick,
   runDir,
+  ...budgetOptions,
 };
 
-type Selection = {
+type Selection = BudgetFlags & {
   pipelineName: string;
   data: Option.Option<string>;
   test: Option.Option<string>;
@@ -178,7 +180,9 @@ const resolve = (a: Selection) =>
         });
       }
     }
+    const budget = yield* budgetFromFlags(a);
     const pipeline = yield* loadPipeline(a.pipelineName, {
+      budget,
       train: Option.getOrUndefined(a.data),
       test: Option.getOrUndefined(a.test),
       format: Option.getOrUndefined(a.format),

@@ -1,0 +1,81 @@
+/**
+ * Command-line overrides of a pipeline's optimisation budget (pipelines/common.ts, Budget), so that a
+ * shipped method or the comparison runs longer, shorter or at another learning rate without writing code:
+ * `--stage-one-steps`, `--stage-two-steps` (a single-stage baseline gets their sum), `--lr` (peak learning
+ * rate of stage one and of single-stage methods), `--stage-two-lr`, `--batch-size`, `--micro-batch-size`
+ * (gradient accumulation: batch / micro passes per step) and `--checkpoint-every`. Changing one changes
+ * the cache keys of exactly the training steps it reaches, so a rerun retrains those and reuses the rest.
+ */
+import { Options } from "@effect/cli";
+import { Effect, Option } from "effect";
+import { InvalidConfig } from "../errors.ts";
+import type { PipelineOptions } from "../../pipelines/common.ts";
+
+const int = (name: string, description: string) =>
+  Options.integer(name).pipe(Options.withDescription(description), Options.optional);
+const float = (name: string, description: string) =>
+  Options.float(name).pipe(Options.withDescription(description), Options.optional);
+
+export const budgetOptions = {
+  stageOneSteps: int("stage-one-steps", "optimizer steps of stage one (default 400; --quick 30)"),
+  stageTwoSteps: int("stage-two-steps", "optimizer steps of stage two (default 150; --quick 10)"),
+  lr: float("lr", "peak learning rate of stage one and single-stage methods (default 3e-3)"),
+  stageTwoLr: float("stage-two-lr", "peak learning rate of stage two (default 1e-4)"),
+  batchSize: int("batch-size", "sequences per optimizer step (default 32)"),
+  microBatchSize: int(
+    "micro-batch-size",
+    "sequences per forward/backward pass; must divide --batch-size (default: the batch size)",
+  ),
+  checkpointEvery: int("checkpoint-every", "optimizer steps between training checkpoints (default 50)"),
+};
+
+export type BudgetFlags = { readonly [K in keyof typeof budgetOptions]: Option.Option<number> };
+
+const FLAG: { readonly [K in keyof BudgetFlags]: string } = {
+  stageOneSteps: "--stage-one-steps",
+  stageTwoSteps: "--stage-two-steps",
+  lr: "--lr",
+  stageTwoLr: "--stage-two-lr",
+  batchSize: "--batch-size",
+  microBatchSize: "--micro-batch-size",
+  checkpointEvery: "--checkpoint-every",
+};
+
+/** The budget overrides the flags ask for (undefined when none), checked for range. */
+export const budgetFromFlags = (
+  a: BudgetFlags,
+): Effect.Effect<PipelineOptions["budget"], InvalidConfig> =>
+  Effect.gen(function* () {
+    const v = (k: keyof BudgetFlags) => Option.getOrUndefined(a[k]);
+    for (const k of Object.keys(FLAG) as Array<keyof BudgetFlags>) {
+      const x = v(k);
+      if (x !== undefined && !(Number.isFinite(x) && x > 0)) {
+        return yield* new InvalidConfig({ where: FLAG[k], reason: `must be positive, got ${x}` });
+      }
+    }
+    const batch = v("batchSize"), micro = v("microBatchSize") ?? batch;
+    if (micro !== undefined && batch !== undefined && batch % micro !== 0) {
+      return yield* new InvalidConfig({
+        where: "--micro-batch-size",
+        reason: `${micro} does not divide --batch-size ${batch}`,
+      });
+    }
+    const train = Object.fromEntries(
+      Object.entries({
+        lr: v("lr"),
+        batchSize: batch,
+        microBatchSize: micro,
+        checkpointEvery: v("checkpointEvery"),
+      })
+        .filter(([, x]) => x !== undefined),
+    );
+    const top = Object.fromEntries(
+      Object.entries({
+        stageOneSteps: v("stageOneSteps"),
+        stageTwoSteps: v("stageTwoSteps"),
+        stageTwoLr: v("stageTwoLr"),
+      }).filter(([, x]) => x !== undefined),
+    );
+    if (Object.keys(train).length === 0 && Object.keys(top).length === 0) return undefined;
+    return { ...top, ...(Object.keys(train).length > 0 ? { train } : {}) };
+  });
