@@ -13,7 +13,7 @@ import { evaluateStep } from "../src/steps/evaluate.ts";
 import { locateKeyStep } from "../src/steps/locate_key.ts";
 import { takeRowsStep } from "../src/steps/take_rows.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
-import { tokenizerVocabSizeSync } from "../src/data/tokenizer.ts";
+import { TOKENIZER_COMPANIONS, tokenizerVocabSizeSync } from "../src/data/tokenizer.ts";
 import { type TrainConfig, trainStep } from "../src/steps/train.ts";
 
 const fixture = (path: string) => new URL(`../fixtures/${path}`, import.meta.url).pathname;
@@ -58,8 +58,18 @@ export interface Data {
   };
 }
 
-/** The tiny Llama the fixtures train from scratch (vocabulary size comes from the tokenizer). */
-export const tinyModel = (vocabSize: number): ModelConfig => ({
+export const DEFAULT_MAX_LENGTH = 128;
+export const DEFAULT_MAX_NEW_TOKENS = 64;
+
+/**
+ * The tiny Llama the fixtures train from scratch (vocabulary size comes from the tokenizer). Its positions
+ * cover the longest training sequence plus what evaluation generates after a prompt; RoPE has no learned
+ * positions, so this sizes the generation budget, not the weights.
+ */
+export const tinyModel = (
+  vocabSize: number,
+  positions = DEFAULT_MAX_LENGTH + DEFAULT_MAX_NEW_TOKENS,
+): ModelConfig => ({
   architecture: "llama",
   vocabSize,
   hiddenSize: 64,
@@ -67,7 +77,7 @@ export const tinyModel = (vocabSize: number): ModelConfig => ({
   numHeads: 4,
   numKvHeads: 2,
   intermediateSize: 176,
-  maxPositions: 128,
+  maxPositions: positions,
   ropeTheta: 10000,
   rmsNormEps: 1e-5,
   tieEmbeddings: false,
@@ -78,9 +88,6 @@ export const tinyModel = (vocabSize: number): ModelConfig => ({
  * tokenizer.json, or a directory with one or with vocab.json + merges.txt.
  */
 export const tokenizerVocabSize = (path: string): number => tokenizerVocabSizeSync(path);
-
-export const DEFAULT_MAX_LENGTH = 128;
-export const DEFAULT_MAX_NEW_TOKENS = 64;
 
 /**
  * The locator entry of a step config: absent unless the user chose one, so that configs (and cache keys)
@@ -117,7 +124,7 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     quick: opts.quick ?? false,
     budget: opts.budget ?? {},
   };
-  const tokenizer = p.source(`${prefix}tokenizer`, options.tokenizer);
+  const tokenizer = p.source(`${prefix}tokenizer`, options.tokenizer, { companions: TOKENIZER_COMPANIONS });
   const tokens = (split: string, path: string) => {
     const data = p.source(`${prefix}${split}-data`, path);
     const examples = p.add(`${prefix}${split}-keys`, locateKeyStep, {
@@ -225,6 +232,13 @@ export const methodContext = (
 });
 
 /** Trains on `mask`, from `init` (a checkpoint node) or from a fresh tiny model. */
+/** The from-scratch model of a method context: sized by its tokenizer, --max-length and --max-new-tokens. */
+const scratchModel = (ctx: MethodContext): ModelConfig =>
+  tinyModel(
+    tokenizerVocabSize(ctx.data.options.tokenizer),
+    ctx.data.options.maxLength + ctx.data.options.maxNewTokens,
+  );
+
 export const train = (
   ctx: MethodContext,
   local: string,
@@ -235,7 +249,7 @@ export const train = (
   ctx.p.add(ctx.name(local), trainStep, {
     ...config,
     seed: ctx.seed,
-    model: init ? undefined : tinyModel(tokenizerVocabSize(ctx.data.options.tokenizer)),
+    model: init ? undefined : scratchModel(ctx),
   }, { data: ctx.data.masks(mask), init, tokenizer: ctx.data.tokenizer });
 
 /**
@@ -252,7 +266,7 @@ export const trainOn = (
   ctx.p.add(ctx.name(local), trainStep, {
     ...config,
     seed: ctx.seed,
-    model: init ? undefined : tinyModel(tokenizerVocabSize(ctx.data.options.tokenizer)),
+    model: init ? undefined : scratchModel(ctx),
   }, { data, init, tokenizer: ctx.data.tokenizer });
 
 /**

@@ -102,9 +102,9 @@ const compareBudget = (opts: PipelineOptions): PipelineOptions["budget"] => {
 class WiringBuilder extends PipelineBuilder {
   readonly wiring = new Map<string, Readonly<Record<string, string>>>();
 
-  override source(name: string, path: string): NodeRef {
+  override source(name: string, path: string, opts: { companions?: ReadonlyArray<string> } = {}): NodeRef {
     this.wiring.set(name, {});
-    return super.source(name, path);
+    return super.source(name, path, opts);
   }
 
   override add<C, I extends string, E>(

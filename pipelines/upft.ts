@@ -78,7 +78,8 @@ export const upftWith = (opts: UpftOptions = {}): Method => (ctx: MethodContext)
     share: opts.share ?? 0.9,
     seed: ctx.seed,
     instruction: opts.instruction ?? (ctx.data.base ? UPFT_INSTRUCTION : SHORT_INSTRUCTION),
-    maxLength: 128,
+    // The instruction counts toward --max-length: an example it pushes past fails with its file:line.
+    maxLength: ctx.data.options.maxLength,
   }, { tokens: responses, tokenizer: ctx.data.tokenizer });
   const tuned = trainOn(ctx, label, data, warm, {
     ...b.train,

@@ -1,7 +1,8 @@
-import { assertEquals, assertRejects, assertThrows } from "./assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import { Effect } from "effect";
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
-import { pipelineStatus, runPipeline } from "../src/engine/runner.ts";
+import { pipelineStatus, runPipeline, sourceDigest } from "../src/engine/runner.ts";
+import { TOKENIZER_COMPANIONS } from "../src/data/tokenizer.ts";
 import { ArtifactStore } from "../src/engine/store.ts";
 import { silentReporter } from "../src/engine/progress.ts";
 import { PipelineInvalid } from "../src/errors.ts";
@@ -100,4 +101,30 @@ Deno.test("pipeline: cycles, unknown inputs and duplicate names are rejected", (
 Deno.test("runner: a missing source file is a FileUnreadable naming the path", async () => {
   const dir = await Deno.makeTempDir();
   await assertRejects(() => run(dir, build(`${dir}/missing.txt`, "!", 1)), Error, "missing.txt");
+});
+
+Deno.test("cache: a source's companions (a tokenizer's config beside it) are part of its digest", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/tokenizer.json`, '{"model": {}}');
+  const digest = () => Effect.runPromise(sourceDigest(`${dir}/tokenizer.json`, TOKENIZER_COMPANIONS));
+  const alone = await digest();
+  // Without companions named, the digest is the file's own sha256 (data files keep their keys).
+  const bytes = await Deno.readFile(`${dir}/tokenizer.json`);
+  const hex = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  await Deno.writeTextFile(`${dir}/tokenizer_config.json`, "{}");
+  assertEquals(await Effect.runPromise(sourceDigest(`${dir}/tokenizer.json`)), hex);
+  await Deno.remove(`${dir}/tokenizer_config.json`);
+  await Deno.writeTextFile(`${dir}/tokenizer_config.json`, '{"eos_token": "<a>"}');
+  const withConfig = await digest();
+  assert(withConfig !== alone, "adding tokenizer_config.json must change the digest");
+  await Deno.writeTextFile(`${dir}/tokenizer_config.json`, '{"eos_token": "<b>"}');
+  assert((await digest()) !== withConfig, "editing tokenizer_config.json must change the digest");
+  await Deno.writeTextFile(`${dir}/chat_template.jinja`, "{{ messages }}");
+  const withTemplate = await digest();
+  assert(withTemplate !== withConfig);
+  // Files the loader never reads do not matter.
+  await Deno.writeTextFile(`${dir}/notes.txt`, "x");
+  assertEquals(await digest(), withTemplate);
+  await Deno.remove(dir, { recursive: true });
 });

@@ -8,7 +8,8 @@
  * computes for the other commands and backends.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { BLAS_DIRS, denoFlags, scopesFor } from "../src/cli/launch.ts";
+import { absolutePaths, denoFlags, scopesFor } from "../src/cli/launch.ts";
+import { BLAS_CANDIDATES } from "../src/backend/blas.ts";
 
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -96,11 +97,16 @@ Deno.test("permissions: the launcher grants each command only the paths and libr
   assertEquals(run.write, [`${root}/r/1`]);
   for (const p of [root, "/d/x/train.jsonl", "/m", `${root}/r/1`]) assert(run.read.includes(p), `read ${p}`);
   assert(!run.read.includes("/d/x") && !run.read.includes("/"), run.read.join(" "));
-  assert(scopesFor("run", ["--tokenizer", "/t/tokenizer.json"], cwd).read.includes("/t"));
-  assertEquals(run.ffi, BLAS_DIRS);
+  const tok = scopesFor("run", ["--tokenizer", "/t/tokenizer.json"], cwd).read;
+  assert(
+    tok.includes("/t/tokenizer.json") && tok.includes("/t/tokenizer_config.json") && !tok.includes("/t"),
+  );
+  // Every file the BLAS loader may open (tfjs-node-gpu's binding too, where it is installed).
+  for (const lib of BLAS_CANDIDATES) assert(run.ffi.includes(lib), `ffi ${lib}`);
   // The plain cpu backend loads no library; nor do status, generate and score.
   assertEquals(scopesFor("run", ["--backend", "cpu"], cwd).ffi, []);
-  assertEquals(scopesFor("generate", ["--model", "/m", "--ids", "1,2"], cwd).ffi, []);
+  assertEquals(scopesFor("status", [], cwd).ffi, []);
+  assert(scopesFor("generate", ["--model", "/m", "--ids", "1,2"], cwd).ffi.includes(BLAS_CANDIDATES[0]));
   assertEquals(scopesFor("generate", ["--model=/m"], cwd).write, []);
   assert(scopesFor("score", ["--model=/m"], cwd).read.includes("/m"));
   // The default run directory is runs/ in the project; export also writes its --out.
@@ -111,9 +117,65 @@ Deno.test("permissions: the launcher grants each command only the paths and libr
   assertEquals(scopesFor("run", ["--run-dir", "runs/../../x"], cwd).write, [
     `${root.slice(0, root.lastIndexOf("/"))}/x`,
   ]);
+  // Paths typed elsewhere (deno task's INIT_CWD) reach main.ts absolute, in both flag forms.
+  assertEquals(
+    absolutePaths(
+      ["mine.ts", "--data", "d/train.jsonl", "--run-dir=r", "--seed", "3", "--format", "gsm8k"],
+      "/home/u",
+    ),
+    [
+      "/home/u/mine.ts",
+      "--data",
+      "/home/u/d/train.jsonl",
+      "--run-dir=/home/u/r",
+      "--seed",
+      "3",
+      "--format",
+      "gsm8k",
+    ],
+  );
+  assertEquals(absolutePaths(["sftkey", "--model", "/abs/m", "--out", "../o"], "/home/u"), [
+    "sftkey",
+    "--model",
+    "/abs/m",
+    "--out",
+    "/home/o",
+  ]);
   const flags = denoFlags(run);
   assert(
     flags.includes("--no-prompt") && !flags.some((f) => /^--allow-(net|run|all)/.test(f)),
     flags.join(" "),
   );
+});
+
+Deno.test("permissions: generate and score through the launcher, with a --model path relative to INIT_CWD", async () => {
+  const launcher = ["run", "--no-prompt", "--allow-read", "--allow-env", "--allow-run", "src/cli/launch.ts"];
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [...launcher, ...args],
+      cwd: root,
+      // As `deno task` sets it when typed in fixtures/: the model path is relative to there.
+      env: { INIT_CWD: `${root}/fixtures` },
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).output();
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    return JSON.parse(new TextDecoder().decode(out.stdout));
+  };
+  const generated = await run([
+    "generate",
+    "--model",
+    "goldens/llama",
+    "--ids",
+    "1,2,3",
+    "--max-new-tokens",
+    "4",
+    "--json",
+  ]);
+  assertEquals(generated.ids.length, 4);
+  const scored = await run(["score", "--model", "goldens/llama", "--ids", "1,2,3", "--json"]);
+  assertEquals(scored.tokens.map((t: { id: number }) => t.id), [1, 2, 3]);
+  assertEquals(scored.tokens[0].logprob, null);
+  assert(scored.tokens.slice(1).every((t: { logprob: number }) => t.logprob < 0));
 });

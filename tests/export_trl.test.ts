@@ -99,7 +99,7 @@ Deno.test("a mask with fractional weights (mix) is refused, naming the example",
     assert(failure.error.reason.includes("has loss weight 0.5"), failure.error.reason);
   }));
 
-Deno.test("the export command: existing --data file, a vocab.json + merges.txt --tokenizer directory", () =>
+Deno.test("the export command (through the launcher): --data file, a vocab.json + merges.txt --tokenizer directory", () =>
   withDirs(async (run, out) => {
     const root = new URL("..", import.meta.url).pathname;
     // A GPT-2-style pair written from the fixture tokenizer, so the directory has no tokenizer.json.
@@ -108,7 +108,16 @@ Deno.test("the export command: existing --data file, a vocab.json + merges.txt -
     const json = JSON.parse(await Deno.readTextFile(`${root}fixtures/arith/tokenizer.json`));
     await Deno.writeTextFile(`${tokDir}/vocab.json`, JSON.stringify(json.model.vocab));
     await Deno.writeTextFile(`${tokDir}/merges.txt`, json.model.merges.join("\n") + "\n");
-    const args = ["run", "-A", "src/cli/main.ts", "export", "--data", "fixtures/gsm8k-mini/train.jsonl"];
+    // As `deno task export` starts it: the launcher, main.ts with permissions scoped to these paths.
+    const launcher = [
+      "run",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-env",
+      "--allow-run",
+      "src/cli/launch.ts",
+    ];
+    const args = [...launcher, "export", "--data", "fixtures/gsm8k-mini/train.jsonl"];
     args.push("--format", "gsm8k", "--tokenizer", tokDir, "--quick", "--run-dir", run, "--out", out);
     const result = await new Deno.Command(Deno.execPath(), {
       args,

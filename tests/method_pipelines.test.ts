@@ -79,8 +79,14 @@ Deno.test("method pipelines: --locator, --max-length and --max-new-tokens reach 
       if (stepName !== "locateKey") assertEquals((n.config as { maxNewTokens?: number }).maxNewTokens, 40);
     }
   }
-  for (const n of chosen.filter((n) => n.step.name === "tokenise")) {
+  for (const n of chosen.filter((n) => ["tokenise", "upftData"].includes(n.step.name))) {
     assertEquals((n.config as { maxLength: number }).maxLength, 96, n.name);
+  }
+  assert(chosen.some((n) => n.step.name === "upftData"), "no upftData node");
+  // A model trained from scratch has room for the longest sequence plus the generated tokens.
+  for (const n of chosen.filter((n) => n.step.name === "train")) {
+    const model = (n.config as { model?: { maxPositions: number } }).model;
+    if (model) assertEquals(model.maxPositions, 96 + 40, n.name);
   }
   // Without the options no config names a locator, so cache keys of default runs do not change.
   for (const n of build({}).filter((n) => judged.includes(n.step.name))) {

@@ -5,25 +5,30 @@
  * this small program, which reads the arguments, and then runs src/cli/main.ts in a child Deno whose scopes
  * are exactly what that command needs:
  *
- * - read: the project (code, fixtures, node_modules), the --data and --test files, the directory of
- *   --tokenizer (its config lies beside it) and of a pipeline file (its imports), the --model directory,
- *   the run directory, the --out directory, and the OpenBLAS library when the backend may use it;
+ * - read: the project (code, fixtures, node_modules), the --data and --test files, the --tokenizer file
+ *   with the files its loader reads beside it (or the tokenizer directory), the directory of a pipeline
+ *   file (its imports), the --model directory, the run directory, the --out directory, and the OpenBLAS
+ *   library when the backend may use it;
+ *
+ * Paths on the command line are resolved against the directory the user typed them in (INIT_CWD, set by
+ * `deno task`, which itself runs in the project directory) and handed to main.ts as absolute paths; the
+ * default run directory stays runs/ in the project.
  * - write: the run directory (default runs/, inside the project) and --out, nothing else;
- * - ffi: Debian's OpenBLAS directories (or SFTKEY_BLAS_LIB), only when the backend may be `cpu-blas`
- *   (`--backend auto | cpu-blas`, `pipeline` only), and tfjs-node-gpu's binding when it is installed and
- *   the backend may be `tensorflow`;
+ * - ffi: the OpenBLAS files the loader may open (src/backend/blas.ts, or SFTKEY_BLAS_LIB), only for the
+ *   commands that compute (`pipeline`, `generate`, `score`) and when the backend may be `cpu-blas`
+ *   (`--backend auto | cpu-blas`), and tfjs-node-gpu's binding when it is installed and the backend may be
+ *   `tensorflow`;
  * - env and sys (read by the npm packages); never net, never run.
  *
  * The launcher itself may read (to resolve paths) and start processes (the child: Deno's own executable,
  * whose path is only known at run time). It forwards SIGINT/SIGTERM to the child and exits with its status.
  */
 
+import { BLAS_CANDIDATES } from "../backend/blas.ts";
+import { TOKENIZER_COMPANIONS } from "../data/tokenizer_files.ts";
+
 const PROJECT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const MAIN = `${PROJECT}/src/cli/main.ts`;
-
-export const BLAS_DIRS: ReadonlyArray<string> = ["x86_64", "aarch64"].flatMap((arch) =>
-  ["openblas-serial", "openblas-pthread"].map((d) => `/usr/lib/${arch}-linux-gnu/${d}`)
-);
 
 /** Flags whose value is a file the run reads, and nothing beside it. */
 const FILE_FLAGS = ["--data", "--test"] as const;
@@ -99,10 +104,11 @@ export const scopesFor = (
   for (const flag of [...FILE_FLAGS, ...DIR_FLAGS]) {
     for (const v of flagValues(args, flag)) read.add(resolvePath(cwd, v));
   }
-  // A tokenizer.json comes with tokenizer_config.json (and maybe chat_template.jinja) beside it.
+  // A tokenizer directory, or a tokenizer file with the files its loader reads beside it.
   for (const v of flagValues(args, "--tokenizer")) {
     const p = resolvePath(cwd, v);
-    read.add(isDirectory(p) ? p : parentOf(p));
+    if (isDirectory(p)) read.add(p);
+    else for (const f of [p, ...TOKENIZER_COMPANIONS.map((c) => `${parentOf(p)}/${c}`)]) read.add(f);
   }
   // A pipeline file (the first argument ending in .ts) and what lies beside it.
   const file = args.find((a) => !a.startsWith("-") && a.endsWith(".ts"));
@@ -119,17 +125,43 @@ export const scopesFor = (
     read.add(`${cwd}/runs`);
     write.add(`${cwd}/runs`);
   }
+  // Commands that compute with a model pick a backend ("auto" unless --backend says otherwise).
+  const computes = ["run", "generate", "score"].includes(command);
   const backend = flagValues(args, "--backend").at(-1) ?? "auto";
-  const ffi = command === "run" && (backend === "auto" || backend === "cpu-blas")
-    ? (blasLib ? [resolvePath(cwd, blasLib)] : [...BLAS_DIRS])
+  // Exactly the files the BLAS loader may open (src/backend/blas.ts), or the one SFTKEY_BLAS_LIB names.
+  const ffi = computes && (backend === "auto" || backend === "cpu-blas")
+    ? (blasLib ? [resolvePath(cwd, blasLib)] : [...BLAS_CANDIDATES])
     : [];
   // tfjs-node-gpu's Node-API addon, when it was installed (see README, "GPU backend").
-  const gpu = command === "run" && (backend === "auto" || backend === "tensorflow")
-    ? nodeGpuBinding()
-    : undefined;
+  const gpu = computes && (backend === "auto" || backend === "tensorflow") ? nodeGpuBinding() : undefined;
   if (gpu) ffi.push(...gpu);
   for (const f of ffi) read.add(f);
   return { read: [...read], write: [...write], ffi };
+};
+
+/**
+ * The arguments with every path made absolute against `userCwd`: `deno task` runs in the project
+ * directory, but a user types paths relative to where they are (INIT_CWD).
+ */
+export const absolutePaths = (args: ReadonlyArray<string>, userCwd: string): string[] => {
+  const pathFlags: ReadonlyArray<string> = [...FILE_FLAGS, ...DIR_FLAGS, ...WRITE_FLAGS, "--tokenizer"];
+  const out: string[] = [];
+  let pipelineFileSeen = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.indexOf("=");
+    if (a.startsWith("--") && eq > 0 && pathFlags.includes(a.slice(0, eq))) {
+      out.push(`${a.slice(0, eq)}=${resolvePath(userCwd, a.slice(eq + 1))}`);
+    } else if (pathFlags.includes(a) && i + 1 < args.length) {
+      out.push(a, resolvePath(userCwd, args[++i]));
+    } else if (!pipelineFileSeen && !a.startsWith("-") && a.endsWith(".ts")) {
+      pipelineFileSeen = true;
+      out.push(resolvePath(userCwd, a));
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
 };
 
 /** The child's `deno run` flags for these scopes. */
@@ -143,13 +175,15 @@ export const denoFlags = (s: Scopes): string[] => [
 ];
 
 if (import.meta.main) {
-  const [command, ...args] = Deno.args;
-  const scopes = scopesFor(command ?? "", args, Deno.cwd(), Deno.env.get("SFTKEY_BLAS_LIB"));
+  const [command = "", ...given] = Deno.args;
+  const cwd = Deno.cwd();
+  const args = absolutePaths(given, Deno.env.get("INIT_CWD") ?? cwd);
+  const scopes = scopesFor(command, args, cwd, Deno.env.get("SFTKEY_BLAS_LIB"));
   if (Deno.env.get("SFTKEY_SHOW_PERMISSIONS") === "1") {
     console.error(`permissions: ${denoFlags(scopes).join(" ")}`);
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...denoFlags(scopes), MAIN, ...Deno.args],
+    args: ["run", ...denoFlags(scopes), MAIN, command, ...args],
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",

@@ -13,6 +13,7 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Effect } from "effect";
 import { FileUnreadable, TokenizerMismatch } from "../errors.ts";
+export { TOKENIZER_COMPANIONS } from "./tokenizer_files.ts";
 
 export interface TextTokenizer {
   /** The tokenizer.json file it was loaded from, or the directory holding vocab.json + merges.txt. */
@@ -465,6 +466,7 @@ const slowTokenizerJson = (dir: string, config: Record<string, unknown>) =>
  * unreadable files fail with FileUnreadable; malformed JSON or merges, a structure the library rejects, an
  * unknown family, or no findable EOS token fail with TokenizerMismatch.
  */
+
 export const loadTokenizer = (
   path: string,
 ): Effect.Effect<TextTokenizer, FileUnreadable | TokenizerMismatch> =>

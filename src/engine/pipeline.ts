@@ -32,6 +32,11 @@ export interface SourceNode {
   readonly name: string;
   /** A file or a directory (e.g. a Hugging Face checkpoint); its bytes are part of downstream keys. */
   readonly path: string;
+  /**
+   * For a file: names of files beside it that its reader also reads when present (a tokenizer.json's
+   * tokenizer_config.json, ...); their bytes go into the digest too, so editing one invalidates the cache.
+   */
+  readonly companions?: ReadonlyArray<string>;
 }
 
 export interface StepNode {
@@ -64,10 +69,15 @@ export class PipelineBuilder {
     if (this.nodes.some((n) => n.name === name)) this.problems.push(`node "${name}" is defined twice`);
   }
 
-  /** A data file, tokenizer or checkpoint directory the pipeline reads. */
-  source(name: string, path: string): NodeRef {
+  /** A data file, tokenizer or checkpoint directory the pipeline reads (see SourceNode for companions). */
+  source(name: string, path: string, opts: { companions?: ReadonlyArray<string> } = {}): NodeRef {
     this.claim(name);
-    this.nodes.push({ kind: "source", name, path });
+    this.nodes.push({
+      kind: "source",
+      name,
+      path,
+      ...(opts.companions ? { companions: opts.companions } : {}),
+    });
     return { node: name };
   }
 

@@ -51,12 +51,30 @@ export interface RunOptions {
 
 const keyLength = 24;
 
-/** Content digest of a source: the file's bytes, or every file of a directory. */
-export const sourceDigest = (path: string): Effect.Effect<string, FileUnreadable> =>
+/**
+ * Content digest of a source: the file's bytes (with its companions beside it, those present, when it
+ * names any), or every file of a directory.
+ */
+export const sourceDigest = (
+  path: string,
+  companions: ReadonlyArray<string> = [],
+): Effect.Effect<string, FileUnreadable> =>
   Effect.tryPromise({
     try: async () => {
       const info = await Deno.stat(path);
-      if (info.isFile) return await sha256File(path);
+      if (info.isFile && companions.length === 0) return await sha256File(path);
+      if (info.isFile) {
+        const dir = path.slice(0, path.lastIndexOf("/") + 1) || "./";
+        const name = path.slice(dir.length);
+        const files: Record<string, string> = { [name]: await sha256File(path) };
+        for (const c of companions) {
+          const other = `${dir}${c}`;
+          if (c !== name && await Deno.stat(other).then((i) => i.isFile, () => false)) {
+            files[c] = await sha256File(other);
+          }
+        }
+        return await sha256(canonicalJson(files));
+      }
       const files: Record<string, string> = {};
       for (const rel of await listFiles(path)) files[rel] = await sha256File(`${path}/${rel}`);
       return await sha256(canonicalJson(files));
@@ -88,7 +106,7 @@ export const runPipeline = (
     const force = new Set(opts.force ?? []);
     for (const node of pipeline.nodes) {
       if (node.kind === "source") {
-        digests.set(node.name, yield* sourceDigest(node.path));
+        digests.set(node.name, yield* sourceDigest(node.path, node.companions));
         outputs.set(node.name, node.path);
         continue;
       }
@@ -201,7 +219,7 @@ export const pipelineStatus = (
     const out: Array<{ node: PipelineNode; state: NodeState; key?: string }> = [];
     for (const node of pipeline.nodes) {
       if (node.kind === "source") {
-        digests.set(node.name, yield* sourceDigest(node.path));
+        digests.set(node.name, yield* sourceDigest(node.path, node.companions));
         continue;
       }
       if (Object.values(node.inputs).some((from) => !digests.has(from))) {

@@ -151,7 +151,8 @@ const modelAlternatives = (params: Params, c: ModelConfig, count: number) => (s:
 
 export const criticalTokensStep = defineStep({
   name: "criticalTokens",
-  version: 1,
+  // 2: only finished (EOS-terminated) greedy solutions count as correct.
+  version: 2,
   description: "CFT: tokens of correct self-generated solutions whose every replacement gives a wrong answer",
   config: CriticalTokensConfig,
   inputs: ["model", "data", "tokenizer"] as const,
@@ -176,7 +177,9 @@ export const criticalTokensStep = defineStep({
         eosId: tok.eosId,
       });
       const correctIdx = rows.map((_, j) => j).filter((j) =>
-        greedy[j].ids.length > 0 && answerMatches(tok.decode(greedy[j].ids), rows[j].answer, locator)
+        // A solution must have ended (EOS): a cut-off one is not a solution to learn from.
+        greedy[j].finished && greedy[j].ids.length > 0 &&
+        answerMatches(tok.decode(greedy[j].ids), rows[j].answer, locator)
       );
       const solutions: Solution[] = correctIdx.map((j) => ({
         prompt: prompts[chosen[j]],

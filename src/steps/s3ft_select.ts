@@ -84,7 +84,8 @@ export const selectTargets = (
 
 export const s3ftSelectStep = defineStep({
   name: "s3ftSelect",
-  version: 1,
+  // 2: only finished (EOS-terminated) generations are accepted.
+  version: 2,
   description: "S3FT: train on the model's own correct response, else an accepted paraphrase, else gold",
   config: S3ftSelectConfig,
   inputs: ["model", "data", "tokenizer"] as const,
@@ -138,7 +139,8 @@ export const s3ftSelectStep = defineStep({
             )
           ));
         },
-        (i, g) => g.ids.length > 0 && answerMatches(tok.decode(g.ids), rows[i].answer, locator),
+        // Only a response that ended (EOS) is accepted: a cut-off one would teach the model not to stop.
+        (i, g) => g.finished && g.ids.length > 0 && answerMatches(tok.decode(g.ids), rows[i].answer, locator),
       );
       progress.finish();
       const out: Array<MaskedRecord & { branch: Branch }> = choices.map((c, i) => {
