@@ -24,7 +24,7 @@ export const budgetOptions = {
   batchSize: int("batch-size", "sequences per optimizer step (default 32)"),
   microBatchSize: int(
     "micro-batch-size",
-    "sequences per forward/backward pass; must divide --batch-size (default: the batch size)",
+    "sequences per forward/backward pass (default: the batch size); given with --batch-size, it must divide it",
   ),
   checkpointEvery: int("checkpoint-every", "optimizer steps between training checkpoints (default 50)"),
 };

@@ -42,7 +42,28 @@ export interface Analysis {
   readonly bootstrap: BootstrapOptions;
   /** Why a comparison could not be made (no baseline for a seed, different test examples). */
   readonly notes: ReadonlyArray<string>;
+  /**
+   * Models of one dataset that behaved identically for every seed (the same answer right or wrong on every
+   * test example and the same key loss to the last bit): in effect one model trained under two names.
+   */
+  readonly identical: ReadonlyArray<{ readonly dataset: string; readonly models: ReadonlyArray<string> }>;
 }
+
+/** Groups of models (per dataset) whose every seed gave the same per-example results and key loss. */
+export const identicalModels = (
+  models: ReadonlyArray<ModelResult>,
+): Array<{ dataset: string; models: string[] }> => {
+  const fingerprint = (g: ModelResult[]) =>
+    JSON.stringify(g.map((m) => [m.seed, m.key_loss, m.correct, m.sources]));
+  const byPrint = new Map<string, { dataset: string; models: string[] }>();
+  for (const g of groups(models)) {
+    const k = JSON.stringify([g[0].dataset, fingerprint(g)]);
+    const entry = byPrint.get(k) ?? { dataset: g[0].dataset, models: [] };
+    entry.models.push(g[0].model);
+    byPrint.set(k, entry);
+  }
+  return [...byPrint.values()].filter((e) => e.models.length > 1);
+};
 
 const spread = (xs: number[]): Spread => ({ mean: mean(xs), std: std(xs) });
 
@@ -116,5 +137,6 @@ export const analyse = (
     sentences: significanceSentences(comparisons),
     bootstrap,
     notes,
+    identical: identicalModels(collected.models),
   };
 };

@@ -46,3 +46,13 @@ export const methodNotes = (a: Analysis): string[] => [
   `evaluation included, averaged over seeds; a node two models share (identical steps are computed once) is ` +
   `counted for each of them, and a node reused from the cache counts the time it took when it was computed.`,
 ];
+
+/** One sentence per group of models that behaved identically (Analysis.identical). */
+export const identicalLines = (a: Analysis): string[] =>
+  a.identical.map(({ dataset, models }) =>
+    `On ${dataset}, ${models.slice(0, -1).join(", ")} and ${
+      models.at(-1)
+    } gave the same answer on every test ` +
+    `example and the same key loss for every seed: they trained the same model under different names ` +
+    `(e.g. two objectives whose gradients coincide).`
+  );

@@ -3,7 +3,7 @@
  * SVG, the mask viewer; no script, no font or stylesheet from the network, so it opens offline and as an
  * e-mail attachment the same way.
  */
-import { methodNotes, modelColumns, signedPoints } from "./format.ts";
+import { identicalLines, methodNotes, modelColumns, signedPoints } from "./format.ts";
 import { escapeHtml, MASK_VIEWER_CSS, maskViewerHtml } from "./mask_viewer.ts";
 import type { ReportContent } from "./report_md.ts";
 
@@ -45,6 +45,7 @@ export const reportHtml = (c: ReportContent): string => {
   const body: string[] = [`<h1>${escapeHtml(c.title)}</h1>`];
   body.push(...a.sentences.map((s) => `<p class="verdict">${escapeHtml(s)}</p>`));
   body.push(...a.notes.map((n) => `<p class="note">${escapeHtml(n)}</p>`));
+  body.push(...identicalLines(a).map((n) => `<p class="note">${escapeHtml(n)}</p>`));
 
   body.push(`<h2 id="accuracy">Accuracy and format rate (mean ± std over seeds)</h2>`);
   for (const dataset of a.datasets) {

@@ -4,7 +4,7 @@
  */
 import type { Analysis } from "./analyse.ts";
 import type { MaskView } from "./collect.ts";
-import { methodNotes, modelColumns, signedPoints } from "./format.ts";
+import { identicalLines, methodNotes, modelColumns, signedPoints } from "./format.ts";
 
 export interface ReportContent {
   readonly title: string;
@@ -45,6 +45,7 @@ export const reportMarkdown = (c: ReportContent): string => {
   const lines: string[] = [`# ${c.title}`, ""];
   lines.push(...a.sentences.map((s) => `**${s}**`).flatMap((s) => [s, ""]));
   for (const note of a.notes) lines.push(`> ${note}`, "");
+  for (const line of identicalLines(a)) lines.push(`> ${line}`, "");
 
   lines.push("## Accuracy and format rate (mean ± std over seeds)", "");
   for (const dataset of a.datasets) {
