@@ -62,9 +62,10 @@ export interface CompareConfig {
 /**
  * The full comparison's budget: half the optimizer steps of a single method's pipeline (common.ts:
  * 400 + 150). The registry's methods x 3 seeds x 2 datasets add up to 84 distinct training runs, 30,900
- * optimizer steps at the single-pipeline budget. Measured at this halved budget on two cores: 943 s with the
- * cpu-blas backend (2026-12-02); the plain cpu backend trains about 7 times slower, an estimated 1.5 hours,
- * which the halving keeps inside the two hours the issue allows.
+ * optimizer steps at the single-pipeline budget. Measured on two cores with the cpu-blas backend
+ * (2026-12-02): 731 s at this halved budget and 1127 s at the single-pipeline one, run side by side; the
+ * plain cpu backend trains about 7 times slower, an estimated 1.5 hours at this budget, which the halving
+ * keeps inside the two hours the issue allows. `--stage-one-steps 400 --stage-two-steps 150` restores it.
  */
 export const COMPARE_BUDGET: NonNullable<PipelineOptions["budget"]> = {
   stageOneSteps: 200,
@@ -148,6 +149,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
   );
   const runs: ReportConfig["runs"][number][] = [];
   const dataLayouts: ReportConfig["datasets"][number][] = [];
+  let steps = "";
   for (const d of datasets) {
     const data = prepareData(p, {
       ...opts,
@@ -162,6 +164,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
       for (const [method, add] of Object.entries(methods)) {
         const prefix = `${d.name}/s${seed}/${method}/`;
         const ctx = methodContext(p, data, seed, prefix);
+        steps = `${ctx.budget.stageOneSteps} + ${ctx.budget.stageTwoSteps} steps`;
         const models = Object.entries(add(ctx)).map(([label, model]) => ({
           model: label,
           eval: evaluate(ctx, label, model).node,
@@ -187,7 +190,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
     title: `Method comparison: ${Object.keys(methods).join(", ")} on ${
       datasets.map((d) => d.name).join(", ")
     }` +
-      ` (seeds ${seeds.join(", ")}${opts.quick ? ", quick budget" : ""})`,
+      ` (seeds ${seeds.join(", ")}; ${steps}${opts.quick ? ", quick budget" : ""})`,
     baseline: config.baseline ?? "sft",
     datasets: dataLayouts,
     runs,
