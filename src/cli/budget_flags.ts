@@ -6,15 +6,13 @@
  * (gradient accumulation: batch / micro passes per step) and `--checkpoint-every`. Changing one changes
  * the cache keys of exactly the training steps it reaches, so a rerun retrains those and reuses the rest.
  */
-import { Options } from "@effect/cli";
 import { Effect, Option } from "effect";
+import { optionalFloat, optionalInt, requirePositive } from "./flags.ts";
 import { InvalidConfig } from "../errors.ts";
 import type { PipelineOptions } from "../../pipelines/common.ts";
 
-const int = (name: string, description: string) =>
-  Options.integer(name).pipe(Options.withDescription(description), Options.optional);
-const float = (name: string, description: string) =>
-  Options.float(name).pipe(Options.withDescription(description), Options.optional);
+const int = optionalInt;
+const float = optionalFloat;
 
 export const budgetOptions = {
   stageOneSteps: int("stage-one-steps", "optimizer steps of stage one (default 400; --quick 30)"),
@@ -47,12 +45,9 @@ export const budgetFromFlags = (
 ): Effect.Effect<PipelineOptions["budget"], InvalidConfig> =>
   Effect.gen(function* () {
     const v = (k: keyof BudgetFlags) => Option.getOrUndefined(a[k]);
-    for (const k of Object.keys(FLAG) as Array<keyof BudgetFlags>) {
-      const x = v(k);
-      if (x !== undefined && !(Number.isFinite(x) && x > 0)) {
-        return yield* new InvalidConfig({ where: FLAG[k], reason: `must be positive, got ${x}` });
-      }
-    }
+    yield* requirePositive(
+      (Object.keys(FLAG) as Array<keyof BudgetFlags>).map((k) => [FLAG[k], a[k]] as const),
+    );
     const batch = v("batchSize"), micro = v("microBatchSize") ?? batch;
     if (micro !== undefined && batch !== undefined && batch % micro !== 0) {
       return yield* new InvalidConfig({

@@ -5,7 +5,6 @@
  */
 import { Args, Command, Options } from "@effect/cli";
 import { Effect, Exit, Option } from "effect";
-import type { LocatorSpec } from "../data/locate.ts";
 import { DataFormat } from "../data/formats.ts";
 import { BackendName, useBackend } from "../backend/backend.ts";
 import { InvalidConfig } from "../errors.ts";
@@ -16,6 +15,7 @@ import { loadPipeline } from "./load_pipeline.ts";
 import { pipelines } from "../../pipelines/index.ts";
 import { makeExportCommand } from "./export.ts";
 import { type BudgetFlags, budgetFromFlags, budgetOptions } from "./budget_flags.ts";
+import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
 import { generateCommand } from "./generate.ts";
 import { scoreCommand } from "./score.ts";
 
@@ -35,30 +35,6 @@ const test = Options.file("test").pipe(
 );
 const format = Options.choice("format", DataFormat.literals).pipe(
   Options.withDescription("row format of --data/--test: tags, gsm8k, reasoning, math, messages"),
-  Options.optional,
-);
-const LOCATOR_KINDS = ["answer-tags", "gsm8k", "field", "boxed", "regex"] as const;
-type LocatorKind = typeof LOCATOR_KINDS[number];
-
-const locatorKind = Options.choice("locator", LOCATOR_KINDS).pipe(
-  Options.withDescription(
-    "how to find the key in gold responses and generations (default: the format's own: tags -> " +
-      "answer-tags, gsm8k -> gsm8k, math -> boxed, reasoning/messages -> field)",
-  ),
-  Options.optional,
-);
-const locatorPattern = Options.text("locator-pattern").pipe(
-  Options.withDescription(
-    "with --locator regex: a JavaScript regular expression; its first group (or the whole match) is the key",
-  ),
-  Options.optional,
-);
-const maxLength = Options.integer("max-length").pipe(
-  Options.withDescription("longest prompt + response in tokens (default 128); a key cut off fails the step"),
-  Options.optional,
-);
-const maxNewTokens = Options.integer("max-new-tokens").pipe(
-  Options.withDescription("tokens generated per prompt when evaluating and sampling (default 64)"),
   Options.optional,
 );
 // Text, not Options.file: a directory with vocab.json + merges.txt is a tokenizer too (loadTokenizer checks).
@@ -97,66 +73,26 @@ const selection = {
   data,
   test,
   format,
-  locatorKind,
-  locatorPattern,
-  maxLength,
-  maxNewTokens,
   tokenizer,
   model,
   seed,
   quick,
   runDir,
+  ...dataOptions,
   ...budgetOptions,
 };
 
-type Selection = BudgetFlags & {
+type Selection = DataFlags & BudgetFlags & {
   pipelineName: string;
   data: Option.Option<string>;
   test: Option.Option<string>;
   format: Option.Option<DataFormat>;
-  locatorKind: Option.Option<LocatorKind>;
-  locatorPattern: Option.Option<string>;
-  maxLength: Option.Option<number>;
-  maxNewTokens: Option.Option<number>;
   tokenizer: Option.Option<string>;
   model: Option.Option<string>;
   seed: number;
   quick: boolean;
   runDir: Option.Option<string>;
 };
-
-/** --locator and --locator-pattern as a LocatorSpec, validated like a pipeline's own locator config. */
-const locatorFromFlags = (kind: Option.Option<LocatorKind>, pattern: Option.Option<string>) =>
-  Effect.gen(function* () {
-    if (Option.isNone(kind)) {
-      if (Option.isSome(pattern)) {
-        return yield* new InvalidConfig({ where: "--locator-pattern", reason: "needs --locator regex" });
-      }
-      return undefined;
-    }
-    if (kind.value !== "regex") {
-      if (Option.isSome(pattern)) {
-        return yield* new InvalidConfig({
-          where: "--locator-pattern",
-          reason: "only --locator regex takes a pattern",
-        });
-      }
-      return { kind: kind.value } as LocatorSpec;
-    }
-    if (Option.isNone(pattern)) {
-      return yield* new InvalidConfig({ where: "--locator regex", reason: "needs --locator-pattern REGEX" });
-    }
-    try {
-      new RegExp(pattern.value);
-    } catch (e) {
-      return yield* new InvalidConfig({
-        where: "--locator-pattern",
-        reason: `not a valid JavaScript regular expression (${(e as Error).message})`,
-      });
-    }
-    // No group given: the locator keys on the first group when the pattern has one, else the whole match.
-    return { kind: "regex", pattern: pattern.value } as LocatorSpec;
-  });
 
 const resolve = (a: Selection) =>
   Effect.gen(function* () {
@@ -169,26 +105,14 @@ const resolve = (a: Selection) =>
         reason: "--data needs --format (tags, gsm8k, ...)",
       });
     }
-    const locator = yield* locatorFromFlags(a.locatorKind, a.locatorPattern);
-    for (
-      const [flag, value] of [["--max-length", a.maxLength], ["--max-new-tokens", a.maxNewTokens]] as const
-    ) {
-      if (Option.isSome(value) && value.value <= 0) {
-        return yield* new InvalidConfig({
-          where: flag,
-          reason: `must be a positive integer, got ${value.value}`,
-        });
-      }
-    }
+    const dataFlags = yield* dataFromFlags(a);
     const budget = yield* budgetFromFlags(a);
     const pipeline = yield* loadPipeline(a.pipelineName, {
       budget,
       train: Option.getOrUndefined(a.data),
       test: Option.getOrUndefined(a.test),
       format: Option.getOrUndefined(a.format),
-      locator,
-      maxLength: Option.getOrUndefined(a.maxLength),
-      maxNewTokens: Option.getOrUndefined(a.maxNewTokens),
+      ...dataFlags,
       tokenizer: tokenizerPath,
       model: modelDir,
       seed: a.seed,

@@ -1,9 +1,12 @@
 /**
- * The budget flags (src/cli/budget_flags.ts): they reach the training nodes of a shipped pipeline and of the
- * comparison, a baseline gets the sum of the two stages, and bad values are refused with the flag's name.
+ * The command-line flag groups. Budget flags (src/cli/budget_flags.ts): they reach the training nodes of a
+ * shipped pipeline and of the comparison, a baseline gets the sum of the two stages, and bad values are
+ * refused with the flag's name. Data flags (src/cli/data_flags.ts): a locator spec from --locator and
+ * --locator-pattern, lengths, and the mistakes each is refused for.
  */
 import { Effect, Exit, Option } from "effect";
 import { type BudgetFlags, budgetFromFlags } from "../src/cli/budget_flags.ts";
+import { dataFromFlags } from "../src/cli/data_flags.ts";
 import { build as buildSftkey } from "../pipelines/sftkey.ts";
 import { build as buildCompare } from "../pipelines/compare.ts";
 import type { StepNode } from "../src/engine/pipeline.ts";
@@ -59,4 +62,41 @@ Deno.test("budget flags: zero, negative and non-dividing values are refused nami
   await refused({ lr: -1e-3 }, "--lr");
   await refused({ stageTwoLr: Number.NaN }, "--stage-two-lr");
   await refused({ batchSize: 8, microBatchSize: 3 }, "--micro-batch-size");
+});
+
+Deno.test("data flags: --locator (with its pattern), --max-length and --max-new-tokens, and their mistakes", async () => {
+  const none = Option.none<never>();
+  const given = (
+    locator?: string,
+    pattern?: string,
+    maxLength?: number,
+  ) => ({
+    locatorKind: locator === undefined ? none : Option.some(locator as "regex"),
+    locatorPattern: pattern === undefined ? none : Option.some(pattern),
+    maxLength: maxLength === undefined ? none : Option.some(maxLength),
+    maxNewTokens: none,
+  });
+  assertEquals(await Effect.runPromise(dataFromFlags(given())), {
+    locator: undefined,
+    maxLength: undefined,
+    maxNewTokens: undefined,
+  });
+  assertEquals(await Effect.runPromise(dataFromFlags(given("boxed", undefined, 512))), {
+    locator: { kind: "boxed" },
+    maxLength: 512,
+    maxNewTokens: undefined,
+  });
+  assertEquals((await Effect.runPromise(dataFromFlags(given("regex", "#### (\\d+)")))).locator, {
+    kind: "regex",
+    pattern: "#### (\\d+)",
+  });
+  const refused = async (flags: ReturnType<typeof given>, where: string) => {
+    const exit = await Effect.runPromiseExit(dataFromFlags(flags));
+    assert(Exit.isFailure(exit) && JSON.stringify(exit.cause).includes(where), JSON.stringify(exit));
+  };
+  await refused(given("regex"), "--locator regex");
+  await refused(given("regex", "("), "--locator-pattern");
+  await refused(given("gsm8k", "x"), "--locator-pattern");
+  await refused(given(undefined, "x"), "--locator-pattern");
+  await refused(given(undefined, undefined, 0), "--max-length");
 });
