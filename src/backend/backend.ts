@@ -16,23 +16,10 @@ import { BackendUnavailable } from "../errors.ts";
 import { type Blas, loadBlas } from "./blas.ts";
 import { installMatmul } from "./matmul.ts";
 import { installFastAdd } from "./fast_add.ts";
+import { nodeGpuBinding } from "./gpu_binding.ts";
 
 export const BackendName = Schema.Literal("auto", "tensorflow", "cpu-blas", "cpu");
 export type BackendName = typeof BackendName.Type;
-
-const nodeGpuBinding = (): string | undefined => {
-  const base = new URL("../../node_modules/@tensorflow/tfjs-node-gpu/lib/", import.meta.url);
-  try {
-    for (const entry of Deno.readDirSync(base)) {
-      const candidate = new URL(`${entry.name}/tfjs_binding.node`, base);
-      try {
-        Deno.statSync(candidate);
-        return candidate.pathname;
-      } catch { /* not in this folder */ }
-    }
-  } catch { /* package not installed */ }
-  return undefined;
-};
 
 const loadTensorflow = Effect.tryPromise({
   try: async () => {

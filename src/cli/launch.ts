@@ -26,6 +26,7 @@
 
 import { BLAS_CANDIDATES } from "../backend/blas.ts";
 import { TOKENIZER_COMPANIONS } from "../data/tokenizer_files.ts";
+import { nodeGpuBinding } from "../backend/gpu_binding.ts";
 
 const PROJECT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const MAIN = `${PROJECT}/src/cli/main.ts`;
@@ -69,18 +70,12 @@ const isDirectory = (p: string): boolean => {
   }
 };
 
-/** The native binding of @tensorflow/tfjs-node-gpu (as linked and as resolved), if its install script ran. */
-const nodeGpuBinding = (): string[] | undefined => {
-  const lib = `${PROJECT}/node_modules/@tensorflow/tfjs-node-gpu/lib`;
+const resolvedOrSame = (p: string) => {
   try {
-    for (const entry of Deno.readDirSync(lib)) {
-      const binding = `${lib}/${entry.name}/tfjs_binding.node`;
-      try {
-        return [binding, Deno.realPathSync(binding)];
-      } catch { /* not in this folder */ }
-    }
-  } catch { /* package or binding absent */ }
-  return undefined;
+    return Deno.realPathSync(p);
+  } catch {
+    return p;
+  }
 };
 
 export interface Scopes {
@@ -134,7 +129,8 @@ export const scopesFor = (
     : [];
   // tfjs-node-gpu's Node-API addon, when it was installed (see README, "GPU backend").
   const gpu = computes && (backend === "auto" || backend === "tensorflow") ? nodeGpuBinding() : undefined;
-  if (gpu) ffi.push(...gpu);
+  // As linked under node_modules/ and as resolved (.deno/...): which one Deno checks is not documented.
+  if (gpu) ffi.push(gpu, resolvedOrSame(gpu));
   for (const f of ffi) read.add(f);
   return { read: [...read], write: [...write], ffi };
 };
