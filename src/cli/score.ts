@@ -11,7 +11,7 @@ import { Command, Options } from "@effect/cli";
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
-import { forward } from "../model/model.ts";
+import { forward, tidyValues } from "../model/model.ts";
 import { checkLength, inputIds, loadModelDir } from "./hf_model.ts";
 
 export interface ScoredToken {
@@ -36,9 +36,8 @@ export const runScore = (req: { readonly model: string; readonly text?: string; 
     const ids = yield* inputIds(model, req.text, req.ids, { text: "--text", ids: "--ids" });
     yield* checkLength(model.config, ids.length, "--text / --ids");
     const vocab = model.config.vocabSize;
-    const logits = tf.tidy(() =>
+    const logits = tidyValues(() =>
       forward(model.params, model.config, tf.tensor2d([ids], [1, ids.length], "int32"))
-        .dataSync() as Float32Array
     );
     const tokens: ScoredToken[] = ids.map((id, t) => ({
       id,

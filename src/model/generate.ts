@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../train/rng.ts";
 import type { ModelConfig } from "./config.ts";
-import { createCache, forward, type KvCache, type Params } from "./model.ts";
+import { createCache, forward, type KvCache, type Params, tidyValues } from "./model.ts";
 
 export interface GenerateOptions {
   /** Upper bound on new tokens per row (0 or less: nothing is generated). */
@@ -76,9 +76,9 @@ const sample = (
 
 /** Next-token logits [batch, 1, vocab] for `ids` [batch, time] continuing `cache`. */
 const step = (params: Params, c: ModelConfig, ids: Int32Array, batch: number, cache: KvCache): Float32Array =>
-  tf.tidy(() => {
+  tidyValues(() => {
     const t = tf.tensor2d(ids, [batch, ids.length / batch], "int32");
-    return forward(params, c, t, cache, { lastPositionOnly: true }).dataSync() as Float32Array;
+    return forward(params, c, t, cache, { lastPositionOnly: true });
   });
 
 /** New tokens for each prompt (prompt not included). Throws RangeError on an empty prompt, a bad id or count. */

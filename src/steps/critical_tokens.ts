@@ -32,7 +32,7 @@ import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { disposeParams, forward, type Params } from "../model/llama.ts";
+import { disposeParams, forward, type Params, tidyValues } from "../model/llama.ts";
 import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
 import { modelDirOf } from "./train.ts";
 
@@ -140,8 +140,8 @@ export const topK = (logits: Float32Array, row: number, vocab: number, n: number
 /** The model's replacements at every position: its top tokens there, the solution's own token excluded. */
 const modelAlternatives = (params: Params, c: ModelConfig, count: number) => (s: Solution): number[][] => {
   const ids = [...s.prompt, ...s.response];
-  const logits = tf.tidy(() =>
-    forward(params, c, tf.tensor2d(Int32Array.from(ids), [1, ids.length], "int32")).dataSync() as Float32Array
+  const logits = tidyValues(() =>
+    forward(params, c, tf.tensor2d(Int32Array.from(ids), [1, ids.length], "int32"))
   );
   // Logits at position p predict token p + 1: response token t is predicted at prompt.length + t - 1.
   return s.response.map((token, t) =>

@@ -18,8 +18,8 @@ import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { generate } from "../model/generate.ts";
-import { disposeParams, forward } from "../model/llama.ts";
-import { shiftedLoss } from "../train/loss.ts";
+import { disposeParams, logitsAt } from "../model/llama.ts";
+import { weightedCrossEntropy, weightedPositions } from "../train/loss.ts";
 import { pad } from "../train/batches.ts";
 import { modelDirOf } from "./train.ts";
 
@@ -80,18 +80,27 @@ export const evaluateStep = defineStep({
             correct: ok,
           });
         });
-        // Teacher-forced loss on the gold key tokens (weights are the key mask).
+        // Teacher-forced loss on the gold key tokens (weights are the key mask), with the LM head applied
+        // only at the positions that predict a key token: the full logits of a batch would be
+        // [rows x length, vocab], gigabytes for a 50k vocabulary, to read a handful of rows.
         const mb = pad(batch.map((r) => ({ ids: r.input_ids, weights: r.weights })), 0);
-        let weightSum = 0;
-        const loss = tf.tidy(() => {
-          const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
-          const l = shiftedLoss(forward(params, modelConfig, ids), mb.ids, mb.weights);
-          weightSum = l.weightSum;
-          return l.loss;
-        });
-        keyLossSum += loss.dataSync()[0] * weightSum;
-        loss.dispose();
-        keyTokens += weightSum;
+        const at = weightedPositions(mb.ids, mb.weights, mb.batch, mb.seqLen);
+        if (at.rows.length > 0) {
+          let weightSum = 0;
+          const loss = tf.tidy(() => {
+            const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
+            const l = weightedCrossEntropy(
+              logitsAt(params, modelConfig, ids, at.rows),
+              at.targets,
+              at.weights,
+            );
+            weightSum = l.weightSum;
+            return l.loss;
+          });
+          keyLossSum += loss.dataSync()[0] * weightSum;
+          keyTokens += weightSum;
+          loss.dispose();
+        }
         const done = Math.min(i + config.batchSize, rows.length);
         progress.update({
           done,
