@@ -4,30 +4,11 @@
  * than left to wonder why two rows match to the last digit.
  */
 import { identicalModels } from "../src/report/analyse.ts";
-import type { ModelResult } from "../src/report/collect.ts";
+import { modelResult } from "./report_test_helpers.ts";
 import { assertEquals } from "./assert.ts";
 
-const result = (
-  model: string,
-  seed: number,
-  keyLoss: number,
-  correct: number[],
-  dataset = "arith",
-): ModelResult => ({
-  dataset,
-  method: model,
-  model,
-  seed,
-  accuracy: correct.reduce((a, b) => a + b, 0) / correct.length,
-  format_rate: 1,
-  key_loss: keyLoss,
-  n: correct.length,
-  correct,
-  sources: correct.map((_, i) => `test.jsonl:${i + 1}`),
-  tokens: 100,
-  seconds: 1,
-  stages: [model],
-});
+const result = (model: string, seed: number, keyLoss: number, correct: number[], dataset = "arith") =>
+  modelResult(model, seed, correct, { dataset, key_loss: keyLoss });
 
 Deno.test("identical models: same results and key loss on every seed are grouped, nothing else is", () => {
   const models = [

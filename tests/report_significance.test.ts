@@ -2,10 +2,10 @@
  * The significance statement is generated from the intervals: it calls a model better (worse) exactly
  * when its interval lies above (below) 0, and lists every other model as not significant.
  */
+import { modelResult } from "./report_test_helpers.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { type Comparison, significanceSentences, verdict } from "../src/report/significance.ts";
 import { analyse } from "../src/report/analyse.ts";
-import type { ModelResult } from "../src/report/collect.ts";
 import { Rng } from "../src/train/rng.ts";
 
 const cmp = (dataset: string, model: string, diff: number, lo: number, hi: number): Comparison => ({
@@ -64,21 +64,7 @@ Deno.test("significance: on random intervals the sentence always agrees with the
   }
 });
 
-const model = (name: string, seed: number, correct: number[]): ModelResult => ({
-  dataset: "arith",
-  method: name.split("-")[0],
-  model: name,
-  seed,
-  accuracy: correct.reduce((a, b) => a + b, 0) / correct.length,
-  format_rate: 1,
-  key_loss: 0.1,
-  n: correct.length,
-  correct,
-  sources: correct.map((_, i) => `test.jsonl:${i + 1}`),
-  tokens: 100,
-  seconds: 1,
-  stages: [name],
-});
+const model = (name: string, seed: number, correct: number[]) => modelResult(name, seed, correct);
 
 Deno.test("significance: analyse pairs each seed with the baseline's same seed and states the result", () => {
   const n = 100;

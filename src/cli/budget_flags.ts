@@ -11,20 +11,20 @@ import { optionalFloat, optionalInt, requirePositive } from "./flags.ts";
 import { InvalidConfig } from "../errors.ts";
 import type { PipelineOptions } from "../../pipelines/common.ts";
 
-const int = optionalInt;
-const float = optionalFloat;
-
 export const budgetOptions = {
-  stageOneSteps: int("stage-one-steps", "optimizer steps of stage one (default 400; --quick 30)"),
-  stageTwoSteps: int("stage-two-steps", "optimizer steps of stage two (default 150; --quick 10)"),
-  lr: float("lr", "peak learning rate of stage one and single-stage methods (default 3e-3)"),
-  stageTwoLr: float("stage-two-lr", "peak learning rate of stage two (default 1e-4)"),
-  batchSize: int("batch-size", "sequences per optimizer step (default 32)"),
-  microBatchSize: int(
+  stageOneSteps: optionalInt("stage-one-steps", "optimizer steps of stage one (default 400; --quick 30)"),
+  stageTwoSteps: optionalInt("stage-two-steps", "optimizer steps of stage two (default 150; --quick 10)"),
+  lr: optionalFloat("lr", "peak learning rate of stage one and single-stage methods (default 3e-3)"),
+  stageTwoLr: optionalFloat("stage-two-lr", "peak learning rate of stage two (default 1e-4)"),
+  batchSize: optionalInt("batch-size", "sequences per optimizer step (default 32)"),
+  microBatchSize: optionalInt(
     "micro-batch-size",
     "sequences per forward/backward pass (default: the batch size); given with --batch-size, it must divide it",
   ),
-  checkpointEvery: int("checkpoint-every", "optimizer steps between training checkpoints (default 50)"),
+  checkpointEvery: optionalInt(
+    "checkpoint-every",
+    "optimizer steps between training checkpoints (default 50)",
+  ),
 };
 
 export type BudgetFlags = { readonly [K in keyof typeof budgetOptions]: Option.Option<number> };

@@ -9,16 +9,16 @@
  *   with the files its loader reads beside it (or the tokenizer directory), the directory of a pipeline
  *   file (its imports), the --model directory, the run directory, the --out directory, and the OpenBLAS
  *   library when the backend may use it;
- *
- * Paths on the command line are resolved against the directory the user typed them in (INIT_CWD, set by
- * `deno task`, which itself runs in the project directory) and handed to main.ts as absolute paths; the
- * default run directory stays runs/ in the project.
  * - write: the run directory (default runs/, inside the project) and --out, nothing else;
  * - ffi: the OpenBLAS files the loader may open (src/backend/blas.ts, or SFTKEY_BLAS_LIB), only for the
  *   commands that compute (`pipeline`, `generate`, `score`) and when the backend may be `cpu-blas`
  *   (`--backend auto | cpu-blas`), and tfjs-node-gpu's binding when it is installed and the backend may be
  *   `tensorflow`;
  * - env and sys (read by the npm packages); never net, never run.
+ *
+ * Paths on the command line are resolved against the directory the user typed them in (INIT_CWD, set by
+ * `deno task`, which itself runs in the project directory) and handed to main.ts as absolute paths; the
+ * default run directory stays runs/ in the project.
  *
  * The launcher itself may read (to resolve paths) and start processes (the child: Deno's own executable,
  * whose path is only known at run time). It forwards SIGINT/SIGTERM to the child and exits with its status.
@@ -37,6 +37,9 @@ const FILE_FLAGS = ["--data", "--test"] as const;
 const DIR_FLAGS = ["--model"] as const;
 /** Flags whose value is a directory the run writes. */
 const WRITE_FLAGS = ["--run-dir", "--out"] as const;
+
+/** A positional argument naming a user's pipeline file (rather than a shipped pipeline's name). */
+const isPipelineFile = (a: string) => !a.startsWith("-") && a.endsWith(".ts");
 
 const isAbsolute = (p: string) => p.startsWith("/");
 const resolvePath = (cwd: string, p: string) => {
@@ -106,7 +109,7 @@ export const scopesFor = (
     else for (const f of [p, ...TOKENIZER_COMPANIONS.map((c) => `${parentOf(p)}/${c}`)]) read.add(f);
   }
   // A pipeline file (the first argument ending in .ts) and what lies beside it.
-  const file = args.find((a) => !a.startsWith("-") && a.endsWith(".ts"));
+  const file = args.find(isPipelineFile);
   if (file) read.add(parentOf(resolvePath(cwd, file)));
   for (const flag of WRITE_FLAGS) {
     for (const v of flagValues(args, flag)) {
@@ -150,7 +153,7 @@ export const absolutePaths = (args: ReadonlyArray<string>, userCwd: string): str
       out.push(`${a.slice(0, eq)}=${resolvePath(userCwd, a.slice(eq + 1))}`);
     } else if (pathFlags.includes(a) && i + 1 < args.length) {
       out.push(a, resolvePath(userCwd, args[++i]));
-    } else if (!pipelineFileSeen && !a.startsWith("-") && a.endsWith(".ts")) {
+    } else if (!pipelineFileSeen && isPipelineFile(a)) {
       pipelineFileSeen = true;
       out.push(resolvePath(userCwd, a));
     } else {

@@ -139,9 +139,12 @@ export const referenceCrossEntropy = (
     const l = tf.where(counts, picked, tf.zerosLike(picked));
     const perRow = objectiveOfLogProb(objective, l);
     const loss = tf.div(tf.sum(tf.mul(perRow, tf.tensor1d(weights))), normalizer) as tf.Scalar;
-    return [loss, picked.dataSync()];
+    return [loss, picked];
   });
-  const perToken = Float32Array.from(targets, (t, i) => valid(t) ? -picked[i] : 0);
+  // Read after the scope: tf.tidy would walk a returned typed array element by element (model.ts, tidyValues).
+  const pickedValues = picked.dataSync();
+  picked.dispose();
+  const perToken = Float32Array.from(targets, (t, i) => valid(t) ? -pickedValues[i] : 0);
   return { loss, weightSum, perToken };
 };
 
