@@ -10,7 +10,6 @@ export type { Step, StepContext } from "./src/engine/step.ts";
 export { pipelineStatus, runPipeline, StepFailed } from "./src/engine/runner.ts";
 export { ArtifactStore } from "./src/engine/store.ts";
 export { consoleReporter, silentReporter } from "./src/engine/progress.ts";
-export { runAndSummarise } from "./src/cli/run.ts";
 export { locateKeyStep } from "./src/steps/locate_key.ts";
 export { tokeniseStep } from "./src/steps/tokenise.ts";
 export { buildMasksStep } from "./src/steps/build_masks.ts";

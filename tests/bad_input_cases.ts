@@ -20,10 +20,10 @@ import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { trainStep } from "../src/steps/train.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
-import { disposeParams, initParams } from "../src/model/llama.ts";
+import { disposeParams, initParams } from "../src/model/model.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { parseSafetensors, serializeSafetensors } from "../src/model/safetensors.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 
 export const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const fixtureTokenizer = `${root}/fixtures/arith/tokenizer.json`;

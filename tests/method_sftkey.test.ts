@@ -12,7 +12,7 @@ import { tokeniseExample } from "../src/data/tokenise.ts";
 import { loadTokenizer } from "../src/data/tokenizer.ts";
 import { PipelineBuilder, type StepNode } from "../src/engine/pipeline.ts";
 import { shiftedLoss } from "../src/train/loss.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 import { methodContext, prepareData, TEMPLATE } from "../pipelines/common.ts";
 import { sftkey } from "../pipelines/sftkey.ts";
 import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";

@@ -11,7 +11,7 @@ import { loadTokenizer } from "../src/data/tokenizer.ts";
 import { InvalidConfig } from "../src/errors.ts";
 import { saveCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
 

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { generate } from "../src/model/generate.ts";
-import { createCache, forward, initParams, type Params } from "../src/model/llama.ts";
-import { Rng } from "../src/train/rng.ts";
+import { createCache, forward, initParams, type Params } from "../src/model/model.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
 

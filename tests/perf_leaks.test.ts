@@ -6,10 +6,10 @@ import * as tf from "@tensorflow/tfjs";
 import { type Blas, loadBlas } from "../src/backend/blas.ts";
 import { installMatmul } from "../src/backend/matmul.ts";
 import { generate } from "../src/model/generate.ts";
-import { countParams, disposeParams, initParams } from "../src/model/llama.ts";
+import { countParams, disposeParams, initParams } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
-import { Rng } from "../src/train/rng.ts";
-import { trainStep } from "../src/train/step.ts";
+import { Rng } from "../src/util/rng.ts";
+import { optimizerStep } from "../src/train/step.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
 
@@ -69,7 +69,7 @@ for (const path of blas ? ["cpu", "cpu-blas"] : ["cpu"]) {
       batch,
       seqLen,
     };
-    const step = () => trainStep(params, config, opt, [mb], { lr: 1e-3, clipNorm: 1 });
+    const step = () => optimizerStep(params, config, opt, [mb], { lr: 1e-3, clipNorm: 1 });
     const [warm, window, limit] = slow ? [150, 120, 24 * MiB] : [2, 3, 64 * MiB];
     const rise = sustainedRise(step, warm, window);
     // The tensor count above is the exact check. Resident memory catches leaks outside tfjs: in the slow

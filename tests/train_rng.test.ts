@@ -1,4 +1,4 @@
-import { isRngState, Rng } from "../src/train/rng.ts";
+import { isRngState, Rng } from "../src/util/rng.ts";
 import { assert, assertEquals, assertNotEquals, assertThrows } from "./assert.ts";
 
 Deno.test("same seed, same stream; different seeds (including high bits) differ", () => {

@@ -14,7 +14,7 @@ import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
 import { InvalidConfig } from "../errors.ts";
 import { generate } from "../model/generate.ts";
-import { Rng } from "../train/rng.ts";
+import { Rng } from "../util/rng.ts";
 import { checkLength, eosIds, inputIds, loadModelDir } from "./hf_model.ts";
 
 export interface GenerateRequest {

@@ -11,7 +11,7 @@ import { buildMask, MaskSpec, maskWeightSum } from "../data/masks.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
-import { SHOWN } from "./locate_key.ts";
+import { SHOWN } from "./shared.ts";
 
 export const BuildMasksConfig = Schema.Struct({ mask: MaskSpec });
 

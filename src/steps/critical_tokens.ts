@@ -27,14 +27,12 @@ import { DataFormat, defaultLocator } from "../data/formats.ts";
 import { LocatorSpec } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
-import { loadTokenizer } from "../data/tokenizer.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
-import { loadCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { disposeParams, forward, type Params, tidyValues } from "../model/llama.ts";
+import { forward, type Params, tidyValues } from "../model/model.ts";
 import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
-import { modelDirOf } from "./train.ts";
+import { loadModel } from "./shared.ts";
 
 export const CriticalTokensConfig = Schema.Struct({
   format: DataFormat,
@@ -159,11 +157,7 @@ export const criticalTokensStep = defineStep({
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
-      const tok = yield* loadTokenizer(inputs.tokenizer!);
-      const { config: mc, params } = yield* loadCheckpoint(
-        yield* Effect.promise(() => modelDirOf(inputs.model!)),
-      );
-      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      const { tok, config: mc, params } = yield* loadModel(inputs.model!, inputs.tokenizer!);
       const all = yield* readJsonl<TokenRecord>(`${inputs.data}/tokens.jsonl`);
       const started = performance.now();
       const prompts = all.map((r) => r.input_ids.slice(0, r.prompt_length));

@@ -13,15 +13,13 @@ import { Effect, Schema } from "effect";
 import { DataFormat, defaultLocator } from "../data/formats.ts";
 import { extractAnswer, LocatorSpec, normaliseAnswer } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, writeJsonl } from "../data/records.ts";
-import { loadTokenizer } from "../data/tokenizer.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
-import { loadCheckpoint } from "../model/checkpoint.ts";
 import { generate } from "../model/generate.ts";
-import { disposeParams, logitsAt } from "../model/llama.ts";
+import { logitsAt } from "../model/model.ts";
 import { weightedCrossEntropy, weightedPositions } from "../train/loss.ts";
 import { pad } from "../train/batches.ts";
-import { modelDirOf } from "./train.ts";
+import { loadModel } from "./shared.ts";
 
 export const EvaluateConfig = Schema.Struct({
   maxNewTokens: Schema.Int.pipe(Schema.positive()),
@@ -41,11 +39,7 @@ export const evaluateStep = defineStep({
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
-      const tok = yield* loadTokenizer(inputs.tokenizer!);
-      const { config: modelConfig, params } = yield* loadCheckpoint(
-        yield* Effect.promise(() => modelDirOf(inputs.model!)),
-      );
-      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      const { tok, config: modelConfig, params } = yield* loadModel(inputs.model!, inputs.tokenizer!);
       const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
 
       const progress = ctx.reporter.progress(`[${ctx.node}]`);

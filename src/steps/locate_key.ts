@@ -15,8 +15,7 @@ import { answerPartStart, locateKey as locate, LocatorSpec } from "../data/locat
 import { type LocatedRecord, writeJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
-
-export const OnProblem = Schema.Literal("drop", "fail");
+import { OnProblem, SHOWN } from "./shared.ts";
 
 export const LocateKeyConfig = Schema.Struct({
   format: DataFormat,
@@ -32,9 +31,6 @@ export const LocateKeyConfig = Schema.Struct({
 
 /** Far beyond any context length trained here (a token covers a few characters). */
 export const MAX_ROW_CHARS = 1_000_000;
-
-/** How many problems to name by file:line in reports and errors. */
-export const SHOWN = 5;
 
 export const locateKeyStep = defineStep({
   name: "locateKey",

@@ -17,8 +17,8 @@ import type { TokenRecord } from "../data/records.ts";
 import type { TextTokenizer } from "../data/tokenizer.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { generate } from "../model/generate.ts";
-import type { Params } from "../model/llama.ts";
-import type { Rng } from "../train/rng.ts";
+import type { Params } from "../model/model.ts";
+import type { Rng } from "../util/rng.ts";
 
 export interface Generated {
   /** New tokens, EOS not included. */

@@ -13,7 +13,7 @@ import { loadTokenizer } from "../data/tokenizer.ts";
 import { chatExample, tokenizerChatTemplate } from "../data/chat.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
-import { OnProblem, SHOWN } from "./locate_key.ts";
+import { OnProblem, SHOWN } from "./shared.ts";
 
 export const TokeniseConfig = Schema.Struct({
   /** `{prompt}` is replaced by the example's prompt; the response follows the rendered template. */

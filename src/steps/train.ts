@@ -19,16 +19,17 @@ import { type MaskedRecord, readJsonl } from "../data/records.ts";
 import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep } from "../engine/step.ts";
+import { modelDirOf } from "./shared.ts";
 import { contextLength, ModelConfig } from "../model/config.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
-import { disposeParams, initParams, type Params } from "../model/llama.ts";
+import { disposeParams, initParams, type Params } from "../model/model.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
 import { AdamW } from "../train/adamw.ts";
 import { batchIndices, microBatches, type Sequence } from "../train/batches.ts";
-import { Rng } from "../train/rng.ts";
+import { Rng } from "../util/rng.ts";
 import { Objective } from "../train/objectives.ts";
 import { lrAt } from "../train/schedule.ts";
-import { trainStep as optimise } from "../train/step.ts";
+import { optimizerStep } from "../train/step.ts";
 
 const PositiveInt = Schema.Int.pipe(Schema.positive());
 const NonNegative = Schema.Number.pipe(Schema.nonNegative(), Schema.finite());
@@ -79,10 +80,6 @@ interface TrainState {
 }
 
 const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-/** The model directory inside a train artifact, or a plain checkpoint directory given as a source. */
-export const modelDirOf = async (dir: string) =>
-  (await exists(`${dir}/model/config.json`)) ? `${dir}/model` : dir;
 
 const checkpointDir = (dir: string) => `${dir}/checkpoints`;
 
@@ -248,7 +245,7 @@ export const trainStep = defineStep({
           totalSteps: config.steps,
           minLrRatio: config.minLrRatio,
         });
-        const result = optimise(
+        const result = optimizerStep(
           params,
           modelConfig,
           optimizer,
