@@ -30,13 +30,8 @@ export { ModelConfig } from "./src/model/config.ts";
 export { useBackend } from "./src/backend/backend.ts";
 export * as sftkey from "./pipelines/sftkey.ts";
 export { methods } from "./pipelines/methods.ts";
-export type { Method, MethodContext, PipelineOptions } from "./pipelines/common.ts";
-export {
-  answerJudging,
-  evaluate,
-  methodContext,
-  prepareData,
-  runMethods,
-  train,
-} from "./pipelines/common.ts";
+export type { PipelineOptions } from "./pipelines/data.ts";
+export type { Method, MethodContext } from "./pipelines/method_context.ts";
+export { prepareData } from "./pipelines/data.ts";
+export { answerJudging, evaluate, methodContext, runMethods, train } from "./pipelines/method_context.ts";
 export * as sft from "./pipelines/sft.ts";

@@ -4,7 +4,8 @@
  * in compute.
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
-import { type Method, type PipelineOptions, prepareData, runMethods, train } from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { type Method, runMethods, train } from "./method_context.ts";
 
 export const sft: Method = (ctx) => ({
   sft: train(ctx, "sft", { kind: "response" }, ctx.data.base, {

@@ -8,7 +8,8 @@
  * Both stages are evaluated.
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
-import { type Method, type PipelineOptions, prepareData, runMethods, train } from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { type Method, runMethods, train } from "./method_context.ts";
 import { sft } from "./sft.ts";
 
 export const sftkey: Method = (ctx) => {

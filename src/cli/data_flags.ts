@@ -7,7 +7,7 @@ import { Options } from "@effect/cli";
 import { Effect, Option } from "effect";
 import type { LocatorSpec } from "../data/locate.ts";
 import { InvalidConfig } from "../errors.ts";
-import type { PipelineOptions } from "../../pipelines/common.ts";
+import type { PipelineOptions } from "../../pipelines/data.ts";
 import { optionalInt, requirePositive } from "./flags.ts";
 
 const LOCATOR_KINDS = ["answer-tags", "gsm8k", "field", "boxed", "regex"] as const;

@@ -2,7 +2,7 @@
 import { Effect } from "effect";
 import { PipelineInvalid } from "../errors.ts";
 import type { Pipeline } from "../engine/pipeline.ts";
-import type { PipelineOptions } from "../../pipelines/common.ts";
+import type { PipelineOptions } from "../../pipelines/data.ts";
 import { pipelines } from "../../pipelines/index.ts";
 
 export const loadPipeline = (

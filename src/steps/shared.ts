@@ -2,7 +2,7 @@
  * What several steps share, in one module below every step (a step never imports another step).
  * Not a step itself: helpers, shared config pieces and the scoped model-and-tokenizer resource.
  */
-import { Effect, type Scope, Schema } from "effect";
+import { Effect, Schema, type Scope } from "effect";
 import type { CheckpointMalformed, FileUnreadable, TokenizerMismatch } from "../errors.ts";
 import { loadTokenizer, type TextTokenizer } from "../data/tokenizer.ts";
 import { exists } from "../io/fs.ts";
