@@ -17,12 +17,10 @@ import { type NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
 import type { Step } from "../src/engine/step.ts";
 import { type BootstrapOptions, DEFAULT_BOOTSTRAP } from "../src/report/stats.ts";
 import { addReport, type ReportConfig } from "../src/steps/report.ts";
-import { type PipelineOptions, prepareData } from "./data.ts";
+import { fixture, type PipelineOptions, prepareData } from "./data.ts";
 import { type Budget } from "./budget.ts";
 import { evaluate, type Method, methodContext } from "./method_context.ts";
 import { methods as registry } from "./methods.ts";
-
-const fixture = (path: string) => new URL(`../fixtures/${path}`, import.meta.url).pathname;
 
 export interface DatasetSpec {
   /** Short name: the node prefix and the name in the report. */

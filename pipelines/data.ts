@@ -14,7 +14,8 @@ import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { TOKENIZER_COMPANIONS, tokenizerVocabSizeSync } from "../src/data/tokenizer.ts";
 import type { Budget } from "./budget.ts";
 
-const fixture = (path: string) => new URL(`../fixtures/${path}`, import.meta.url).pathname;
+/** A path inside the embedded fixtures/ directory. */
+export const fixture = (path: string): string => new URL(`../fixtures/${path}`, import.meta.url).pathname;
 
 /** What a user can swap from the command line without writing code. */
 export interface PipelineOptions {
