@@ -8,6 +8,7 @@ export interface Budget {
   readonly stageOneSteps: number;
   /** Optimizer steps of the second stage of two-stage methods; single-stage baselines get the sum. */
   readonly stageTwoSteps: number;
+  /** The train step's other settings (batch, learning rate, schedule, clipping, checkpoints). */
   readonly train: Omit<TrainConfig, "steps" | "seed" | "model">;
   /** Stage two's peak learning rate. */
   readonly stageTwoLr: number;

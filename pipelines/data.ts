@@ -19,8 +19,11 @@ export const fixture = (path: string): string => new URL(`../fixtures/${path}`, 
 
 /** What a user can swap from the command line without writing code. */
 export interface PipelineOptions {
+  /** Training data (JSONL); default the embedded arithmetic fixture. */
   readonly train?: string;
+  /** Test data (JSONL); default the fixture's test set, or `train` when only that is given. */
   readonly test?: string;
+  /** The rows' format (default "tags"). */
   readonly format?: DataFormat;
   /** How to find the key in gold responses and in generations; defaults to the format's locator. */
   readonly locator?: LocatorSpec;
@@ -28,9 +31,11 @@ export interface PipelineOptions {
   readonly maxLength?: number;
   /** Tokens generated per test prompt in evaluation and in the methods that sample (default 64). */
   readonly maxNewTokens?: number;
+  /** A tokenizer.json or tokenizer directory; default the fixture's. */
   readonly tokenizer?: string;
   /** A Hugging Face checkpoint directory to start from; without it a tiny model is initialised. */
   readonly model?: string;
+  /** Seed of initialisation, data order and sampling (default 0). */
   readonly seed?: number;
   /** A smaller budget, for tests and smoke runs. */
   readonly quick?: boolean;
@@ -40,8 +45,11 @@ export interface PipelineOptions {
   readonly budget?: Partial<Omit<Budget, "train">> & { readonly train?: Partial<Budget["train"]> };
 }
 
+/** The nodes `prepareData` added, and the options with their defaults filled in. */
 export interface Data {
+  /** The tokenizer source. */
   readonly tokenizer: NodeRef;
+  /** The tokenised training set (tokens.jsonl). */
   readonly trainTokens: NodeRef;
   /** The test set with key masks: prompts for generation, key tokens for the key loss. */
   readonly testSet: NodeRef;
@@ -49,6 +57,7 @@ export interface Data {
   readonly base?: NodeRef;
   /** Masks over the training set; the same spec gives the same node, so methods share it. */
   readonly masks: (spec: MaskSpec) => NodeRef;
+  /** The options the data was prepared with, defaults filled in. */
   readonly options: Required<Omit<PipelineOptions, "model" | "quick" | "budget" | "limit" | "locator">> & {
     model?: string;
     locator?: LocatorSpec;

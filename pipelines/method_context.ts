@@ -26,16 +26,22 @@ export const answerJudging = (ctx: MethodContext) => ({
  * nodes (a comparison runs many methods x seeds x datasets in one pipeline, so names get a prefix).
  */
 export interface MethodContext {
+  /** Where the method adds its nodes. */
   readonly p: PipelineBuilder;
+  /** The prepared data. */
   readonly data: Data;
+  /** Seed of its training runs. */
   readonly seed: number;
+  /** Its optimisation budget. */
   readonly budget: Budget;
+  /** The node name for a local name (adds the comparison's prefix). */
   readonly name: (local: string) => string;
 }
 
 /** A method adds its training nodes and returns the models to evaluate, by label. */
 export type Method = (ctx: MethodContext) => Readonly<Record<string, NodeRef>>;
 
+/** The context for methods on `data` with `seed`, naming nodes `<prefix><local>`. */
 export const methodContext = (
   p: PipelineBuilder,
   data: Data,

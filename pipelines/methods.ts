@@ -12,6 +12,7 @@ import { sft } from "./sft.ts";
 import { sftkey } from "./sftkey.ts";
 import { upft, upftSelf } from "./upft.ts";
 
+/** The registry: method name -> method. */
 export const methods: Readonly<Record<string, Method>> = {
   sft,
   sftkey,

@@ -28,7 +28,8 @@ import { LocatorSpec } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
+import type { ToolkitError } from "../errors.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { forward, type Params, tidyValues } from "../model/model.ts";
 import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
@@ -147,7 +148,12 @@ const modelAlternatives = (params: Params, c: ModelConfig, count: number) => (s:
   );
 };
 
-export const criticalTokensStep = defineStep({
+/** The `criticalTokens` step: CFT: tokens of correct self-generated solutions whose every replacement gives a wrong answer. */
+export const criticalTokensStep: Step<
+  typeof CriticalTokensConfig.Type,
+  "model" | "data" | "tokenizer",
+  ToolkitError
+> = defineStep({
   name: "criticalTokens",
   // 2: only finished (EOS-terminated) greedy solutions count as correct.
   version: 2,

@@ -24,7 +24,8 @@ import { LocatorSpec } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
+import type { ToolkitError } from "../errors.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 import { answerMatches, generateAll, type Generated, generatedRecord } from "./self_generation.ts";
 import { loadModel } from "./shared.ts";
 
@@ -79,7 +80,12 @@ export const selectTargets = (
   return choices;
 };
 
-export const s3ftSelectStep = defineStep({
+/** The `s3ftSelect` step: S3FT: train on the model's own correct response, else an accepted paraphrase, else gold. */
+export const s3ftSelectStep: Step<
+  typeof S3ftSelectConfig.Type,
+  "model" | "data" | "tokenizer",
+  ToolkitError
+> = defineStep({
   name: "s3ftSelect",
   // 2: only finished (EOS-terminated) generations are accepted.
   version: 2,

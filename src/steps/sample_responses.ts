@@ -16,7 +16,8 @@ import { LocatorSpec } from "../data/locate.ts";
 import { readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
+import type { ToolkitError } from "../errors.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 import { Rng } from "../util/rng.ts";
 import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
 import { loadModel } from "./shared.ts";
@@ -34,7 +35,12 @@ export const SampleResponsesConfig = Schema.Struct({
   maxExamples: Schema.optional(Schema.Int.pipe(Schema.positive())),
 });
 
-export const sampleResponsesStep = defineStep({
+/** The `sampleResponses` step: replace each response by one the model generates from the prompt (unverified). */
+export const sampleResponsesStep: Step<
+  typeof SampleResponsesConfig.Type,
+  "model" | "data" | "tokenizer",
+  ToolkitError
+> = defineStep({
   name: "sampleResponses",
   version: 1,
   description: "replace each response by one the model generates from the prompt (unverified)",

@@ -15,11 +15,18 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
-import { describeError, InvalidConfig, NonFiniteLoss, TokenizerMismatch, WriteFailed } from "../errors.ts";
+import {
+  describeError,
+  InvalidConfig,
+  NonFiniteLoss,
+  TokenizerMismatch,
+  type ToolkitError,
+  WriteFailed,
+} from "../errors.ts";
 import { type MaskedRecord, readJsonl } from "../data/records.ts";
 import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
-import { defineStep, type StepContext } from "../engine/step.ts";
+import { defineStep, type Step, type StepContext } from "../engine/step.ts";
 import { modelDirOf } from "./shared.ts";
 import { contextLength, ModelConfig } from "../model/config.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
@@ -289,38 +296,40 @@ const trainingLoop = (
     return state;
   });
 
-export const trainStep = defineStep({
-  name: "train",
-  version: 1,
-  description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
-  config: TrainConfig,
-  inputs: ["data", "init", "tokenizer"] as const,
-  optionalInputs: ["init", "tokenizer"] as const,
-  resumable: true,
-  run: (config, inputs, ctx) =>
-    Effect.gen(function* () {
-      const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
-      const data: Sequence[] = rows.map((r) => ({ ids: r.input_ids, weights: r.weights }));
-      const { modelConfig, params, resumed } = yield* startingPoint(config, inputs.init, ctx);
-      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
-      yield* checkDataFits(rows, modelConfig, {
-        tokenizer: inputs.tokenizer ?? inputs.data!,
-        node: ctx.node,
-      });
+/** The `train` step: token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints. */
+export const trainStep: Step<typeof TrainConfig.Type, "data" | "init" | "tokenizer", ToolkitError> =
+  defineStep({
+    name: "train",
+    version: 1,
+    description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
+    config: TrainConfig,
+    inputs: ["data", "init", "tokenizer"] as const,
+    optionalInputs: ["init", "tokenizer"] as const,
+    resumable: true,
+    run: (config, inputs, ctx) =>
+      Effect.gen(function* () {
+        const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
+        const data: Sequence[] = rows.map((r) => ({ ids: r.input_ids, weights: r.weights }));
+        const { modelConfig, params, resumed } = yield* startingPoint(config, inputs.init, ctx);
+        yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+        yield* checkDataFits(rows, modelConfig, {
+          tokenizer: inputs.tokenizer ?? inputs.data!,
+          node: ctx.node,
+        });
 
-      const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
-      let start = { state: { step: 0, log: [], seconds: 0 } as TrainState, lastCheckpoint: "(none yet)" };
-      if (resumed) {
-        optimizer.importState(resumed.optimizer);
-        start = { state: resumed.state, lastCheckpoint: resumed.path };
-        ctx.reporter.log(`[${ctx.node}] resuming at optimizer step ${resumed.state.step}/${config.steps}`);
-      }
-      const state = yield* trainingLoop(config, data, { modelConfig, params, optimizer }, start, ctx);
-      yield* writeOutputs(config, { modelConfig, params }, state, data.length, inputs, ctx);
-      yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
-      return { resumed: resumed !== undefined };
-    }),
-});
+        const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
+        let start = { state: { step: 0, log: [], seconds: 0 } as TrainState, lastCheckpoint: "(none yet)" };
+        if (resumed) {
+          optimizer.importState(resumed.optimizer);
+          start = { state: resumed.state, lastCheckpoint: resumed.path };
+          ctx.reporter.log(`[${ctx.node}] resuming at optimizer step ${resumed.state.step}/${config.steps}`);
+        }
+        const state = yield* trainingLoop(config, data, { modelConfig, params, optimizer }, start, ctx);
+        yield* writeOutputs(config, { modelConfig, params }, state, data.length, inputs, ctx);
+        yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
+        return { resumed: resumed !== undefined };
+      }),
+  });
 
 /** The artifact: model/ as a Hugging Face checkpoint, the loss log, a summary, and the run's meta facts. */
 const writeOutputs = (
