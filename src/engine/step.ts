@@ -61,8 +61,8 @@ export interface Step<C, I extends string, E> {
   ) => Effect.Effect<StepOutcome | void, E, Scope.Scope>;
 }
 
-// deno-lint-ignore no-explicit-any
 /** A step of any config, inputs and errors (as pipelines hold them). */
+// deno-lint-ignore no-explicit-any
 export type AnyStep = Step<any, string, any>;
 
 /** Declares a step (an identity function that infers `C`, `I` and `E`). */
