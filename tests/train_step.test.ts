@@ -77,7 +77,7 @@ Deno.test("a tiny model overfits one sequence (loss drops more than 5x in 50 ste
   dispose(params);
 });
 
-Deno.test("determinism: same seed, same 3 steps, bit-identical weights; resume is exact", async () => {
+Deno.test("resume is exact: 1 step, save, reload, 2 more steps is bit-identical to 3 steps in one go", async () => {
   const data = (() => {
     const rng = Rng.seeded(7);
     return [0, 1, 2].map(() => batchOf(rng, 2, 8));
@@ -85,11 +85,10 @@ Deno.test("determinism: same seed, same 3 steps, bit-identical weights; resume i
   const run = (steps: number[], params: Params, opt: AdamW) =>
     steps.forEach((s) => optimizerStep(params, config, opt, [data[s]], { lr: 3e-3, clipNorm: 0.5 }));
 
-  const a = initParams(config, Rng.seeded(8)), b = initParams(config, Rng.seeded(8));
+  // The uninterrupted run is the reference (a second identical run would only compare the code with itself).
+  const a = initParams(config, Rng.seeded(8));
   const optA = new AdamW(a, { weightDecay: 0.1 });
   run([0, 1, 2], a, optA);
-  run([0, 1, 2], b, new AdamW(b, { weightDecay: 0.1 }));
-  assertEquals(snapshot(a), snapshot(b));
 
   // stop after one step, save everything, reload, do the other two
   const c = initParams(config, Rng.seeded(8)), optC = new AdamW(c, { weightDecay: 0.1 });
@@ -103,7 +102,7 @@ Deno.test("determinism: same seed, same 3 steps, bit-identical weights; resume i
   run([1, 2], d, optD);
   assertEquals(snapshot(d), snapshot(a));
   assertEquals(optD.stepCount, 3);
-  [a, b, c, d].forEach(dispose);
+  [a, c, d].forEach(dispose);
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -32,7 +32,7 @@ import type { ToolkitError } from "../errors.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { forward, type Params, tidyValues } from "../model/model.ts";
-import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
+import { acceptedGeneration, answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
 import type { TextTokenizer } from "../data/tokenizer.ts";
 import { loadModel } from "./shared.ts";
 
@@ -138,15 +138,40 @@ export const topK = (logits: Float32Array, row: number, vocab: number, n: number
 };
 
 /** The model's replacements at every position: its top tokens there, the solution's own token excluded. */
-const modelAlternatives = (params: Params, c: ModelConfig, count: number) => (s: Solution): number[][] => {
-  const ids = [...s.prompt, ...s.response];
-  const logits = tidyValues(() =>
-    forward(params, c, tf.tensor2d(Int32Array.from(ids), [1, ids.length], "int32"))
-  );
-  // Logits at position p predict token p + 1: response token t is predicted at prompt.length + t - 1.
-  return s.response.map((token, t) =>
-    topK(logits, s.prompt.length + t - 1, c.vocabSize, count + 1).filter((v) => v !== token).slice(0, count)
-  );
+export const modelAlternatives =
+  (params: Params, c: ModelConfig, count: number) => (s: Solution): number[][] => {
+    const ids = [...s.prompt, ...s.response];
+    const logits = tidyValues(() =>
+      forward(params, c, tf.tensor2d(Int32Array.from(ids), [1, ids.length], "int32"))
+    );
+    // Logits at position p predict token p + 1: response token t is predicted at prompt.length + t - 1.
+    return s.response.map((token, t) =>
+      topK(logits, s.prompt.length + t - 1, c.vocabSize, count + 1).filter((v) => v !== token).slice(0, count)
+    );
+  };
+
+/**
+ * Greedy continuations of prefixes in one batched call. A continuation gets the budget its solution had
+ * left, maxNewTokens minus the response tokens already in the prefix, so a perturbed solution is never
+ * longer than a greedy one could be; rows do not influence each other, so each keeps only its own budget
+ * of the batch's longest run.
+ */
+export const modelContinuations = (
+  params: Params,
+  c: ModelConfig,
+  eosId: number,
+  maxNewTokens: number,
+  onBatch: (rows: number) => void = () => {},
+) =>
+(prefixes: ReadonlyArray<Prefix>): number[][] => {
+  const budgets = prefixes.map((p) => Math.max(0, maxNewTokens - p.response.length));
+  const out = generateAll(params, c, prefixes.map((p) => [...p.prompt, ...p.response]), {
+    maxNewTokens: Math.max(...budgets),
+    batchSize: prefixes.length,
+    eosId,
+  });
+  onBatch(prefixes.length);
+  return out.map((g, k) => g.ids.slice(0, budgets[k]));
 };
 
 /** What the search found, ready to write: the training records and the counts for report.json. */
@@ -184,8 +209,7 @@ const criticalTokenData = (
   });
   const correctIdx = rows.map((_, j) => j).filter((j) =>
     // A solution must have ended (EOS): a cut-off one is not a solution to learn from.
-    greedy[j].finished && greedy[j].ids.length > 0 &&
-    answerMatches(tok.decode(greedy[j].ids), rows[j].answer, locator)
+    acceptedGeneration(tok, greedy[j], rows[j].answer, locator)
   );
   const solutions: Solution[] = correctIdx.map((j) => ({ prompt: prompts[j], response: greedy[j].ids }));
 
@@ -194,19 +218,10 @@ const criticalTokenData = (
   let done = 0;
   const result = findCriticalTokens(solutions, {
     alternatives: modelAlternatives(params, mc, config.alternatives),
-    continueAll: (prefixes) => {
-      const out = generateAll(params, mc, prefixes.map((p) => [...p.prompt, ...p.response]), {
-        maxNewTokens: Math.max(...prefixes.map((p) => config.maxNewTokens - p.response.length)),
-        batchSize: prefixes.length,
-        eosId: tok.eosId,
-      });
-      done += prefixes.length;
+    continueAll: modelContinuations(params, mc, tok.eosId, config.maxNewTokens, (n) => {
+      done += n;
       onContinuations(done, total);
-      // Each row keeps only what its own budget allows (rows do not influence each other).
-      return out.map((g, k) =>
-        g.ids.slice(0, Math.max(0, config.maxNewTokens - prefixes[k].response.length))
-      );
-    },
+    }),
     correct: (i, response) => answerMatches(tok.decode(response), rows[correctIdx[i]].answer, locator),
   }, config.batchSize);
 

@@ -77,6 +77,18 @@ export const answerMatches = (text: string, gold: string, locator: LocatorSpec):
 };
 
 /**
+ * The rule every self-generating method accepts a generation by: it ended with EOS and the judge accepts
+ * its answer. A cut-off generation is never accepted, even with the right answer in it: training on it
+ * would teach the model not to stop.
+ */
+export const acceptedGeneration = (
+  tok: TextTokenizer,
+  g: Generated,
+  gold: string,
+  locator: LocatorSpec,
+): boolean => g.finished && g.ids.length > 0 && answerMatches(tok.decode(g.ids), gold, locator);
+
+/**
  * Token span [start, end) of the tokens that overlap the character span [from, to) of the text that
  * `ids` decode to; `charEnd[i]` is the length of the decoding of ids[0..i].
  */
