@@ -175,7 +175,7 @@ const statusCommand = Command.make("status", selection, (a) =>
 const exportCommand = makeExportCommand(selection, resolve);
 
 /** The help of each command by the word the launcher passes first, under the task a user types. */
-const helps: Record<string, () => string> = {
+export const helps: Record<string, () => string> = {
   run: () => helpText(runCommand, "deno task pipeline"),
   status: () => helpText(statusCommand, "deno task status"),
   export: () => helpText(exportCommand, "deno task export"),
