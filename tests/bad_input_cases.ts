@@ -770,6 +770,107 @@ export const cases: ReadonlyArray<BadInputCase> = [
     },
   },
   {
+    name: "--tokenizer that does not exist",
+    input: "deno task pipeline --tokenizer missing/tokenizer.json",
+    expected: "FileUnreadable",
+    mentions: ["missing/tokenizer.json"],
+    via: "cli",
+    run: (dir) =>
+      cliFailure(["run", "--tokenizer", `${dir}/missing/tokenizer.json`, "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "--tokenizer that is not JSON",
+    input: "deno task pipeline --tokenizer notes.json (two lines of text)",
+    expected: "TokenizerMismatch",
+    mentions: ["notes.json", "not valid JSON"],
+    via: "cli",
+    run: async (dir) => {
+      await Deno.writeTextFile(`${dir}/notes.json`, "vocab: a b c\nmerges: none\n");
+      return await cliFailure(["run", "--tokenizer", `${dir}/notes.json`, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "--model directory that does not exist",
+    input: "deno task pipeline --model no-such-model",
+    expected: "FileUnreadable",
+    mentions: ["no-such-model", "--model"],
+    via: "cli",
+    run: (dir) => cliFailure(["run", "--model", `${dir}/no-such-model`, "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "--model with a malformed config.json",
+    input: "deno task pipeline --model DIR whose config.json is cut off",
+    expected: "CheckpointMalformed",
+    mentions: ["model/config.json", "not JSON"],
+    via: "cli",
+    run: async (dir) => {
+      const model = await writeModel(`${dir}/model`, tinyConfig(323));
+      const text = await Deno.readTextFile(`${model}/config.json`);
+      await Deno.writeTextFile(`${model}/config.json`, text.slice(0, text.length / 2));
+      return await cliFailure([
+        "run",
+        "--model",
+        model,
+        "--tokenizer",
+        fixtureTokenizer,
+        "--run-dir",
+        `${dir}/run`,
+      ]);
+    },
+  },
+  {
+    name: "pipeline file that does not exist",
+    input: "deno task pipeline mine.ts (no such file)",
+    expected: "FileUnreadable",
+    mentions: ["mine.ts"],
+    via: "cli",
+    run: (dir) => cliFailure(["run", `${dir}/mine.ts`, "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "pipeline file without build",
+    input: "a pipeline file that exports no build function",
+    expected: "PipelineInvalid",
+    mentions: ["pipeline.ts", "does not export build()"],
+    via: "cli",
+    run: async (dir) => {
+      const file = await pipelineFile(dir, "export const pipeline = 1;");
+      return await cliFailure(["run", file, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "pipeline file that does not parse",
+    input: "a pipeline file with a syntax error on its line 6",
+    expected: "PipelineInvalid",
+    mentions: ["pipeline.ts:6:"],
+    via: "cli",
+    run: async (dir) => {
+      const file = await pipelineFile(dir, "export const build = ( => p;");
+      return await cliFailure(["run", file, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "pipeline file whose build throws",
+    input: "a pipeline file whose build() throws an Error",
+    expected: "PipelineInvalid",
+    mentions: ["pipeline.ts", "build() threw", "no dataset configured"],
+    via: "cli",
+    run: async (dir) => {
+      const file = await pipelineFile(
+        dir,
+        'export const build = () => {\n  throw new Error("no dataset configured\\nsee the docs");\n};',
+      );
+      return await cliFailure(["run", file, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "--force with an unknown node",
+    input: "deno task pipeline --force sftkey-stage-on (a typo)",
+    expected: "InvalidConfig",
+    mentions: ["--force", '"sftkey-stage-on"', "sftkey-stage-one", "eval-sft"],
+    via: "cli",
+    run: (dir) => cliFailure(["run", "--quick", "--force", "sftkey-stage-on", "--run-dir", `${dir}/run`]),
+  },
+  {
     name: "run directory in use",
     input: "a second run on a run directory another live process holds",
     expected: "RunLocked",
