@@ -20,8 +20,8 @@
  * `deno task`, which itself runs in the project directory) and handed to main.ts as absolute paths; the
  * default run directory stays runs/ in the project.
  *
- * The launcher itself may read (to resolve paths) and start processes (the child: Deno's own executable,
- * whose path is only known at run time). It forwards SIGINT/SIGTERM to the child and exits with its status.
+ * The launcher itself may read (to resolve paths) and start processes (the child and the reaper: Deno's own
+ * executable, whose path is only known at run time). It forwards SIGINT/SIGTERM to the child and exits with its status.
  * Beside the child it starts src/cli/reaper.ts, which kills the child when the launcher dies without having
  * seen it end (SIGKILL included); a signal to the launcher alone, which is what a job manager or a user
  * killing the pid they see sends, thus never leaves an orphan run holding the run lock.
