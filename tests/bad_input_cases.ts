@@ -1,6 +1,7 @@
 /**
  * The bad-input table: one row per way a user's input can be wrong, each run through the real code
- * (the runner and its steps in-process for most, the CLI as a subprocess for pipeline files, command-line
+ * (the runner and its steps in-process for most, the CLI's pipeline loader in-process for pipeline files
+ * that are missing or fail in build(), the CLI as a subprocess for other pipeline files, command-line
  * mistakes and the checks that finished steps stay cached). A row names the tagged error it must produce
  * and what its one-line message must mention (file:line, field, step). tests/bad_input.test.ts runs every
  * row; tools/bad_input_table.ts runs them and writes docs/bad-input.md.
@@ -171,6 +172,12 @@ const loaderFailure = async (effect: Effect.Effect<unknown, unknown>): Promise<O
     throw new Error(`internal error, not a typed one:\n${Cause.pretty(exit.cause)}`);
   }
   return observe(failure.value);
+};
+
+/** The CLI's own pipeline loader (src/cli/load_pipeline.ts), in-process: faster than a CLI run per row. */
+const loadPipelineFailure = async (file: string) => {
+  const { loadPipeline } = await import("../src/cli/load_pipeline.ts");
+  return await loaderFailure(loadPipeline(file, {}));
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -823,19 +830,16 @@ export const cases: ReadonlyArray<BadInputCase> = [
     input: "deno task pipeline mine.ts (no such file)",
     expected: "FileUnreadable",
     mentions: ["mine.ts"],
-    via: "cli",
-    run: (dir) => cliFailure(["run", `${dir}/mine.ts`, "--run-dir", `${dir}/run`]),
+    via: "loader",
+    run: (dir) => loadPipelineFailure(`${dir}/mine.ts`),
   },
   {
     name: "pipeline file without build",
     input: "a pipeline file that exports no build function",
     expected: "PipelineInvalid",
     mentions: ["pipeline.ts", "does not export build()"],
-    via: "cli",
-    run: async (dir) => {
-      const file = await pipelineFile(dir, "export const pipeline = 1;");
-      return await cliFailure(["run", file, "--run-dir", `${dir}/run`]);
-    },
+    via: "loader",
+    run: async (dir) => loadPipelineFailure(await pipelineFile(dir, "export const pipeline = 1;")),
   },
   {
     name: "pipeline file that does not parse",
@@ -853,13 +857,13 @@ export const cases: ReadonlyArray<BadInputCase> = [
     input: "a pipeline file whose build() throws an Error",
     expected: "PipelineInvalid",
     mentions: ["pipeline.ts", "build() threw", "no dataset configured"],
-    via: "cli",
+    via: "loader",
     run: async (dir) => {
       const file = await pipelineFile(
         dir,
         'export const build = () => {\n  throw new Error("no dataset configured\\nsee the docs");\n};',
       );
-      return await cliFailure(["run", file, "--run-dir", `${dir}/run`]);
+      return await loadPipelineFailure(file);
     },
   },
   {
