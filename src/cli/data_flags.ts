@@ -22,6 +22,7 @@ export const dataOptions = {
     Options.optional,
   ),
   locatorPattern: Options.text("locator-pattern").pipe(
+    Options.withPseudoName("REGEX"),
     Options.withDescription(
       "with --locator regex: a JavaScript regular expression; its first group (or the whole match) is the key",
     ),
