@@ -1,7 +1,10 @@
 /**
- * Token-weighted cross entropy, the loss of both SFTKey stages: the data pipeline turns "train on the
- * whole response" and "train on the key span only" into per-token float weights, and this file is the
- * only place they meet the logits.
+ * The token-weighted loss (cross entropy, or another per-token objective), the loss of both SFTKey
+ * stages: the data pipeline turns "train on the whole response" and "train on the key span only" into
+ * per-token float weights, and this file and ./head_loss.ts are where they meet the logits. Training,
+ * evaluation and `score` use ./head_loss.ts, which applies the LM head and this loss chunk by chunk
+ * without holding [tokens x vocabulary] logits; `weightedTokenLoss` here takes logits already computed
+ * (and is the unfused formulation its tests compare against).
  *
  * Normalisation: loss = sum_i(w_i * ce_i) / max(sum_i w_i, eps) over every position of the (micro)batch.
  * With 0/1 weights this is exactly HF's mean over the non-ignored (label != -100) tokens. A caller that
