@@ -268,12 +268,10 @@ export const headLoss = (
       value: tf.scalar(total / normalizer),
       gradFunc: (dy: tf.Tensor) => {
         const { dh, dw } = pass.dh ? pass : headPass(hs, ws, rows, vocab, dim, targets, chunkRows, coefOf);
+        // Scaled into new arrays: the eager pass's own stay as computed, whatever asks for them.
         const s = dy.dataSync()[0];
-        if (s !== 1) {
-          for (let i = 0; i < dh!.length; i++) dh![i] *= s;
-          for (let i = 0; i < dw!.length; i++) dw![i] *= s;
-        }
-        return [tf.tensor2d(dh!, [rows, dim]), tf.tensor2d(dw!, [vocab, dim])];
+        const scaled = (a: F32) => (s === 1 ? a : a.map((x) => x * s));
+        return [tf.tensor2d(scaled(dh!), [rows, dim]), tf.tensor2d(scaled(dw!), [vocab, dim])];
       },
     };
   });
