@@ -1,0 +1,137 @@
+/**
+ * The model expander of RFTT's tree search (and of its RL rollouts): the current model writes each step.
+ * At a node, the allowed functional tags are ordered by the policy's probability of each tag's opening
+ * token after the trace so far (the order the search tries unvisited children in), then, for every allowed
+ * tag at once (one batched generation), the model continues the trace after `<tag>\n` until it writes a
+ * token that ends a step. A step is kept only when that token is the tag's own closing token and the
+ * content before it is non-empty: anything else (another functional token, EOS, running out of tokens)
+ * would not be a well-formed segment, so that child is dropped. `<output>` steps are scored by a judge.
+ *
+ * The policy is an interface so the search logic is testable without a trained model; `modelPolicy` is
+ * the one backed by a checkpoint (../model/generate.ts).
+ */
+import * as tf from "@tensorflow/tfjs";
+import {
+  closeTag,
+  FUNCTIONAL_TOKENS,
+  type FunctionalTag,
+  openTag,
+  renderTrace,
+  type Segment,
+} from "../data/functional_tokens.ts";
+import type { TextTokenizer } from "../data/tokenizer.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { generate } from "../model/generate.ts";
+import { forward, type Params, tidyValues } from "../model/model.ts";
+import type { Expander, ProposedStep } from "./rftt_search.ts";
+import type { Rng } from "./rng.ts";
+
+/** What the expander needs from a model. */
+export interface Policy {
+  /** Next-token logits after `ids` (the whole vocabulary). */
+  readonly nextLogits: (ids: ReadonlyArray<number>) => Float32Array;
+  /**
+   * New tokens for each prompt; a row stops after writing a token for which `stop` holds (kept in its
+   * output) or after `maxNewTokens`.
+   */
+  readonly continue: (
+    prompts: ReadonlyArray<ReadonlyArray<number>>,
+    stop: (token: number) => boolean,
+    maxNewTokens: number,
+    temperature: number,
+    rng: Rng,
+  ) => number[][];
+}
+
+/** A Policy backed by model parameters. */
+export const modelPolicy = (params: Params, config: ModelConfig): Policy => ({
+  nextLogits: (ids) =>
+    tidyValues(() =>
+      forward(params, config, tf.tensor2d([[...ids]], [1, ids.length], "int32"), undefined, {
+        lastPositionOnly: true,
+      })
+    ),
+  continue: (prompts, stop, maxNewTokens, temperature, rng) =>
+    generate(params, config, prompts, {
+      maxNewTokens,
+      temperature,
+      ...(temperature > 0 ? { rng } : {}),
+      shouldStop: (_, tokens) => stop(tokens[tokens.length - 1]),
+    }),
+});
+
+/** The id of each functional token in `tok`; throws RangeError when one is not a single token. */
+export const functionalTokenIds = (tok: TextTokenizer): ReadonlyMap<string, number> => {
+  const ids = new Map<string, number>();
+  for (const t of FUNCTIONAL_TOKENS) {
+    const enc = tok.encode(t);
+    if (enc.length !== 1) {
+      throw new RangeError(`${t} is not one token in ${tok.path} (run the addTokens step first)`);
+    }
+    ids.set(t, enc[0]);
+  }
+  return ids;
+};
+
+export interface ModelExpanderOptions {
+  /** The prompt's token ids (the chat template or prompt template already applied). */
+  readonly promptIds: ReadonlyArray<number>;
+  /** Most tokens of one step's content (the closing token included). */
+  readonly maxStepTokens: number;
+  /** Sampling temperature of step contents (RFTT samples at a low temperature); 0 is greedy. */
+  readonly temperature: number;
+  /** 1 when an `<output>` answer is correct, else 0. */
+  readonly judge: (answer: string) => number;
+}
+
+/** Allowed tags, most probable opening token first (ties keep the table's order). */
+export const orderTags = (
+  logits: Float32Array,
+  allowedTags: ReadonlyArray<FunctionalTag>,
+  ids: ReadonlyMap<string, number>,
+): FunctionalTag[] =>
+  allowedTags
+    .map((tag, i) => ({ tag, i, logit: logits[ids.get(openTag(tag))!] }))
+    .sort((a, b) => b.logit - a.logit || a.i - b.i)
+    .map((x) => x.tag);
+
+export const modelExpander = (
+  policy: Policy,
+  tok: TextTokenizer,
+  options: ModelExpanderOptions,
+): Expander<null> => {
+  const ids = functionalTokenIds(tok);
+  const stopIds = new Set([...ids.values(), tok.eosId]);
+  const prefixIds = (path: ReadonlyArray<Segment>, tail = "") => [
+    ...options.promptIds,
+    ...(path.length === 0 && tail === "" ? [] : tok.encode(renderTrace(path) + tail)),
+  ];
+  return {
+    root: null,
+    expand: (_state, path, allowedTags, rng): ProposedStep<null>[] => {
+      const order = orderTags(policy.nextLogits(prefixIds(path)), allowedTags, ids);
+      const prompts = order.map((tag) => prefixIds(path, `${openTag(tag)}\n`));
+      const outs = policy.continue(
+        prompts,
+        (t) => stopIds.has(t),
+        options.maxStepTokens,
+        options.temperature,
+        rng,
+      );
+      const steps: ProposedStep<null>[] = [];
+      order.forEach((tag, i) => {
+        const out = outs[i];
+        if (out.length === 0 || out[out.length - 1] !== ids.get(closeTag(tag))) return;
+        let content = tok.decode(out.slice(0, -1));
+        if (content.endsWith("\n")) content = content.slice(0, -1);
+        if (content.length === 0 || FUNCTIONAL_TOKENS.some((f) => content.includes(f))) return;
+        steps.push({ tag, content, state: null });
+      });
+      return steps;
+    },
+    value: (_state, path) => {
+      const last = path[path.length - 1];
+      return last?.tag === "output" ? options.judge(last.content.trim()) : 0;
+    },
+  };
+};
