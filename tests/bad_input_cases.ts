@@ -19,6 +19,7 @@ import { locateKeyStep } from "../src/steps/locate_key.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { trainStep } from "../src/steps/train.ts";
+import { addTokensStep } from "../src/steps/add_tokens.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, initParams } from "../src/model/llama.ts";
 import type { ModelConfig } from "../src/model/config.ts";
@@ -128,6 +129,18 @@ const prepPipeline = (o: Prep): Pipeline => {
   }
   return validate({ name: "bad-input", description: "", nodes });
 };
+
+/** The addTokens step on a checkpoint directory with the fixture tokenizer. */
+const growPipeline = (model: string, tokens: string[]): Pipeline =>
+  validate({
+    name: "bad-input",
+    description: "",
+    nodes: [
+      { kind: "source", name: "model", path: model },
+      { kind: "source", name: "tokenizer", path: fixtureTokenizer },
+      step("grow", addTokensStep, { tokens }, { model: "model", tokenizer: "tokenizer" }),
+    ],
+  });
 
 let backend: string | undefined;
 
@@ -768,6 +781,24 @@ export const cases: ReadonlyArray<BadInputCase> = [
       await Deno.remove(`${model}/config.json`);
       return await loaderFailure(loadCheckpoint(model));
     },
+  },
+  {
+    name: "addTokens: a token the tokenizer already has",
+    input: "addTokens asked to add <|endoftext|>, which the tokenizer already has",
+    expected: "TokenizerMismatch",
+    mentions: ["tokenizer.json", "<|endoftext|>", "already in the vocabulary", "grow"],
+    via: "step",
+    run: async (dir) =>
+      failing(dir, growPipeline(await writeModel(`${dir}/model`, tinyConfig(324)), ["<|endoftext|>"])),
+  },
+  {
+    name: "addTokens: the tokenizer of another model",
+    input: "addTokens on a checkpoint of 100 rows with a tokenizer of 324 ids",
+    expected: "TokenizerMismatch",
+    mentions: ["tokenizer.json", "100 rows", "do not belong together"],
+    via: "step",
+    run: async (dir) =>
+      failing(dir, growPipeline(await writeModel(`${dir}/model`, tinyConfig(100)), ["<x>"])),
   },
   {
     name: "run directory in use",
