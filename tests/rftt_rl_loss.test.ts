@@ -14,8 +14,12 @@ import {
   meanKl,
   ppoClipLoss,
   returnsToGo,
+  sequenceLogProbs,
   tokenRewards,
 } from "../src/train/rl_loss.ts";
+import { tinyConfig } from "./model_test_helpers.ts";
+import { disposeParams, forward, initParams } from "../src/model/model.ts";
+import { Rng } from "../src/train/rng.ts";
 
 await tf.setBackend("cpu");
 
@@ -167,4 +171,42 @@ Deno.test("rl loss: a rollout without response tokens is refused", () => {
     threw = e instanceof RangeError;
   }
   assert(threw);
+});
+
+Deno.test("rl loss: sequenceLogProbs are the model's log-softmax at each response token, 0 elsewhere", () => {
+  const c = tinyConfig({ vocabSize: 32 });
+  const params = initParams(c, Rng.seeded(8));
+  const ids = [[1, 5, 7, 9, 2], [3, 4, 6, 0, 0]];
+  const m = [[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]];
+  const lp = sequenceLogProbs(params, c, ids, m);
+  const got = lp.arraySync() as number[][];
+  // By hand from the full forward pass: log softmax of row t - 1 at the token of position t.
+  const logits = forward(params, c, tf.tensor2d(ids, [2, 5], "int32")).arraySync() as number[][][];
+  ids.forEach((row, i) =>
+    row.forEach((token, t) => {
+      if (m[i][t] === 0) return assertEquals(got[i][t], 0);
+      const z = logits[i][t - 1];
+      const max = Math.max(...z);
+      const lse = max + Math.log(z.reduce((s, x) => s + Math.exp(x - max), 0));
+      assertAlmostEquals(got[i][t], z[token] - lse, 1e-5, `[${i}][${t}]`);
+    })
+  );
+  // Differentiable: the PPO loss on these log-probs has a gradient for the LM head and the embedding.
+  const old = got.map((row) => row.map((x) => x - 0.05));
+  const adv = m.map((row, i) => row.map((x) => x * (i === 0 ? 1 : -1)));
+  const vars = [params.get("lm_head.weight")!, params.get("model.embed_tokens.weight")!];
+  const { grads } = tf.variableGrads(
+    () =>
+      ppoClipLoss({
+        logProbs: sequenceLogProbs(params, c, ids, m),
+        oldLogProbs: old,
+        advantages: adv,
+        mask: m,
+      }),
+    vars,
+  );
+  assertEquals(Object.keys(grads).length, 2);
+  for (const g of Object.values(grads)) assert((g.dataSync() as Float32Array).some((x) => x !== 0));
+  tf.dispose([lp, ...Object.values(grads)]);
+  disposeParams(params);
 });

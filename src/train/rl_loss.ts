@@ -21,6 +21,8 @@
  *   averaged over each rollout's response tokens, then over rollouts (OpenRLHF's PolicyLoss). No critic.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { ModelConfig } from "../model/config.ts";
+import { logitsAt, type Params } from "../model/model.ts";
 
 export type Matrix = ReadonlyArray<ReadonlyArray<number>>;
 
@@ -243,3 +245,41 @@ export const meanKl = (logProbs: Matrix, refLogProbs: Matrix, mask: Matrix): num
   mask.forEach((row, i) => row.forEach((m, t) => m !== 0 && (n++, s += logProbs[i][t] - refLogProbs[i][t])));
   return n === 0 ? 0 : s / n;
 };
+
+/**
+ * log pi(ids[b][t] | ids[b][< t]) under the model, [B, L] (0 where `mask` is 0), differentiable with
+ * respect to the parameters: the log-probabilities of a rollout batch's response tokens, for the loss
+ * (current policy) or as constants (rollout policy, reference). `ids` are right-padded to a common length
+ * L; `mask[b][t]` is 1 for the response tokens (never at t = 0, which nothing predicts). The LM head is
+ * applied only at the positions that predict a masked token.
+ */
+export const sequenceLogProbs = (
+  params: Params,
+  config: ModelConfig,
+  ids: ReadonlyArray<ReadonlyArray<number>>,
+  mask: Matrix,
+): tf.Tensor2D =>
+  tf.tidy(() => {
+    const [b, l] = shapeOf(mask);
+    if (ids.length !== b || ids.some((row) => row.length !== l)) {
+      throw new RangeError(`ids must be ${b} x ${l} like the mask`);
+    }
+    const rows: number[] = [], targets: number[] = [];
+    const where = new Int32Array(b * l);
+    mask.forEach((row, i) =>
+      row.forEach((m, t) => {
+        if (m === 0) return;
+        if (t === 0) throw new RangeError(`rollout ${i}: position 0 cannot be a response token`);
+        where[i * l + t] = rows.length + 1; // 0 means "not a response token"
+        rows.push(i * l + t - 1);
+        targets.push(ids[i][t]);
+      })
+    );
+    const v = config.vocabSize;
+    const x = tf.tensor2d(ids.map((r) => [...r]), [b, l], "int32");
+    const logp = tf.logSoftmax(logitsAt(params, config, x, Int32Array.from(rows)));
+    const picked = tf.gather(tf.reshape(logp, [-1]), Int32Array.from(targets, (tg, k) => k * v + tg));
+    // Index 0 of `padded` is the 0 that every non-response position takes.
+    const padded = tf.concat([tf.zeros([1]), picked]);
+    return tf.reshape(tf.gather(padded, where), [b, l]) as tf.Tensor2D;
+  });
