@@ -6,15 +6,16 @@
  * Expanders: "arith", the programmatic expander for the synthetic arithmetic task (prompts "What is
  * 9 - 3 + 2?"; exact, no model). The model expander is for a later version of this step.
  *
- * Output: traces.jsonl in the "tags" data format, `{"prompt", "response", "kind"}` with the trace as the
- * response (so locateKey with `answer-tags` open "<output>\n", close "\n</output>" finds the answer), and
- * report.json. Each problem's tree uses its own RNG stream (seed + problem index), so the data do not
+ * Output: located.jsonl, the locateKey step's records (so tokenise takes this step's output as its
+ * examples): the trace is the response, the key is the content of its `<output>` segment and the answer part
+ * starts at that segment; each record also says its `kind` ("correct" or "merge"). And report.json. Each problem's tree uses its own RNG stream (seed + problem index), so the data do not
  * depend on how many problems come before it were skipped.
  */
 import { Effect, Schema } from "effect";
 import { EmptyDataset, InvalidRow } from "../errors.ts";
 import { DataFormat, readExamples } from "../data/formats.ts";
-import { writeJsonl } from "../data/records.ts";
+import { type LocatedRecord, writeJsonl } from "../data/records.ts";
+import { closeTag, openTag } from "../data/functional_tokens.ts";
 import { arithExpander, parseArithPrompt } from "../train/rftt_arith.ts";
 import { search, sftTraces } from "../train/rftt_search.ts";
 import { Rng } from "../train/rng.ts";
@@ -52,11 +53,34 @@ export const TREE_SEARCH_DEFAULTS: Omit<TreeSearchConfig, "format"> = {
   seed: 0,
 };
 
-export interface TraceRecord {
-  readonly prompt: string;
-  readonly response: string;
+export interface TraceRecord extends LocatedRecord {
   readonly kind: "correct" | "merge";
 }
+
+/** The located record of a trace whose last segment is `<output>`. */
+export const traceRecord = (
+  source: string,
+  prompt: string,
+  trace: string,
+  kind: TraceRecord["kind"],
+): TraceRecord => {
+  const open = `${openTag("output")}\n`;
+  const answerStart = trace.lastIndexOf(open);
+  const start = answerStart + open.length;
+  const end = trace.lastIndexOf(`\n${closeTag("output")}`);
+  if (answerStart < 0 || end < start) {
+    throw new RangeError(`a trace without an <output> segment: ${trace.slice(0, 60)}`);
+  }
+  return {
+    source,
+    prompt,
+    response: trace,
+    key: { start, end },
+    answer: trace.slice(start, end),
+    answer_start: answerStart,
+    kind,
+  };
+};
 
 export const treeSearchStep = defineStep({
   name: "treeSearch",
@@ -102,7 +126,7 @@ export const treeSearchStep = defineStep({
         if (traces.some((t) => t.kind === "correct")) solved++;
         correct += good.length;
         merges += merged.length;
-        for (const t of [...good, ...merged]) out.push({ prompt: ex.prompt, response: t.text, kind: t.kind });
+        for (const t of [...good, ...merged]) out.push(traceRecord(ex.source, ex.prompt, t.text, t.kind));
       }
       if (out.length === 0) {
         return yield* new EmptyDataset({
@@ -110,7 +134,7 @@ export const treeSearchStep = defineStep({
           reason: "the search found no correct trace for any problem",
         });
       }
-      yield* writeJsonl(`${ctx.dir}/traces.jsonl`, out);
+      yield* writeJsonl(`${ctx.dir}/located.jsonl`, out);
       const report = {
         problems: examples.length,
         solved,
