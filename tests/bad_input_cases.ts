@@ -20,6 +20,7 @@ import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { trainStep } from "../src/steps/train.ts";
 import { addTokensStep } from "../src/steps/add_tokens.ts";
+import { TREE_SEARCH_DEFAULTS, treeSearchStep } from "../src/steps/tree_search.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, initParams } from "../src/model/llama.ts";
 import type { ModelConfig } from "../src/model/config.ts";
@@ -799,6 +800,34 @@ export const cases: ReadonlyArray<BadInputCase> = [
     via: "step",
     run: async (dir) =>
       failing(dir, growPipeline(await writeModel(`${dir}/model`, tinyConfig(100)), ["<x>"])),
+  },
+  {
+    name: "treeSearch: a prompt the arithmetic expander cannot read",
+    input: 'treeSearch (expander "arith") on a tags file whose line 2 asks "Name a prime."',
+    expected: "InvalidRow",
+    mentions: ["data.jsonl:2", 'field "prompt"', "What is 9 - 3 + 2?", "search"],
+    via: "step",
+    run: async (dir) => {
+      const data = `${dir}/data.jsonl`;
+      await Deno.writeTextFile(
+        data,
+        [
+          JSON.stringify({ prompt: "What is 1 + 2?", response: "<Answer>3</Answer>" }),
+          JSON.stringify({ prompt: "Name a prime.", response: "<Answer>7</Answer>" }),
+        ].join("\n") + "\n",
+      );
+      return failing(
+        dir,
+        validate({
+          name: "bad-input",
+          description: "",
+          nodes: [
+            { kind: "source", name: "data", path: data },
+            step("search", treeSearchStep, { ...TREE_SEARCH_DEFAULTS, format: "tags" }, { data: "data" }),
+          ],
+        }),
+      );
+    },
   },
   {
     name: "run directory in use",
