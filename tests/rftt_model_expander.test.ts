@@ -1,13 +1,14 @@
 /**
  * The model expander of RFTT's search: children ordered by the policy's probability of each allowed tag's
  * opening token, a step kept only when the model closes it with the tag's own closing token, and a search
- * with it yields grammar-valid traces; with a real (random) checkpoint it runs end to end.
+ * with it yields grammar-valid traces whose nodes keep the model's own token ids; with a real (random)
+ * checkpoint it runs end to end.
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect } from "effect";
 import { assert, assertEquals } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
-import { FUNCTIONAL_TOKENS, parseTrace } from "../src/data/functional_tokens.ts";
+import { FUNCTIONAL_TOKENS, parseTrace, renderTrace } from "../src/data/functional_tokens.ts";
 import { loadTokenizer } from "../src/data/tokenizer.ts";
 import { growTokenizer } from "../src/data/tokenizer_grow.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
@@ -60,6 +61,7 @@ Deno.test("model expander: tags ordered by the policy, only properly closed step
     "<subquestion>": [...tok.encode("What is 9 - 3?"), id("<verify>")], // another token: dropped
     "<analysis>": [...tok.encode("x"), ...nl, id("</clarify>")], // wrong closing tag: dropped
     "<clarify>": [...tok.encode("Compute it."), ...nl, id("</clarify>")],
+    "<direct_answer>": [...tok.encode("9-3=6"), id("</direct_answer>")], // no newline before it: dropped
   }, ["<subquestion>", "<next_step>", "<clarify>"]);
   const ex = modelExpander(policy, tok, {
     promptIds: tok.encode("What is 9 - 3?\n"),
@@ -67,8 +69,10 @@ Deno.test("model expander: tags ordered by the policy, only properly closed step
     temperature: 0,
     judge: () => 1,
   });
-  const kids = ex.expand(null, [], ["clarify", "analysis", "subquestion", "next_step"], Rng.seeded(1));
+  const kids = ex.expand(ex.root, [], ["clarify", "analysis", "subquestion", "next_step"], Rng.seeded(1));
   assertEquals(kids.map((k) => [k.tag, k.content]), [["next_step", "9-3=6"], ["clarify", "Compute it."]]);
+  const after = ex.expand(kids[0].state, [kids[0]], ["next_step", "direct_answer"], Rng.seeded(1));
+  assertEquals(after.map((k) => k.tag), ["next_step"]);
   // Stops at EOS and functional tokens, not at ordinary ones.
   assert(policy.stops.every((s) => s));
   const logits = new Float32Array(tok.vocabSize);
@@ -93,8 +97,16 @@ Deno.test("model expander: a search with it yields grammar-valid traces judged b
   assert(finished.length > 0);
   for (const r of finished) {
     const segs = segmentsOf(r.path);
-    assert(parseTrace(segs.map((s) => `<${s.tag}>\n${s.content}\n</${s.tag}>\n`).join("")).ok);
+    const text = renderTrace(segs);
+    assert(parseTrace(text).ok);
     assertEquals(r.value, 1);
+    // The node keeps the ids the model wrote: they decode to the trace, and exactly the generated ones
+    // (content, newline, closing token) are marked sampled.
+    const { ids: traceIds, sampled } = r.path[r.path.length - 1].step!.state;
+    assertEquals(tok.decode(traceIds), text);
+    const generated = traceIds.filter((_, k) => sampled[k]);
+    const expected = segs.flatMap((s) => [...tok.encode(s.content), ...nl, id(`</${s.tag}>`)]);
+    assertEquals(generated, expected);
   }
 });
 

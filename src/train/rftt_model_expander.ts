@@ -11,14 +11,7 @@
  * the one backed by a checkpoint (../model/generate.ts).
  */
 import * as tf from "@tensorflow/tfjs";
-import {
-  closeTag,
-  FUNCTIONAL_TOKENS,
-  type FunctionalTag,
-  openTag,
-  renderTrace,
-  type Segment,
-} from "../data/functional_tokens.ts";
+import { closeTag, FUNCTIONAL_TOKENS, type FunctionalTag, openTag } from "../data/functional_tokens.ts";
 import type { TextTokenizer } from "../data/tokenizer.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { generate } from "../model/generate.ts";
@@ -95,22 +88,30 @@ export const orderTags = (
     .sort((a, b) => b.logit - a.logit || a.i - b.i)
     .map((x) => x.tag);
 
+/**
+ * The token ids of a trace as the search built it: what RL trains on, exactly as the model wrote it (no
+ * re-encoding of the text). `sampled[i]` is true for the tokens the model generated (each step's content
+ * and its closing token), false for those the search placed (opening tokens and the newlines around them).
+ */
+export interface TraceIds {
+  readonly ids: ReadonlyArray<number>;
+  readonly sampled: ReadonlyArray<boolean>;
+}
+
 export const modelExpander = (
   policy: Policy,
   tok: TextTokenizer,
   options: ModelExpanderOptions,
-): Expander<null> => {
+): Expander<TraceIds> => {
   const ids = functionalTokenIds(tok);
   const stopIds = new Set([...ids.values(), tok.eosId]);
-  const prefixIds = (path: ReadonlyArray<Segment>, tail = "") => [
-    ...options.promptIds,
-    ...(path.length === 0 && tail === "" ? [] : tok.encode(renderTrace(path) + tail)),
-  ];
+  const nl = tok.encode("\n");
   return {
-    root: null,
-    expand: (_state, path, allowedTags, rng): ProposedStep<null>[] => {
-      const order = orderTags(policy.nextLogits(prefixIds(path)), allowedTags, ids);
-      const prompts = order.map((tag) => prefixIds(path, `${openTag(tag)}\n`));
+    root: { ids: [], sampled: [] },
+    expand: (state, _path, allowedTags, rng): ProposedStep<TraceIds>[] => {
+      const prefix = [...options.promptIds, ...state.ids];
+      const order = orderTags(policy.nextLogits(prefix), allowedTags, ids);
+      const prompts = order.map((tag) => [...prefix, ids.get(openTag(tag))!, ...nl]);
       const outs = policy.continue(
         prompts,
         (t) => stopIds.has(t),
@@ -118,14 +119,29 @@ export const modelExpander = (
         options.temperature,
         rng,
       );
-      const steps: ProposedStep<null>[] = [];
+      const steps: ProposedStep<TraceIds>[] = [];
       order.forEach((tag, i) => {
         const out = outs[i];
+        // Well formed: content, a newline, then this tag's own closing token.
         if (out.length === 0 || out[out.length - 1] !== ids.get(closeTag(tag))) return;
-        let content = tok.decode(out.slice(0, -1));
-        if (content.endsWith("\n")) content = content.slice(0, -1);
+        const text = tok.decode(out.slice(0, -1));
+        if (!text.endsWith("\n")) return;
+        const content = text.slice(0, -1);
         if (content.length === 0 || FUNCTIONAL_TOKENS.some((f) => content.includes(f))) return;
-        steps.push({ tag, content, state: null });
+        const placed = (n: number) => new Array<boolean>(n).fill(false);
+        steps.push({
+          tag,
+          content,
+          state: {
+            ids: [...state.ids, ids.get(openTag(tag))!, ...nl, ...out, ...nl],
+            sampled: [
+              ...state.sampled,
+              ...placed(1 + nl.length),
+              ...out.map(() => true),
+              ...placed(nl.length),
+            ],
+          },
+        });
       });
       return steps;
     },
