@@ -47,8 +47,6 @@ export interface ArithState {
   readonly done: number;
   /** The value the trace currently claims (wrong after an undetected mistake). */
   readonly current: number;
-  /** The claimed results after each operation done. */
-  readonly claimed: ReadonlyArray<number>;
   /** The last computing step, when it has not been verified yet: its text and whether it was right. */
   readonly lastComputation?: { readonly text: string; readonly right: boolean; readonly fix: string };
   /** The last `<verify>` found a mistake, which `<refine>` may fix. */
@@ -78,29 +76,7 @@ export interface ArithExpanderOptions {
 export const arithExpander = (p: ArithProblem, options: ArithExpanderOptions): Expander<ArithState> => {
   const n = p.ops.length;
   const text = expression(p, p.operands[0], 0, n).replace(/([+-])/g, " $1 ");
-  const compute = (s: ArithState, to: number, result: number, right: boolean): ArithState => {
-    const fromValue = s.current;
-    const exprText = expression(p, fromValue, s.done, to);
-    const claimed = [...s.claimed];
-    // Intermediate claims of a multi-operation step follow from the (possibly wrong) start value.
-    let v = fromValue;
-    for (let k = s.done; k < to; k++) {
-      v = apply(v, p.ops[k], p.operands[k + 1]);
-      claimed.push(k === to - 1 ? result : v);
-    }
-    const correctResult = v;
-    return {
-      done: to,
-      current: result,
-      claimed,
-      lastComputation: {
-        text: `${exprText}=${result}`,
-        right,
-        fix: `${exprText}=${correctResult}`,
-      },
-      flagged: false,
-    };
-  };
+  /** The step computing operations [s.done, to) from the current value, claiming `result`. */
   const computing = (
     s: ArithState,
     tag: FunctionalTag,
@@ -108,17 +84,28 @@ export const arithExpander = (p: ArithProblem, options: ArithExpanderOptions): E
     rng: Rng,
   ): ProposedStep<ArithState>[] => {
     const exprText = expression(p, s.current, s.done, to);
+    // Right given the value it starts from (which is wrong after an undetected mistake).
     let right = s.current;
     for (let k = s.done; k < to; k++) right = apply(right, p.ops[k], p.operands[k + 1]);
+    const after = (result: number): ArithState => ({
+      done: to,
+      current: result,
+      lastComputation: {
+        text: `${exprText}=${result}`,
+        right: result === right,
+        fix: `${exprText}=${right}`,
+      },
+      flagged: false,
+    });
     const steps: ProposedStep<ArithState>[] = [
-      { tag, content: `${exprText}=${right}`, state: compute(s, to, right, true), correct: true },
+      { tag, content: `${exprText}=${right}`, state: after(right), correct: true },
     ];
     if (rng.next() < options.wrongRate) {
       const wrong = wrongResult(right, rng);
       steps.push({
         tag,
         content: `${exprText}=${wrong}`,
-        state: compute(s, to, wrong, false),
+        state: after(wrong),
         correct: false,
         error: `${exprText}=${wrong} is wrong: ${exprText}=${right}.`,
       });
@@ -196,7 +183,6 @@ export const arithExpander = (p: ArithProblem, options: ArithExpanderOptions): E
               state: {
                 done: s.done,
                 current: value,
-                claimed: Array.from({ length: s.done }, (_, k) => trueValue(p, k + 1)),
                 flagged: false,
               },
               correct: true,
@@ -213,7 +199,7 @@ export const arithExpander = (p: ArithProblem, options: ArithExpanderOptions): E
     return out;
   };
   return {
-    root: { done: 0, current: p.operands[0], claimed: [], flagged: false },
+    root: { done: 0, current: p.operands[0], flagged: false },
     expand,
     value: (s, path) => path[path.length - 1]?.content.trim() === `${arithAnswer(p)}` && s.done === n ? 1 : 0,
   };
