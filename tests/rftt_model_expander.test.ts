@@ -18,6 +18,7 @@ import {
   modelPolicy,
   orderTags,
   type Policy,
+  sampleTraces,
 } from "../src/train/rftt_model_expander.ts";
 import { search, segmentsOf } from "../src/train/rftt_search.ts";
 import { Rng } from "../src/train/rng.ts";
@@ -125,4 +126,26 @@ Deno.test("model expander: runs on a real (untrained) checkpoint", () => {
   for (const r of tree.rollouts) for (const s of segmentsOf(r.path)) assert(s.content.length > 0);
   disposeParams(params);
   Deno.removeSync(tmp, { recursive: true });
+});
+
+Deno.test("plain sampling: whole responses, valid only as a complete trace ended by EOS", () => {
+  const good = [...tok.encode("<next_step>\n9-3=6\n</next_step>\n<output>\n6\n</output>\n"), tok.eosId];
+  const noEos = tok.encode("<next_step>\n9-3=6\n</next_step>\n<output>\n6\n</output>\n");
+  const badGrammar = [...tok.encode("<output>\n6\n</output>\n"), tok.eosId];
+  const scripts = [good, noEos, badGrammar];
+  const seen: boolean[] = [];
+  const policy: Policy = {
+    nextLogits: () => new Float32Array(tok.vocabSize),
+    continue: (prompts, stop) => {
+      seen.push(stop(tok.eosId), !stop(id("</output>")));
+      return prompts.map((_, i) => scripts[i]);
+    },
+  };
+  const prompt = tok.encode("What is 9 - 3?\n");
+  const out = sampleTraces(policy, tok, [prompt, prompt, prompt], 64, 1, Rng.seeded(3));
+  assert(seen.every((s) => s), "stops at EOS only");
+  assertEquals(out.map((o) => [o.valid, o.answer]), [[true, "6"], [false, undefined], [false, undefined]]);
+  assertEquals(out[0].ids, good);
+  assert(out[0].sampled.every((s) => s));
+  assertEquals(out[0].text, "<next_step>\n9-3=6\n</next_step>\n<output>\n6\n</output>\n");
 });

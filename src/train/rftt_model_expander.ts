@@ -7,11 +7,20 @@
  * content before it is non-empty: anything else (another functional token, EOS, running out of tokens)
  * would not be a well-formed segment, so that child is dropped. `<output>` steps are scored by a judge.
  *
+ * `sampleTraces` is the plain-sampling alternative (no tree): whole responses sampled until EOS.
+ *
  * The policy is an interface so the search logic is testable without a trained model; `modelPolicy` is
  * the one backed by a checkpoint (../model/generate.ts).
  */
 import * as tf from "@tensorflow/tfjs";
-import { closeTag, FUNCTIONAL_TOKENS, type FunctionalTag, openTag } from "../data/functional_tokens.ts";
+import {
+  closeTag,
+  FUNCTIONAL_TOKENS,
+  type FunctionalTag,
+  openTag,
+  parseTrace,
+  traceAnswer,
+} from "../data/functional_tokens.ts";
 import type { TextTokenizer } from "../data/tokenizer.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { generate } from "../model/generate.ts";
@@ -151,3 +160,41 @@ export const modelExpander = (
     },
   };
 };
+
+/** One rollout of the plain-sampling mode: the response as sampled, and what it says. */
+export interface SampledTrace extends TraceIds {
+  /** The response text (EOS not included). */
+  readonly text: string;
+  /** Whether the text is a complete trace under the grammar (ending in `<output>`) followed by EOS. */
+  readonly valid: boolean;
+  /** The `<output>` answer of a valid trace. */
+  readonly answer?: string;
+}
+
+/**
+ * RFTT's plain-sampling rollouts (no tree): the policy writes the whole response at `temperature` (1 in
+ * RFTT) until EOS or `maxNewTokens`. Every token is sampled; the EOS, when written, ends `ids` (it is an
+ * action the policy takes). A response that does not parse as a trace is returned with `valid` false (its
+ * reward is 0).
+ */
+export const sampleTraces = (
+  policy: Policy,
+  tok: TextTokenizer,
+  prompts: ReadonlyArray<ReadonlyArray<number>>,
+  maxNewTokens: number,
+  temperature: number,
+  rng: Rng,
+): SampledTrace[] =>
+  policy.continue(prompts, (t) => t === tok.eosId, maxNewTokens, temperature, rng).map((out) => {
+    const ended = out.length > 0 && out[out.length - 1] === tok.eosId;
+    const text = tok.decode(ended ? out.slice(0, -1) : out);
+    const parsed = parseTrace(text);
+    const answer = parsed.ok && ended ? traceAnswer(parsed.segments) : undefined;
+    return {
+      ids: out,
+      sampled: out.map(() => true),
+      text,
+      valid: answer !== undefined,
+      ...(answer === undefined ? {} : { answer }),
+    };
+  });
