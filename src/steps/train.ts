@@ -15,7 +15,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
 import { describeError, InvalidConfig, NonFiniteLoss, TokenizerMismatch, WriteFailed } from "../errors.ts";
-import { type MaskedRecord, readJsonl } from "../data/records.ts";
+import { readTrainingRows } from "../data/records.ts";
 import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep } from "../engine/step.ts";
@@ -24,7 +24,7 @@ import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params } from "../model/llama.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
 import { AdamW } from "../train/adamw.ts";
-import { batchIndices, microBatches, type Sequence } from "../train/batches.ts";
+import { batchIndices, microBatches, type Sequence, sequenceExtent } from "../train/batches.ts";
 import { Rng } from "../train/rng.ts";
 import { Objective } from "../train/objectives.ts";
 import { lrAt } from "../train/schedule.ts";
@@ -173,8 +173,7 @@ export const trainStep = defineStep({
   resumable: true,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
-      const data: Sequence[] = rows.map((r) => ({ ids: r.input_ids, weights: r.weights }));
+      const data: Sequence[] = yield* readTrainingRows(`${inputs.data}/masked.jsonl`);
 
       // The starting point: a resumed checkpoint, else the init checkpoint, else a fresh model.
       const resumed = ctx.resumed
@@ -200,14 +199,13 @@ export const trainStep = defineStep({
       }
       yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
 
-      const maxId = Math.max(...rows.map((r) => Math.max(...r.input_ids)));
+      const { maxId, longest } = sequenceExtent(data);
       if (maxId >= modelConfig.vocabSize) {
         return yield* new TokenizerMismatch({
           path: inputs.tokenizer ?? inputs.data!,
           reason: `token id ${maxId} does not fit the model's vocabulary of ${modelConfig.vocabSize}`,
         });
       }
-      const longest = Math.max(...rows.map((r) => r.input_ids.length));
       if (longest > contextLength(modelConfig)) {
         return yield* new InvalidConfig({
           where: `${ctx.node}`,
