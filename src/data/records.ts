@@ -119,7 +119,21 @@ export const createJsonl = (path: string): Effect.Effect<JsonlWriter, WriteFaile
         write: (batch) =>
           Effect.tryPromise({
             try: async () => {
-              for (const r of batch) await writer.write(JSON.stringify(r) + "\n");
+              // Joined into pieces of about a megabyte: one write call per row would dominate, and one
+              // string of the whole batch could pass the string limit.
+              let parts: string[] = [];
+              let chars = 0;
+              for (const r of batch) {
+                const line = JSON.stringify(r);
+                parts.push(line, "\n");
+                chars += line.length + 1;
+                if (chars >= 1 << 20) {
+                  await writer.write(parts.join(""));
+                  parts = [];
+                  chars = 0;
+                }
+              }
+              if (parts.length > 0) await writer.write(parts.join(""));
               rows += batch.length;
             },
             catch: fail,

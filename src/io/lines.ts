@@ -59,20 +59,48 @@ export class LineReader {
         break;
       }
       const chunk = this.buf.subarray(0, n);
-      let start = 0;
-      for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
-        const piece = chunk.subarray(start, nl);
-        if (this.carry.length > 0) {
-          this.carry.push(piece);
-          this.emit(joined(this.carry), out);
-          this.carry = [];
-        } else this.emit(piece, out);
-        start = nl + 1;
+      const last = chunk.lastIndexOf(0x0a);
+      if (last < 0) {
+        // The buffer is reused by the next read: keep a copy of the unfinished line.
+        this.carry.push(chunk.slice());
+        continue;
       }
-      // The buffer is reused by the next read: keep a copy of the unfinished line.
-      if (start < n) this.carry.push(chunk.slice(start));
+      // Every complete line of the chunk (with the start carried over) is decoded in one call, which is
+      // much cheaper than one call per line; only a failure is narrowed down to its line.
+      this.carry.push(chunk.subarray(0, last));
+      this.emitLines(joined(this.carry), out);
+      this.carry = last + 1 < n ? [chunk.slice(last + 1)] : [];
     }
     return out.length > 0 ? out : undefined;
+  }
+
+  /** Lines of `bytes`, which end at a line end (the final newline excluded). */
+  private emitLines(bytes: Uint8Array, out: Line[]) {
+    let text: string;
+    try {
+      text = this.decoder.decode(bytes);
+    } catch {
+      // Invalid UTF-8 somewhere: decode line by line to name the line.
+      let start = 0;
+      for (let nl = bytes.indexOf(0x0a); nl >= 0; nl = bytes.indexOf(0x0a, start)) {
+        this.emit(bytes.subarray(start, nl), out);
+        start = nl + 1;
+      }
+      this.emit(bytes.subarray(start), out);
+      return;
+    }
+    let start = 0;
+    for (;;) {
+      const nl = text.indexOf("\n", start);
+      const end = nl < 0 ? text.length : nl;
+      const line = ++this.lineNo;
+      const body = end > start && text.charCodeAt(end - 1) === 0x0d
+        ? text.slice(start, end - 1)
+        : text.slice(start, end);
+      if (body.trim().length > 0) out.push({ text: body, line });
+      if (nl < 0) return;
+      start = nl + 1;
+    }
   }
 
   private emit(bytes: Uint8Array, out: Line[]) {
