@@ -8,6 +8,8 @@ import { Effect, Exit, Option } from "effect";
 import { DataFormat } from "../data/formats.ts";
 import { BackendName, useBackend } from "../backend/backend.ts";
 import { InvalidConfig } from "../errors.ts";
+import { tokenizerPathOf } from "./tokenizer_path.ts";
+import { evalCommand } from "./eval.ts";
 import { explainFailure } from "./explain.ts";
 import { DenoCliLayer } from "./platform.ts";
 import { runAndSummarise, showStatus } from "./run.ts";
@@ -97,8 +99,7 @@ type Selection = DataFlags & BudgetFlags & {
 const resolve = (a: Selection) =>
   Effect.gen(function* () {
     const modelDir = Option.getOrUndefined(a.model);
-    let tokenizerPath = Option.getOrUndefined(a.tokenizer);
-    if (!tokenizerPath && modelDir) tokenizerPath = `${modelDir}/tokenizer.json`;
+    const tokenizerPath = yield* tokenizerPathOf(Option.getOrUndefined(a.tokenizer), modelDir);
     if (Option.isSome(a.data) && Option.isNone(a.format)) {
       return yield* new InvalidConfig({
         where: "--format",
@@ -144,7 +145,14 @@ const exportCommand = makeExportCommand(selection, resolve);
 
 const root = Command.make("sftkey").pipe(
   Command.withDescription("token-selective supervised fine-tuning (SFTKey and related methods)"),
-  Command.withSubcommands([runCommand, statusCommand, generateCommand, scoreCommand, exportCommand]),
+  Command.withSubcommands([
+    runCommand,
+    statusCommand,
+    generateCommand,
+    scoreCommand,
+    exportCommand,
+    evalCommand,
+  ]),
 );
 
 const cli = Command.run(root, { name: "sftkey", version: "0.1.0" });

@@ -17,6 +17,10 @@ export const ModelMetrics = Schema.Struct({
   format_rate: Schema.Number,
   key_loss: Schema.Number,
   n: Schema.Number,
+  /** With several samples per prompt (src/steps/evaluate.ts): the sample count and pass@j by j. */
+  samples: Schema.optional(Schema.Number),
+  pass_at: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Number })),
+  majority_accuracy: Schema.optional(Schema.Number),
 });
 export type ModelMetrics = typeof ModelMetrics.Type;
 
@@ -40,9 +44,23 @@ const pad = (rows: string[][]): string[] => {
 
 /** The table printed at the end of a run: one row per evaluated model. */
 export const formatMetricsTable = (models: Summary["models"]): string => {
-  const rows = [["model", "accuracy", "format", "key loss", "n"]];
+  // Columns for pass@k and majority vote only when some model was evaluated with several samples.
+  const sampled = Object.values(models).some((m) => m.pass_at !== undefined);
+  const rows = [["model", "accuracy", "format", "key loss", "n", ...(sampled ? ["pass@k", "majority"] : [])]];
   for (const [name, m] of Object.entries(models)) {
-    rows.push([name, pct(m.accuracy), pct(m.format_rate), m.key_loss.toFixed(4), String(m.n)]);
+    const k = m.samples === undefined ? undefined : String(m.samples);
+    rows.push([
+      name,
+      pct(m.accuracy),
+      pct(m.format_rate),
+      m.key_loss.toFixed(4),
+      String(m.n),
+      ...(!sampled
+        ? []
+        : m.pass_at && k && m.pass_at[k] !== undefined
+        ? [`${pct(m.pass_at[k])} (k=${k})`, pct(m.majority_accuracy ?? 0)]
+        : ["-", "-"]),
+    ]);
   }
   return pad(rows).join("\n");
 };
