@@ -26,6 +26,9 @@ export interface EvalOptions {
   readonly locator?: LocatorSpec;
   readonly maxLength?: number;
   readonly maxNewTokens?: number;
+  /** Rows without a findable key, or whose key maxLength cuts off: "fail" (default) or "drop". */
+  readonly onMissingKey?: "drop" | "fail";
+  readonly onTruncatedKey?: "drop" | "fail";
   /** Generations per prompt; with more than one, `temperature` must be above 0. */
   readonly samples?: number;
   readonly temperature?: number;
@@ -46,12 +49,12 @@ export const build = (opts: EvalOptions) => {
   const examples = p.add("test-keys", locateKeyStep, {
     format: opts.format,
     ...locator,
-    onMissingKey: "fail",
+    onMissingKey: opts.onMissingKey ?? "fail",
   }, { data });
   const tokens = p.add("test-tokens", tokeniseStep, {
     template: TEMPLATE,
     maxLength: opts.maxLength ?? DEFAULT_MAX_LENGTH,
-    onTruncatedKey: "fail",
+    onTruncatedKey: opts.onTruncatedKey ?? "fail",
   }, { examples, tokenizer });
   const testSet = p.add("test-set", buildMasksStep, { mask: { kind: "key" } }, { tokens });
   // Sampling settings only when asked for: a greedy evaluation has the pipelines' evaluate config.

@@ -1,6 +1,6 @@
 /** Finds a pipeline by name (pipelines/index.ts) or loads a user's pipeline file exporting `build`. */
 import { Effect } from "effect";
-import { PipelineInvalid } from "../errors.ts";
+import { InvalidConfig, PipelineInvalid } from "../errors.ts";
 import type { Pipeline } from "../engine/pipeline.ts";
 import type { PipelineOptions } from "../../pipelines/data.ts";
 import { pipelines } from "../../pipelines/index.ts";
@@ -8,7 +8,7 @@ import { pipelines } from "../../pipelines/index.ts";
 export const loadPipeline = (
   nameOrFile: string,
   opts: PipelineOptions,
-): Effect.Effect<Pipeline, PipelineInvalid> =>
+): Effect.Effect<Pipeline, PipelineInvalid | InvalidConfig> =>
   Effect.gen(function* () {
     let factory = pipelines[nameOrFile];
     if (!factory) {
@@ -33,7 +33,10 @@ export const loadPipeline = (
     }
     return yield* Effect.try({
       try: () => factory(opts),
+      // A typed error names the flag to change (InvalidConfig from prepareData: --locator, ...).
       catch: (e) =>
-        e instanceof PipelineInvalid ? e : new PipelineInvalid({ pipeline: nameOrFile, reason: String(e) }),
+        e instanceof PipelineInvalid || e instanceof InvalidConfig
+          ? e
+          : new PipelineInvalid({ pipeline: nameOrFile, reason: String(e) }),
     });
   });

@@ -58,7 +58,7 @@ export const generationLocatorProblem = (
   locator: LocatorSpec | undefined,
 ): string | undefined =>
   format === "messages" && (locator ?? defaultLocator[format]).kind === "field"
-    ? 'with --format messages the answer field locates the gold keys, but generated replies have no answer ' +
+    ? "with --format messages the answer field locates the gold keys, but generated replies have no answer " +
       "field, so no answer could be scored: give --locator for where a reply states its answer (gsm8k for " +
       '"#### 42", boxed for \\boxed{42}, answer-tags for <Answer>42</Answer>, or regex with --locator-pattern)'
     : undefined;

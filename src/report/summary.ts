@@ -24,6 +24,25 @@ export const ModelMetrics = Schema.Struct({
 });
 export type ModelMetrics = typeof ModelMetrics.Type;
 
+/** Rows a data step dropped under a "drop" policy (--on-missing-key / --on-truncated-key), by file:line. */
+export const DroppedRows = Schema.Struct({
+  node: Schema.String,
+  reason: Schema.String,
+  count: Schema.Number,
+  rows: Schema.Array(Schema.String),
+});
+
+/** The test rows a pipeline held out of --data (no --test given), from its holdOut step's report. */
+export const HeldOut = Schema.Struct({
+  node: Schema.String,
+  from: Schema.String,
+  rows: Schema.Number,
+  of: Schema.Number,
+  fraction: Schema.Number,
+  max: Schema.Number,
+  seed: Schema.Number,
+});
+
 export const Summary = Schema.Struct({
   pipeline: Schema.String,
   backend: Schema.String,
@@ -32,6 +51,10 @@ export const Summary = Schema.Struct({
   seconds: Schema.Number,
   steps: Schema.Array(StepSummary),
   models: Schema.Record({ key: Schema.String, value: ModelMetrics }),
+  /** Present when some step dropped rows. */
+  dropped: Schema.optional(Schema.Array(DroppedRows)),
+  /** Present when the test rows were held out of the training data. */
+  held_out: Schema.optional(Schema.Array(HeldOut)),
 });
 export type Summary = typeof Summary.Type;
 

@@ -25,7 +25,7 @@ import {
 } from "../errors.ts";
 import { type MaskedRecord, readJsonl } from "../data/records.ts";
 import { TOKENIZER_COMPANIONS, tokenizerFiles } from "../data/tokenizer.ts";
-import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
+import { readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
 import { modelDirOf } from "./shared.ts";
