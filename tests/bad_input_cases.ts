@@ -693,8 +693,9 @@ export const cases: ReadonlyArray<BadInputCase> = [
     mentions: ["--model", "--tokenizer"],
     via: "cli",
     run: async (dir) => {
-      await Deno.mkdir(`${dir}/model`);
-      return await cliFailure(["run", "--model", `${dir}/model`, "--run-dir", `${dir}/run`]);
+      // A valid checkpoint (config.json + weights) that ships no tokenizer files.
+      const model = await writeModel(`${dir}/model`, tinyConfig(323));
+      return await cliFailure(["run", "--model", model, "--run-dir", `${dir}/run`]);
     },
   },
   {
