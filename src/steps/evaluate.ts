@@ -22,13 +22,29 @@ import { weightedCrossEntropy, weightedPositions } from "../train/loss.ts";
 import { pad } from "../train/batches.ts";
 import { loadModel } from "./shared.ts";
 
-export const EvaluateConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `EvaluateConfig`. */
+export const EvaluateConfig: Schema.Schema<EvaluateConfig> = Schema.Struct({
   maxNewTokens: Schema.Int.pipe(Schema.positive()),
   batchSize: Schema.Int.pipe(Schema.positive()),
   format: DataFormat,
   /** Defaults to the format's locator, the one that found the gold keys. */
   locator: Schema.optional(LocatorSpec),
 });
+
+/**
+ * The `evaluate` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface EvaluateConfig {
+  /** Tokens generated per response at most. */
+  readonly maxNewTokens: number;
+  /** Rows per batched generation call. */
+  readonly batchSize: number;
+  /** The data format, which also names the default locator. */
+  readonly format: DataFormat;
+  /** Defaults to the format's locator, the one that found the gold keys. */
+  readonly locator?: LocatorSpec;
+}
 
 /** The `evaluate` step: greedy generation, answer extraction and exact match; format rate; key-token loss. */
 export const evaluateStep: Step<typeof EvaluateConfig.Type, "model" | "data" | "tokenizer", ToolkitError> =
