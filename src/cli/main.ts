@@ -166,10 +166,16 @@ const runCommand = Command.make("run", { ...selection, force, backend }, (a) =>
     Command.withDescription("run a pipeline; finished steps are reused, interrupted training resumes"),
   );
 
-const statusCommand = Command.make("status", selection, (a) =>
+const verify = Options.boolean("verify").pipe(
+  Options.withDescription(
+    "hash every source and artifact file in full instead of trusting unchanged size, times and inode",
+  ),
+);
+
+const statusCommand = Command.make("status", { ...selection, verify }, (a) =>
   Effect.gen(function* () {
     const { pipeline, dir } = yield* resolve(a);
-    yield* showStatus(pipeline, dir);
+    yield* showStatus(pipeline, dir, a.verify);
   })).pipe(Command.withDescription("show which steps are cached, resumable or still to run"));
 
 const exportCommand = makeExportCommand(selection, resolve);

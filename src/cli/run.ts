@@ -90,17 +90,20 @@ export const runAndSummarise = (
     return summary;
   }));
 
-export const showStatus = (pipeline: Pipeline, runDir: string) =>
+/** `verify` hashes every file in full (status --verify) instead of trusting unchanged stats. */
+export const showStatus = (pipeline: Pipeline, runDir: string, verify = false) =>
   Effect.gen(function* () {
-    const states = yield* pipelineStatus(pipeline, storeFor(runDir));
+    const states = yield* pipelineStatus(pipeline, storeFor(runDir), verify);
     const words = {
       cached: "cached",
       partial: "interrupted: will resume from its checkpoint",
       pending: "to run",
       blocked: "to run (after its inputs)",
+      corrupt: "corrupt: will be recomputed",
     };
-    console.log(`pipeline ${pipeline.name} in ${runDir}`);
+    console.log(`pipeline ${pipeline.name} in ${runDir}${verify ? " (every file verified)" : ""}`);
     for (const s of states) {
-      console.log(`  ${s.node.name.padEnd(24)} ${words[s.state]}${s.key ? `  (${s.key})` : ""}`);
+      const why = s.reason ? ` (${s.reason})` : "";
+      console.log(`  ${s.node.name.padEnd(24)} ${words[s.state]}${why}${s.key ? `  (${s.key})` : ""}`);
     }
   });

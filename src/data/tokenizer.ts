@@ -556,3 +556,61 @@ export const checkVocab = (
 export const tokenizerVocabSizeSync = (path: string): number =>
   // The typed failure itself, not the FiberFailure runSync would wrap it in.
   Either.getOrThrowWith(Effect.runSync(Effect.either(load(syncFiles, path))), (e) => e).vocabSize;
+
+/** An added token as tokenizer.json lists it. */
+export type AddedToken = AddedTokenJson;
+
+/**
+ * What a tokenizer is made of on disk, for tools that rewrite it (adding tokens): a tokenizer.json with
+ * its parsed content, or a vocab.json + merges.txt pair with its vocabulary and the added tokens it
+ * implies (tokenizer_config.json's added_tokens_decoder plus the named special tokens, with their ids);
+ * `config` is tokenizer_config.json, empty when there is none (`hasConfig` says which).
+ */
+export type TokenizerLayout =
+  | {
+    readonly kind: "json";
+    readonly file: string;
+    readonly dir: string;
+    readonly json: Record<string, unknown>;
+    readonly config: Record<string, unknown>;
+    readonly hasConfig: boolean;
+  }
+  | {
+    readonly kind: "slow";
+    readonly dir: string;
+    readonly vocab: Record<string, number>;
+    readonly added: ReadonlyArray<AddedToken>;
+    readonly config: Record<string, unknown>;
+    readonly hasConfig: boolean;
+  };
+
+export const readTokenizerLayout = (
+  path: string,
+): Effect.Effect<TokenizerLayout, FileUnreadable | TokenizerMismatch> =>
+  Effect.gen(function* () {
+    const source = yield* resolveSource(asyncFiles, path);
+    const dir = source.kind === "json" ? dirOf(source.file) : source.dir;
+    const hasConfig = yield* isFile(asyncFiles, `${dir}/tokenizer_config.json`);
+    const config = yield* readConfig(asyncFiles, dir);
+    if (source.kind === "json") {
+      const json = yield* asyncFiles.readText(source.file).pipe(
+        Effect.flatMap((t) => parseJson(source.file, t)),
+      );
+      if (!isRecord(json) || !isRecord(json.model)) {
+        return yield* new TokenizerMismatch({
+          path: source.file,
+          reason: 'not a tokenizer.json (no "model" object)',
+        });
+      }
+      return { kind: "json" as const, file: source.file, dir, json, config, hasConfig };
+    }
+    const cls = config.tokenizer_class;
+    const family: Family = cls === undefined ? "gpt2" : FAMILIES[String(cls)] ?? "gpt2";
+    const vocabPath = `${dir}/vocab.json`;
+    const vocab = yield* asyncFiles.readText(vocabPath).pipe(
+      Effect.flatMap((t) => parseJson(vocabPath, t)),
+      Effect.flatMap((j) => parseVocab(vocabPath, j)),
+    );
+    const added = yield* addedTokens(`${dir}/tokenizer_config.json`, vocab, config, family);
+    return { kind: "slow" as const, dir, vocab, added, config, hasConfig };
+  });

@@ -17,8 +17,9 @@ import { writeFileAtomic } from "../io/fs.ts";
 import type { ToolkitError } from "../errors.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { generate } from "../model/generate.ts";
-import { logitsAt } from "../model/model.ts";
-import { weightedCrossEntropy, weightedPositions } from "../train/loss.ts";
+import { headInputAt, lmHeadWeight } from "../model/model.ts";
+import { headLoss } from "../train/head_loss.ts";
+import { weightedPositions } from "../train/loss.ts";
 import { pad } from "../train/batches.ts";
 import { loadModel } from "./shared.ts";
 
@@ -94,18 +95,20 @@ export const evaluateStep: Step<typeof EvaluateConfig.Type, "model" | "data" | "
             });
           });
           // Teacher-forced loss on the gold key tokens (weights are the key mask), with the LM head applied
-          // only at the positions that predict a key token: the full logits of a batch would be
-          // [rows x length, vocab], gigabytes for a 50k vocabulary, to read a handful of rows.
+          // only at the positions that predict a key token, fused with the loss chunk by chunk: the full logits
+          // of a batch would be [rows x length, vocab], gigabytes for a 50k vocabulary.
           const mb = pad(batch.map((r) => ({ ids: r.input_ids, weights: r.weights })), 0);
           const at = weightedPositions(mb.ids, mb.weights, mb.batch, mb.seqLen);
           if (at.rows.length > 0) {
             let weightSum = 0;
             const loss = tf.tidy(() => {
               const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
-              const l = weightedCrossEntropy(
-                logitsAt(params, modelConfig, ids, at.rows),
+              const l = headLoss(
+                headInputAt(params, modelConfig, ids, at.rows),
+                lmHeadWeight(params, modelConfig),
                 at.targets,
                 at.weights,
+                { eagerGradient: false },
               );
               weightSum = l.weightSum;
               return l.loss;

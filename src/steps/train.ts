@@ -23,7 +23,7 @@ import {
   type ToolkitError,
   WriteFailed,
 } from "../errors.ts";
-import { type MaskedRecord, readJsonl } from "../data/records.ts";
+import { readTrainingRows } from "../data/records.ts";
 import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
@@ -33,7 +33,7 @@ import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params } from "../model/model.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
 import { AdamW } from "../train/adamw.ts";
-import { batchIndices, microBatches, type Sequence } from "../train/batches.ts";
+import { batchIndices, microBatches, type Sequence, sequenceExtent } from "../train/batches.ts";
 import { Rng } from "../util/rng.ts";
 import { Objective } from "../train/objectives.ts";
 import { lrAt } from "../train/schedule.ts";
@@ -230,19 +230,19 @@ const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepC
 
 /** Every row's token ids fit the model's vocabulary and its exactly computed context. */
 const checkDataFits = (
-  rows: ReadonlyArray<MaskedRecord>,
+  rows: ReadonlyArray<Sequence>,
   modelConfig: ModelConfig,
   where: { readonly tokenizer: string; readonly node: string },
 ) =>
   Effect.gen(function* () {
-    const maxId = Math.max(...rows.map((r) => Math.max(...r.input_ids)));
+    // A loop, not Math.max(...rows): a spread of a few hundred thousand arguments overflows the stack.
+    const { maxId, longest } = sequenceExtent(rows);
     if (maxId >= modelConfig.vocabSize) {
       return yield* new TokenizerMismatch({
         path: where.tokenizer,
         reason: `token id ${maxId} does not fit the model's vocabulary of ${modelConfig.vocabSize}`,
       });
     }
-    const longest = Math.max(...rows.map((r) => r.input_ids.length));
     if (longest > contextLength(modelConfig)) {
       return yield* new InvalidConfig({
         where: where.node,
@@ -342,11 +342,11 @@ export const trainStep: Step<typeof TrainConfig.Type, "data" | "init" | "tokeniz
     resumable: true,
     run: (config, inputs, ctx) =>
       Effect.gen(function* () {
-        const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
-        const data: Sequence[] = rows.map((r) => ({ ids: r.input_ids, weights: r.weights }));
+        // Streamed: masked.jsonl may be larger than one string can hold.
+        const data: Sequence[] = yield* readTrainingRows(`${inputs.data}/masked.jsonl`);
         const { modelConfig, params, resumed } = yield* startingPoint(config, inputs.init, ctx);
         yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
-        yield* checkDataFits(rows, modelConfig, {
+        yield* checkDataFits(data, modelConfig, {
           tokenizer: inputs.tokenizer ?? inputs.data!,
           node: ctx.node,
         });
