@@ -10,6 +10,7 @@ export type { AnyStep, Step, StepContext, StepOutcome } from "./src/engine/step.
 export { pipelineStatus, runPipeline, StepFailed } from "./src/engine/runner.ts";
 export { ArtifactStore } from "./src/engine/store.ts";
 export type { Lookup, Manifest } from "./src/engine/store.ts";
+export type { FileStat } from "./src/engine/file_stats.ts";
 export type { RunOptions } from "./src/engine/runner.ts";
 export { consoleReporter, silentReporter } from "./src/engine/progress.ts";
 export type { Progress, ProgressUpdate, Reporter } from "./src/engine/progress.ts";
@@ -37,9 +38,14 @@ export type { TakeRowsConfig } from "./src/steps/take_rows.ts";
 export { exportTrlStep } from "./src/steps/export_trl.ts";
 // RFTT's building blocks: vocabulary growth, the functional-token grammar, tree search, the RL objective.
 export { ADD_FUNCTIONAL_TOKENS, addTokensStep } from "./src/steps/add_tokens.ts";
+export type { AddTokensConfig } from "./src/steps/add_tokens.ts";
 export { TREE_SEARCH_DEFAULTS, treeSearchStep } from "./src/steps/tree_search.ts";
+export type { TreeSearchConfig } from "./src/steps/tree_search.ts";
+/** RFTT's functional tokens: the tags, their grammar (which tag may follow which), rendering and validating traces. */
 export * as functionalTokens from "./src/data/functional_tokens.ts";
+/** RFTT's Monte-Carlo tree search over functional-token steps, and the warm-up SFT traces from a tree. */
 export * as rfttSearch from "./src/train/rftt_search.ts";
+/** RFTT's RL objective: token rewards, REINFORCE++ and GRPO advantages, the PPO clipped loss. */
 export * as rlLoss from "./src/train/rl_loss.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
