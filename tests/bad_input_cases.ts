@@ -659,6 +659,78 @@ export const cases: ReadonlyArray<BadInputCase> = [
     run: async (dir) => cliFailure(["run", "--data", await goodData(dir), "--run-dir", `${dir}/run`]),
   },
   {
+    name: "--format messages without --locator",
+    input:
+      "deno task pipeline --data chat.jsonl --test chat.jsonl --format messages (rows with an answer field)",
+    expected: "InvalidConfig",
+    mentions: ["--locator", "messages", "answer field"],
+    via: "cli",
+    run: async (dir) => {
+      const chat = `${dir}/chat.jsonl`;
+      const row = {
+        messages: [{ role: "user", content: "What is 1 + 2?" }, { role: "assistant", content: "1 + 2 = 3" }],
+        answer: "3",
+      };
+      await Deno.writeTextFile(chat, `${JSON.stringify(row)}\n`);
+      return await cliFailure([
+        "run",
+        "--data",
+        chat,
+        "--test",
+        chat,
+        "--format",
+        "messages",
+        "--run-dir",
+        `${dir}/run`,
+      ]);
+    },
+  },
+  {
+    name: "--model directory without tokenizer files",
+    input:
+      "deno task pipeline --model DIR, DIR without tokenizer.json or vocab.json + merges.txt, no --tokenizer",
+    expected: "InvalidConfig",
+    mentions: ["--model", "--tokenizer"],
+    via: "cli",
+    run: async (dir) => {
+      await Deno.mkdir(`${dir}/model`);
+      return await cliFailure(["run", "--model", `${dir}/model`, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "--eval-on-train with --test",
+    input: "deno task pipeline --data train.jsonl --test test.jsonl --format tags --eval-on-train",
+    expected: "InvalidConfig",
+    mentions: ["--eval-on-train"],
+    via: "cli",
+    run: async (dir) => {
+      const data = await goodData(dir);
+      const args = ["run", "--data", data, "--test", data, "--format", "tags", "--eval-on-train"];
+      return await cliFailure([...args, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "--data with one row and no --test",
+    input: "deno task pipeline --data one-row.jsonl --format tags (nothing to hold out for evaluation)",
+    expected: "EmptyDataset",
+    mentions: ["train.jsonl", "--test", "--eval-on-train"],
+    via: "cli",
+    run: async (dir) =>
+      cliFailure(["run", "--data", await goodData(dir, 1), "--format", "tags", "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "eval --samples without --temperature",
+    input: "deno task eval --model DIR --data test.jsonl --format tags --samples 4",
+    expected: "InvalidConfig",
+    mentions: ["--samples", "--temperature"],
+    via: "cli",
+    run: async (dir) => {
+      const data = await goodData(dir);
+      const args = ["eval", "--model", dir, "--data", data, "--format", "tags", "--samples", "4"];
+      return await cliFailure([...args, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
     name: "bad row in the test file; finished steps stay cached",
     input: "a valid training file and a test file whose line 3 is not JSON, run twice",
     expected: "InvalidRow",

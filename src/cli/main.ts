@@ -6,16 +6,19 @@
 import { Args, Command, Options } from "@effect/cli";
 import { Effect, Exit, Option } from "effect";
 import { DataFormat } from "../data/formats.ts";
-import { useBackend } from "../backend/backend.ts";
+import { BackendName, useBackend } from "../backend/backend.ts";
 import { FileUnreadable, InvalidConfig } from "../errors.ts";
 import { loadCheckpointConfig } from "../model/checkpoint.ts";
 import { backend } from "./flags.ts";
 import { helpText, wantsHelp } from "./help.ts";
+import { tokenizerPathOf } from "./tokenizer_path.ts";
+import { evalCommand } from "./eval.ts";
 import { explainFailure } from "./explain.ts";
 import { DenoCliLayer } from "./platform.ts";
 import { runAndSummarise, showStatus } from "./run.ts";
 import { loadPipeline } from "./load_pipeline.ts";
 import { pipelines } from "../../pipelines/index.ts";
+import { HELD_OUT_FRACTION, HELD_OUT_MAX, HELD_OUT_SEED } from "../../pipelines/data.ts";
 import { makeExportCommand } from "./export.ts";
 import { type BudgetFlags, budgetFromFlags, budgetOptions } from "./budget_flags.ts";
 import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
@@ -35,8 +38,14 @@ const data = Options.file("data").pipe(
 );
 const test = Options.file("test").pipe(
   Options.withPseudoName("FILE"),
-  Options.withDescription("test data (JSONL) for evaluation; defaults to --data when that is given"),
+  Options.withDescription(
+    "test data (JSONL) for evaluation; without it, 10% of --data (at most 500 rows, seed 0) is held out of " +
+      "training and evaluated on",
+  ),
   Options.optional,
+);
+const evalOnTrain = Options.boolean("eval-on-train").pipe(
+  Options.withDescription("without --test: evaluate on the training rows of --data instead of held-out rows"),
 );
 const format = Options.choice("format", DataFormat.literals).pipe(
   Options.withDescription("row format of --data/--test: tags, gsm8k, reasoning, math, messages"),
@@ -82,6 +91,7 @@ const selection = {
   pipelineName,
   data,
   test,
+  evalOnTrain,
   format,
   tokenizer,
   model,
@@ -96,6 +106,7 @@ type Selection = DataFlags & BudgetFlags & {
   pipelineName: string;
   data: Option.Option<string>;
   test: Option.Option<string>;
+  evalOnTrain: boolean;
   format: Option.Option<DataFormat>;
   tokenizer: Option.Option<string>;
   model: Option.Option<string>;
@@ -107,14 +118,6 @@ type Selection = DataFlags & BudgetFlags & {
 const resolve = (a: Selection) =>
   Effect.gen(function* () {
     const modelDir = Option.getOrUndefined(a.model);
-    let tokenizerPath = Option.getOrUndefined(a.tokenizer);
-    if (!tokenizerPath && modelDir) tokenizerPath = `${modelDir}/tokenizer.json`;
-    if (Option.isSome(a.data) && Option.isNone(a.format)) {
-      return yield* new InvalidConfig({
-        where: "--format",
-        reason: "--data needs --format (tags, gsm8k, ...)",
-      });
-    }
     // A --model directory is checked before the pipeline is built: a missing one or a broken config.json
     // is reported now, naming the file, rather than when the training step reaches it.
     if (modelDir) {
@@ -128,12 +131,26 @@ const resolve = (a: Selection) =>
       if (!isDir) return yield* new FileUnreadable({ path: modelDir, reason: "no such directory (--model)" });
       yield* loadCheckpointConfig(modelDir);
     }
+    const tokenizerPath = yield* tokenizerPathOf(Option.getOrUndefined(a.tokenizer), modelDir);
+    if (Option.isSome(a.data) && Option.isNone(a.format)) {
+      return yield* new InvalidConfig({
+        where: "--format",
+        reason: "--data needs --format (tags, gsm8k, ...)",
+      });
+    }
+    if (a.evalOnTrain && (Option.isNone(a.data) || Option.isSome(a.test))) {
+      return yield* new InvalidConfig({
+        where: "--eval-on-train",
+        reason: "applies only to --data without --test",
+      });
+    }
     const dataFlags = yield* dataFromFlags(a);
     const budget = yield* budgetFromFlags(a);
     const pipeline = yield* loadPipeline(a.pipelineName, {
       budget,
       train: Option.getOrUndefined(a.data),
       test: Option.getOrUndefined(a.test),
+      evalOnTrain: a.evalOnTrain || undefined,
       format: Option.getOrUndefined(a.format),
       ...dataFlags,
       tokenizer: tokenizerPath,
@@ -149,7 +166,14 @@ const runCommand = Command.make("run", { ...selection, force, backend }, (a) =>
   Effect.gen(function* () {
     const { pipeline, dir } = yield* resolve(a);
     if (Option.isSome(a.data) && Option.isNone(a.test)) {
-      console.log("note: no --test given; evaluating on the training data");
+      console.log(
+        a.evalOnTrain
+          ? "note: --eval-on-train: evaluating on the training rows (this measures fit, not accuracy)"
+          : `note: no --test given; evaluating on ${
+            100 * HELD_OUT_FRACTION
+          }% of --data (at most ${HELD_OUT_MAX} ` +
+            `rows, seed ${HELD_OUT_SEED}) held out of training`,
+      );
     }
     const names = pipeline.nodes.map((n) => n.name);
     const unknown = a.force.filter((f) => !names.includes(f));
@@ -191,7 +215,14 @@ export const helps: Record<string, () => string> = {
 
 const root = Command.make("sftkey").pipe(
   Command.withDescription("token-selective supervised fine-tuning (SFTKey and related methods)"),
-  Command.withSubcommands([runCommand, statusCommand, generateCommand, scoreCommand, exportCommand]),
+  Command.withSubcommands([
+    runCommand,
+    statusCommand,
+    generateCommand,
+    scoreCommand,
+    exportCommand,
+    evalCommand,
+  ]),
 );
 
 const cli = Command.run(root, { name: "sftkey", version: "0.1.0" });

@@ -47,6 +47,23 @@ export const defaultLocator: { readonly [F in DataFormat]: LocatorSpec } = {
   messages: { kind: "field" },
 };
 
+/**
+ * Why answers cannot be extracted from text generated for `format` data with `locator` (undefined when they
+ * can). The "field" locator finds a row's answer field in its response; in generated text, which has no
+ * such field, it falls back to answer tags (locate.ts, extractAnswer). That fits the formats rendered into
+ * the tags layout, but a "messages" model answers in its own words, so every answer would be missed and
+ * accuracy would read 0% with nothing wrong to see.
+ */
+export const generationLocatorProblem = (
+  format: DataFormat,
+  locator: LocatorSpec | undefined,
+): string | undefined =>
+  format === "messages" && (locator ?? defaultLocator[format]).kind === "field"
+    ? "with --format messages the answer field locates the gold keys, but generated replies have no answer " +
+      "field, so no answer could be scored: give --locator for where a reply states its answer (gsm8k for " +
+      '"#### 42", boxed for \\boxed{42}, answer-tags for <Answer>42</Answer>, or regex with --locator-pattern)'
+    : undefined;
+
 /** A string with some non-whitespace: an empty prompt or response gives nothing to condition or train on. */
 const Text = Schema.String.pipe(
   Schema.filter((s) => s.trim().length > 0, { message: () => "must not be empty" }),

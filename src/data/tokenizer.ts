@@ -529,6 +529,46 @@ const load = (
     return wrap(where, tok, eosId, chatTemplate, specialTokensOf(config));
   });
 
+/** A file loadTokenizer reads: where it is, and the name it has in a checkpoint directory. */
+export interface TokenizerFile {
+  readonly from: string;
+  readonly name: string;
+}
+
+/**
+ * The files loadTokenizer reads for `path`, as a checkpoint directory names them: the tokenizer.json (under
+ * that name whatever the file was called) or vocab.json + merges.txt, tokenizer_config.json when present,
+ * and chat_template.jinja when the template comes from it. A model saved with exactly these files loads
+ * with the same tokenizer here and in Hugging Face's loaders.
+ */
+export const tokenizerFiles = (
+  path: string,
+): Effect.Effect<ReadonlyArray<TokenizerFile>, FileUnreadable | TokenizerMismatch> =>
+  Effect.gen(function* () {
+    const source = yield* resolveSource(asyncFiles, path);
+    const dir = source.kind === "json" ? dirOf(source.file) : source.dir;
+    const files: TokenizerFile[] = source.kind === "json"
+      ? [{ from: source.file, name: "tokenizer.json" }]
+      : [{ from: `${dir}/vocab.json`, name: "vocab.json" }, {
+        from: `${dir}/merges.txt`,
+        name: "merges.txt",
+      }];
+    const configPath = `${dir}/tokenizer_config.json`;
+    if (yield* isFile(asyncFiles, configPath)) {
+      files.push({ from: configPath, name: "tokenizer_config.json" });
+    }
+    const config = yield* readConfig(asyncFiles, dir);
+    const t = config.chat_template;
+    const inConfig = typeof t === "string" ||
+      (Array.isArray(t) &&
+        t.some((e) => isRecord(e) && e.name === "default" && typeof e.template === "string"));
+    const jinja = `${dir}/chat_template.jinja`;
+    if (!inConfig && (yield* isFile(asyncFiles, jinja))) {
+      files.push({ from: jinja, name: "chat_template.jinja" });
+    }
+    return files;
+  });
+
 /**
  * Fails with TokenizerMismatch when the tokenizer's ids do not fit a model's embedding of
  * `modelVocabSize` rows: the tokenizer belongs to another model (or the model to another tokenizer).

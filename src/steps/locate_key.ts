@@ -129,7 +129,17 @@ export const locateKeyStep: Step<LocateKeyConfig, "data", ToolkitError> = define
       yield* writeFileAtomic(
         `${ctx.dir}/report.json`,
         JSON.stringify(
-          { total, kept, missingKey: missing.length, missing },
+          {
+            total,
+            kept,
+            missingKey: missing.length,
+            missing,
+            // Only when rows were dropped (onMissingKey "drop"), so a run that drops nothing writes the
+            // report it always wrote; the run's summary.json lists these.
+            ...(missing.length > 0
+              ? { dropped: { reason: `no key span (${locator.kind})`, count: missing.length, rows: missing } }
+              : {}),
+          },
           null,
           2,
         ),

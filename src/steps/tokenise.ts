@@ -119,6 +119,17 @@ export const tokeniseStep: Step<typeof TokeniseConfig.Type, "examples" | "tokeni
           meanTokens: tokens / kept,
           vocabSize: tok.vocabSize,
           eosId: tok.eosId,
+          // Only when rows were dropped (onTruncatedKey "drop"), so a run that drops nothing writes the
+          // report it always wrote; the run's summary.json lists these.
+          ...(cut.length > 0
+            ? {
+              dropped: {
+                reason: `key cut off by maxLength ${config.maxLength}`,
+                count: cut.length,
+                rows: cut,
+              },
+            }
+            : {}),
         };
         yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
         ctx.reporter.log(

@@ -24,7 +24,8 @@ import {
   WriteFailed,
 } from "../errors.ts";
 import { readTrainingRows } from "../data/records.ts";
-import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
+import { TOKENIZER_COMPANIONS, tokenizerFiles } from "../data/tokenizer.ts";
+import { readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
 import { modelDirOf } from "./shared.ts";
@@ -418,15 +419,23 @@ const writeOutputs = (
     );
   });
 
-/** Copies tokenizer.json (and tokenizer_config.json beside it) so model/ is a complete HF checkpoint. */
+/**
+ * Makes model/ a complete Hugging Face checkpoint with exactly the tokenizer files the loader reads for
+ * `tokenizerPath` (a tokenizer.json, or a directory with one or with vocab.json + merges.txt): tokenizer
+ * files copied from the init checkpoint that the run did not use are removed, so that no loader can pick
+ * another tokenizer than the one the model was trained with.
+ */
 const copyTokenizerFiles = (tokenizerPath: string, modelDir: string) =>
-  Effect.tryPromise({
-    try: async () => {
-      const dir = tokenizerPath.slice(0, tokenizerPath.lastIndexOf("/") + 1) || "./";
-      await Deno.copyFile(tokenizerPath, `${modelDir}/tokenizer.json`);
-      if (await exists(`${dir}tokenizer_config.json`)) {
-        await Deno.copyFile(`${dir}tokenizer_config.json`, `${modelDir}/tokenizer_config.json`);
-      }
-    },
-    catch: (e) => new WriteFailed({ path: modelDir, reason: reason(e) }),
+  Effect.gen(function* () {
+    const files = yield* tokenizerFiles(tokenizerPath);
+    const used = new Set(files.map((f) => f.name));
+    yield* Effect.tryPromise({
+      try: async () => {
+        for (const name of TOKENIZER_COMPANIONS) {
+          if (!used.has(name)) await removeIfExists(`${modelDir}/${name}`);
+        }
+        for (const f of files) await Deno.copyFile(f.from, `${modelDir}/${f.name}`);
+      },
+      catch: (e) => new WriteFailed({ path: modelDir, reason: reason(e) }),
+    });
   });
