@@ -6,16 +6,19 @@
 import type { MaskSpec } from "../src/data/masks.ts";
 import type { NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
 import type { ModelConfig } from "../src/model/config.ts";
-import { evaluateStep } from "../src/steps/evaluate.ts";
+import { type EvaluateConfig, evaluateStep } from "../src/steps/evaluate.ts";
 import { type TrainConfig, trainStep } from "../src/steps/train.ts";
 import { type Budget, budget } from "./budget.ts";
 import { type Data, locatorOf, tinyModel, tokenizerVocabSize } from "./data.ts";
+
+/** The answer-judging fields of the evaluate, sampleResponses, criticalTokens and s3ftSelect configs. */
+export type AnswerJudging = Pick<EvaluateConfig, "format" | "locator" | "maxNewTokens">;
 
 /**
  * What every step that judges a generated answer needs: the format, the locator, and how many tokens to
  * generate. Spread into the configs of evaluate, sampleResponses, criticalTokens and s3ftSelect.
  */
-export const answerJudging = (ctx: MethodContext) => ({
+export const answerJudging = (ctx: MethodContext): AnswerJudging => ({
   format: ctx.data.options.format,
   ...locatorOf(ctx.data.options),
   maxNewTokens: ctx.data.options.maxNewTokens,

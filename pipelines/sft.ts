@@ -3,12 +3,12 @@
  * response token for as many optimizer steps as SFTKey's two stages together, so the comparison is fair
  * in compute.
  */
-import { PipelineBuilder } from "../src/engine/pipeline.ts";
+import { type NodeRef, type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
 import { type PipelineOptions, prepareData } from "./data.ts";
 import { type Method, runMethods, train } from "./method_context.ts";
 
 /** Plain SFT on every response token for both stages' steps together. */
-export const sft: Method = (ctx) => ({
+export const sft: Method = (ctx): Readonly<Record<string, NodeRef>> => ({
   sft: train(ctx, "sft", { kind: "response" }, ctx.data.base, {
     ...ctx.budget.train,
     steps: ctx.budget.stageOneSteps + ctx.budget.stageTwoSteps,
@@ -16,7 +16,7 @@ export const sft: Method = (ctx) => ({
 });
 
 /** The SFT baseline alone. */
-export const build = (opts: PipelineOptions = {}) => {
+export const build = (opts: PipelineOptions = {}): Pipeline => {
   const p = new PipelineBuilder("sft", "plain SFT on the whole response");
   runMethods(p, prepareData(p, opts), [sft]);
   return p.build();

@@ -7,13 +7,13 @@
  * the thinking part (`<Answer>...</Answer>` and EOS in the tag format, the `#### ` line in GSM8K).
  * Both stages are evaluated.
  */
-import { PipelineBuilder } from "../src/engine/pipeline.ts";
+import { type NodeRef, type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
 import { type PipelineOptions, prepareData } from "./data.ts";
 import { type Method, runMethods, train } from "./method_context.ts";
 import { sft } from "./sft.ts";
 
 /** SFTKey: stage one on the whole response, stage two from it on the answer part only. */
-export const sftkey: Method = (ctx) => {
+export const sftkey: Method = (ctx): Readonly<Record<string, NodeRef>> => {
   const b = ctx.budget;
   // Stage one: every response token (thinking and answer) carries weight 1.
   const stageOne = train(ctx, "sftkey-stage-one", { kind: "response" }, ctx.data.base, {
@@ -31,7 +31,7 @@ export const sftkey: Method = (ctx) => {
 };
 
 /** The default pipeline: SFTKey and, for comparison, plain SFT with the same number of optimizer steps. */
-export const build = (opts: PipelineOptions = {}) => {
+export const build = (opts: PipelineOptions = {}): Pipeline => {
   const p = new PipelineBuilder(
     "sftkey",
     "SFTKey (stage one: whole response; stage two: answer only) vs SFT",

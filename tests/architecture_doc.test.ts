@@ -57,3 +57,32 @@ Deno.test("architecture doc: the toy method file plus its methods.ts line builds
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Every file under `dir` (relative to the repository root), folders named in `skip` left out. */
+const filesUnder = (dir: string, skip: ReadonlySet<string>): string[] =>
+  [...Deno.readDirSync(`${root}/${dir}`)].flatMap((e) =>
+    e.isDirectory ? (skip.has(e.name) ? [] : filesUnder(`${dir}/${e.name}`, skip)) : [`${dir}/${e.name}`]
+  );
+
+Deno.test("architecture doc: every file and folder it names exists", async () => {
+  const doc = await Deno.readTextFile(`${root}/docs/architecture.md`);
+  const files = ["src", "pipelines", "tests", "tools"].flatMap((d) => filesUnder(d, new Set()));
+  const names = new Set([...files.map((f) => f.slice(f.lastIndexOf("/") + 1)), "mod.ts", "deno.json"]);
+  // Code spans that name a path (with a slash) or a source file; `<name>` placeholders are left out.
+  // Not repository paths: "`.ts` file" (a user's pipeline file) and `model/` (an artifact's folder).
+  const named = [...doc.matchAll(/`([^`\s<>]*(?:\/|\.ts)[^`\s<>]*)`/g)].map((m) => m[1])
+    .filter((n) => n !== ".ts" && n !== "model/");
+  assert(named.length > 30, `found only ${named.length} paths in the page`);
+  const missing = named.filter((n) => {
+    if (n.includes("/")) {
+      try {
+        Deno.statSync(`${root}/${n.replace(/\/$/, "")}`);
+        return false;
+      } catch {
+        return true;
+      }
+    }
+    return !names.has(n);
+  });
+  assertEquals(missing, [], "docs/architecture.md names files that do not exist");
+});

@@ -13,6 +13,7 @@
 import { Effect } from "effect";
 import { InvalidRow } from "../errors.ts";
 
+/** RFTT's functional tags, in the order their tokens are added to a vocabulary. */
 export const FUNCTIONAL_TAGS = [
   "clarify",
   "analysis",
@@ -23,9 +24,12 @@ export const FUNCTIONAL_TAGS = [
   "refine",
   "output",
 ] as const;
+/** One functional tag's name. */
 export type FunctionalTag = typeof FUNCTIONAL_TAGS[number];
 
+/** The opening token of tag `t`, e.g. `<verify>`. */
 export const openTag = (t: FunctionalTag): string => `<${t}>`;
+/** The closing token of tag `t`, e.g. `</verify>`. */
 export const closeTag = (t: FunctionalTag): string => `</${t}>`;
 
 /** The 16 tokens, in the order they are added to a vocabulary: each tag's opening then closing token. */
@@ -36,6 +40,7 @@ export const FUNCTIONAL_TOKENS: ReadonlyArray<string> = FUNCTIONAL_TAGS.flatMap(
 
 /** Where a trace starts: the state before any segment. */
 export const ROOT = "root" as const;
+/** Where a trace is: at the root, or after a segment with the given tag. */
 export type TraceState = FunctionalTag | typeof ROOT;
 
 /**
@@ -56,6 +61,7 @@ export const ALLOWED_AFTER: Readonly<Record<TraceState, ReadonlyArray<Functional
   output: [],
 };
 
+/** True when `s` names a functional tag. */
 export const isFunctionalTag = (s: string): s is FunctionalTag =>
   (FUNCTIONAL_TAGS as ReadonlyArray<string>).includes(s);
 
@@ -63,7 +69,9 @@ export const isFunctionalTag = (s: string): s is FunctionalTag =>
 export const allowed = (state: TraceState, next: FunctionalTag): boolean =>
   ALLOWED_AFTER[state].includes(next);
 
+/** One step of a trace: a functional tag and its content. */
 export interface Segment {
+  /** Its functional tag. */
   readonly tag: FunctionalTag;
   /** The text between `<tag>\n` and `\n</tag>`: non-empty, without any functional token in it. */
   readonly content: string;
@@ -77,11 +85,15 @@ export const renderTrace = (segments: ReadonlyArray<Segment>): string => segment
 
 /** Why a trace is invalid: the character offset in the text and the 0-based segment it happened in. */
 export interface TraceProblem {
+  /** Character offset in the trace text. */
   readonly offset: number;
+  /** 0-based index of the segment it happened in. */
   readonly segment: number;
+  /** What is wrong, in words. */
   readonly reason: string;
 }
 
+/** A parsed trace: its segments, or the first problem found. */
 export type TraceParse =
   | { readonly ok: true; readonly segments: ReadonlyArray<Segment> }
   | { readonly ok: false; readonly problem: TraceProblem };

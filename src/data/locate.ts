@@ -36,23 +36,18 @@ const groupCount = (pattern: string): number => new RegExp(`${pattern}|`).exec("
 
 const NonEmpty = Schema.String.pipe(Schema.minLength(1));
 
-/** @internal One member of LocatorSpec. */
 const AnswerTags = Schema.Struct({
   kind: Schema.Literal("answer-tags"),
   open: Schema.optional(NonEmpty),
   close: Schema.optional(NonEmpty),
 });
 
-/** @internal One member of LocatorSpec. */
 const Gsm8k = Schema.Struct({ kind: Schema.Literal("gsm8k") });
 
-/** @internal One member of LocatorSpec. */
 const Field = Schema.Struct({ kind: Schema.Literal("field") });
 
-/** @internal One member of LocatorSpec. */
 const Boxed = Schema.Struct({ kind: Schema.Literal("boxed") });
 
-/** @internal One member of LocatorSpec. */
 const Regex = Schema.Struct({
   kind: Schema.Literal("regex"),
   pattern: NonEmpty.pipe(
@@ -66,12 +61,20 @@ const Regex = Schema.Struct({
   ),
 );
 
-/** How to find the key in a response; decoded from configuration, tagged by `kind`. */
-export const LocatorSpec: Schema.Union<
-  [typeof AnswerTags, typeof Gsm8k, typeof Field, typeof Boxed, typeof Regex]
-> = Schema.Union(AnswerTags, Gsm8k, Field, Boxed, Regex);
-/** A key locator as plain data. */
-export type LocatorSpec = typeof LocatorSpec.Type;
+/**
+ * A key locator as plain data, tagged by `kind`: the text between the last `open`/`close` pair (defaults
+ * `<Answer>`/`</Answer>`), the GSM8K `#### ` line, the row's answer field, the last `\boxed{}`, or a
+ * regular expression's last match (capturing group `group`; by default group 1 if the pattern has one,
+ * else the whole match).
+ */
+export type LocatorSpec =
+  | { readonly kind: "answer-tags"; readonly open?: string; readonly close?: string }
+  | { readonly kind: "gsm8k" }
+  | { readonly kind: "field" }
+  | { readonly kind: "boxed" }
+  | { readonly kind: "regex"; readonly pattern: string; readonly group?: number };
+/** Decoder for key locators in configuration (the type is spelled out above for the API docs). */
+export const LocatorSpec: Schema.Schema<LocatorSpec> = Schema.Union(AnswerTags, Gsm8k, Field, Boxed, Regex);
 
 const DEFAULT_OPEN = "<Answer>";
 const DEFAULT_CLOSE = "</Answer>";

@@ -65,11 +65,38 @@ const FAMILIES: Readonly<Record<string, Family>> = {
 /** An error's message on one line (JSON.parse quotes the offending text, newlines included). */
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, " ");
 
-const readText = (path: string) =>
-  Effect.tryPromise({
-    try: () => Deno.readTextFile(path),
-    catch: (e) => new FileUnreadable({ path, reason: message(e) }),
-  });
+/**
+ * The file access a load needs. The loading logic below is one Effect written against it; loadTokenizer
+ * runs it on Deno's asynchronous calls and tokenizerVocabSizeSync on the synchronous ones, so the two give
+ * the same tokenizer, or the same error, for the same files.
+ */
+interface FileAccess {
+  /** What is at `path`; fails with the system's error when nothing can be stat'ed there. */
+  readonly kind: (path: string) => Effect.Effect<"file" | "directory" | "other", unknown>;
+  /** The text of the file at `path`. */
+  readonly readText: (path: string) => Effect.Effect<string, FileUnreadable>;
+}
+
+const kindOf = (info: Deno.FileInfo) =>
+  info.isFile ? "file" as const : info.isDirectory ? "directory" as const : "other" as const;
+
+const asyncFiles: FileAccess = {
+  kind: (path) => Effect.tryPromise({ try: () => Deno.stat(path), catch: (e) => e }).pipe(Effect.map(kindOf)),
+  readText: (path) =>
+    Effect.tryPromise({
+      try: () => Deno.readTextFile(path),
+      catch: (e) => new FileUnreadable({ path, reason: message(e) }),
+    }),
+};
+
+const syncFiles: FileAccess = {
+  kind: (path) => Effect.try({ try: () => Deno.statSync(path), catch: (e) => e }).pipe(Effect.map(kindOf)),
+  readText: (path) =>
+    Effect.try({
+      try: () => Deno.readTextFileSync(path),
+      catch: (e) => new FileUnreadable({ path, reason: message(e) }),
+    }),
+};
 
 const parseJson = (path: string, text: string) =>
   Effect.try({
@@ -80,7 +107,8 @@ const parseJson = (path: string, text: string) =>
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
-const isFile = (path: string) => Deno.stat(path).then((i) => i.isFile, () => false);
+const isFile = (fs: FileAccess, path: string): Effect.Effect<boolean> =>
+  fs.kind(path).pipe(Effect.map((k) => k === "file"), Effect.orElseSucceed(() => false));
 
 const dirOf = (file: string) => {
   const slash = file.lastIndexOf("/");
@@ -98,42 +126,38 @@ type Source = { readonly kind: "json"; readonly file: string } | {
  * directory), or a directory (a model directory works as is); a directory's tokenizer.json wins over a
  * vocab.json + merges.txt pair, as in Hugging Face's loaders.
  */
-const resolveSource = (path: string) =>
-  Effect.tryPromise({
-    try: async (): Promise<Source> => {
-      const info = await Deno.stat(path);
-      if (info.isDirectory) {
-        const dir = path.replace(/(.)\/+$/, "$1");
-        if (await isFile(`${dir}/tokenizer.json`)) return { kind: "json", file: `${dir}/tokenizer.json` };
-        if (await isFile(`${dir}/vocab.json`) && await isFile(`${dir}/merges.txt`)) {
-          return { kind: "slow", dir };
-        }
-        throw new Error("is a directory without a tokenizer.json or a vocab.json + merges.txt pair");
-      }
-      if (!info.isFile) {
-        throw new Error("not a regular file");
-      }
-      const name = path.slice(path.lastIndexOf("/") + 1);
-      if (name === "vocab.json" || name === "merges.txt") {
-        const dir = dirOf(path);
-        const other = `${dir}/${name === "vocab.json" ? "merges.txt" : "vocab.json"}`;
-        if (!await isFile(other)) {
-          throw new Error(`${other} is missing (vocab.json and merges.txt go together)`);
-        }
+const resolveSource = (fs: FileAccess, path: string): Effect.Effect<Source, FileUnreadable> =>
+  Effect.gen(function* () {
+    const unreadable = (reason: string) => new FileUnreadable({ path, reason });
+    const kind = yield* fs.kind(path).pipe(Effect.mapError((e) => unreadable(message(e))));
+    if (kind === "directory") {
+      const dir = path.replace(/(.)\/+$/, "$1");
+      if (yield* isFile(fs, `${dir}/tokenizer.json`)) return { kind: "json", file: `${dir}/tokenizer.json` };
+      if ((yield* isFile(fs, `${dir}/vocab.json`)) && (yield* isFile(fs, `${dir}/merges.txt`))) {
         return { kind: "slow", dir };
       }
-      return { kind: "json", file: path };
-    },
-    catch: (e) => new FileUnreadable({ path, reason: message(e) }),
+      return yield* unreadable("is a directory without a tokenizer.json or a vocab.json + merges.txt pair");
+    }
+    if (kind !== "file") return yield* unreadable("not a regular file");
+    const name = path.slice(path.lastIndexOf("/") + 1);
+    if (name === "vocab.json" || name === "merges.txt") {
+      const dir = dirOf(path);
+      const other = `${dir}/${name === "vocab.json" ? "merges.txt" : "vocab.json"}`;
+      if (!(yield* isFile(fs, other))) {
+        return yield* unreadable(`${other} is missing (vocab.json and merges.txt go together)`);
+      }
+      return { kind: "slow", dir };
+    }
+    return { kind: "json", file: path };
   });
 
 /** tokenizer_config.json in `dir`, or an empty config when there is none. */
-const readConfig = (dir: string) => {
+const readConfig = (fs: FileAccess, dir: string) => {
   const configPath = `${dir}/tokenizer_config.json`;
-  return Effect.promise(() => isFile(configPath)).pipe(
+  return isFile(fs, configPath).pipe(
     Effect.flatMap((exists) =>
       exists
-        ? readText(configPath).pipe(
+        ? fs.readText(configPath).pipe(
           Effect.flatMap((text) => parseJson(configPath, text)),
           Effect.filterOrFail(
             isRecord,
@@ -168,7 +192,7 @@ const specialTokensOf = (config: Record<string, unknown>): Record<string, string
  * which "default" is used, as transformers does), else a chat_template.jinja file beside it (the layout
  * newer transformers versions save).
  */
-const readChatTemplate = (dir: string, config: Record<string, unknown>) =>
+const readChatTemplate = (fs: FileAccess, dir: string, config: Record<string, unknown>) =>
   Effect.gen(function* () {
     const t = config.chat_template;
     if (typeof t === "string") return t;
@@ -177,7 +201,7 @@ const readChatTemplate = (dir: string, config: Record<string, unknown>) =>
       if (isRecord(named) && typeof named.template === "string") return named.template;
     }
     const file = `${dir}/chat_template.jinja`;
-    if (yield* Effect.promise(() => isFile(file))) return yield* readText(file);
+    if (yield* isFile(fs, file)) return yield* fs.readText(file);
     return undefined;
   });
 
@@ -416,7 +440,7 @@ const familyParts = (family: Family, config: Record<string, unknown>) => {
  * needed, every byte has a symbol), the family's pre-tokenizer, a ByteLevel decoder, and the added tokens.
  * No post-processor: the toolkit never adds special tokens itself.
  */
-const slowTokenizerJson = (dir: string, config: Record<string, unknown>) =>
+const slowTokenizerJson = (fs: FileAccess, dir: string, config: Record<string, unknown>) =>
   Effect.gen(function* () {
     const cls = config.tokenizer_class;
     const family: Family | undefined = cls === undefined ? "gpt2" : FAMILIES[String(cls)];
@@ -428,12 +452,14 @@ const slowTokenizerJson = (dir: string, config: Record<string, unknown>) =>
       });
     }
     const vocabPath = `${dir}/vocab.json`;
-    const vocab = yield* readText(vocabPath).pipe(
+    const vocab = yield* fs.readText(vocabPath).pipe(
       Effect.flatMap((t) => parseJson(vocabPath, t)),
       Effect.flatMap((j) => parseVocab(vocabPath, j)),
     );
     const mergesPath = `${dir}/merges.txt`;
-    const merges = yield* readText(mergesPath).pipe(Effect.flatMap((t) => parseMerges(mergesPath, t, vocab)));
+    const merges = yield* fs.readText(mergesPath).pipe(
+      Effect.flatMap((t) => parseMerges(mergesPath, t, vocab)),
+    );
     const added = yield* addedTokens(`${dir}/tokenizer_config.json`, vocab, config, family);
     const unk = tokenString(config.unk_token);
     return {
@@ -467,19 +493,24 @@ const slowTokenizerJson = (dir: string, config: Record<string, unknown>) =>
  * unreadable files fail with FileUnreadable; malformed JSON or merges, a structure the library rejects, an
  * unknown family, or no findable EOS token fail with TokenizerMismatch.
  */
-
 export const loadTokenizer = (
+  path: string,
+): Effect.Effect<TextTokenizer, FileUnreadable | TokenizerMismatch> => load(asyncFiles, path);
+
+/** loadTokenizer's logic, on the file access given. */
+const load = (
+  fs: FileAccess,
   path: string,
 ): Effect.Effect<TextTokenizer, FileUnreadable | TokenizerMismatch> =>
   Effect.gen(function* () {
-    const source = yield* resolveSource(path);
+    const source = yield* resolveSource(fs, path);
     const dir = source.kind === "json" ? dirOf(source.file) : source.dir;
-    const config = yield* readConfig(dir);
+    const config = yield* readConfig(fs, dir);
     let tokenizerJson: Record<string, unknown>;
     let where: string;
     if (source.kind === "json") {
       where = source.file;
-      const json = yield* readText(where).pipe(Effect.flatMap((text) => parseJson(where, text)));
+      const json = yield* fs.readText(where).pipe(Effect.flatMap((text) => parseJson(where, text)));
       if (!isRecord(json) || !isRecord(json.model)) {
         return yield* new TokenizerMismatch({
           path: where,
@@ -490,11 +521,11 @@ export const loadTokenizer = (
       tokenizerJson = { added_tokens: [], ...json };
     } else {
       where = source.dir;
-      tokenizerJson = yield* slowTokenizerJson(source.dir, config);
+      tokenizerJson = yield* slowTokenizerJson(fs, source.dir, config);
     }
     const tok = yield* build(where, tokenizerJson, config);
     const eosId = yield* findEos(where, tok, config);
-    const chatTemplate = yield* readChatTemplate(dir, config);
+    const chatTemplate = yield* readChatTemplate(fs, dir, config);
     return wrap(where, tok, eosId, chatTemplate, specialTokensOf(config));
   });
 
@@ -514,7 +545,7 @@ export const tokenizerFiles = (
   path: string,
 ): Effect.Effect<ReadonlyArray<TokenizerFile>, FileUnreadable | TokenizerMismatch> =>
   Effect.gen(function* () {
-    const source = yield* resolveSource(path);
+    const source = yield* resolveSource(asyncFiles, path);
     const dir = source.kind === "json" ? dirOf(source.file) : source.dir;
     const files: TokenizerFile[] = source.kind === "json"
       ? [{ from: source.file, name: "tokenizer.json" }]
@@ -523,16 +554,16 @@ export const tokenizerFiles = (
         name: "merges.txt",
       }];
     const configPath = `${dir}/tokenizer_config.json`;
-    if (yield* Effect.promise(() => isFile(configPath))) {
+    if (yield* isFile(asyncFiles, configPath)) {
       files.push({ from: configPath, name: "tokenizer_config.json" });
     }
-    const config = yield* readConfig(dir);
+    const config = yield* readConfig(asyncFiles, dir);
     const t = config.chat_template;
     const inConfig = typeof t === "string" ||
       (Array.isArray(t) &&
         t.some((e) => isRecord(e) && e.name === "default" && typeof e.template === "string"));
     const jinja = `${dir}/chat_template.jinja`;
-    if (!inConfig && (yield* Effect.promise(() => isFile(jinja)))) {
+    if (!inConfig && (yield* isFile(asyncFiles, jinja))) {
       files.push({ from: jinja, name: "chat_template.jinja" });
     }
     return files;
@@ -558,74 +589,13 @@ export const checkVocab = (
 
 /**
  * The `vocabSize` loadTokenizer reports for `path`, computed synchronously: pipelines size a fresh model's
- * embedding with it while they are being built. Throws the typed error loadTokenizer would give, naming
- * the file: FileUnreadable when a file is missing or unreadable, TokenizerMismatch when it is not JSON or
- * not a tokenizer (the command line reports either as one line, at build time).
+ * embedding with it while they are being built. It is loadTokenizer itself run on synchronous file reads,
+ * so it throws the typed error loadTokenizer would fail with (the command line reports either as one line,
+ * at build time).
  */
-export const tokenizerVocabSizeSync = (path: string): number => {
-  const readJson = (file: string): Record<string, unknown> => {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(file);
-    } catch (e) {
-      throw new FileUnreadable({ path: file, reason: message(e) });
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new TokenizerMismatch({ path: file, reason: `not valid JSON (${message(e)})` });
-    }
-    if (!isRecord(json)) throw new TokenizerMismatch({ path: file, reason: "not a JSON object" });
-    return json;
-  };
-  const statSync = (p: string) => {
-    try {
-      return Deno.statSync(p);
-    } catch (e) {
-      throw new FileUnreadable({ path: p, reason: message(e) });
-    }
-  };
-  const isFileSync = (file: string) => {
-    try {
-      return Deno.statSync(file).isFile;
-    } catch {
-      return false;
-    }
-  };
-  let dir = path.replace(/(.)\/+$/, "$1");
-  let file: string | undefined = path;
-  if (statSync(path).isDirectory) {
-    file = isFileSync(`${dir}/tokenizer.json`) ? `${dir}/tokenizer.json` : undefined;
-  } else if (/(^|\/)(vocab\.json|merges\.txt)$/.test(path)) [dir, file] = [dirOf(path), undefined];
-  else dir = dirOf(path);
-  let size = 0;
-  const see = (id: unknown) => {
-    if (typeof id === "number") size = Math.max(size, id + 1);
-  };
-  if (file !== undefined) {
-    const json = readJson(file);
-    if (!isRecord(json.model)) {
-      throw new TokenizerMismatch({ path: file, reason: 'not a tokenizer.json (no "model" object)' });
-    }
-    for (
-      const id of Object.values(isRecord(json.model) && isRecord(json.model.vocab) ? json.model.vocab : {})
-    ) see(id);
-    for (const t of Array.isArray(json.added_tokens) ? json.added_tokens : []) {
-      see(isRecord(t) ? t.id : undefined);
-    }
-    return size;
-  }
-  const config = isFileSync(`${dir}/tokenizer_config.json`) ? readJson(`${dir}/tokenizer_config.json`) : {};
-  const family: Family = FAMILIES[String(config.tokenizer_class)] ?? "gpt2";
-  // Their typed failure itself, not the FiberFailure runSync would wrap it in.
-  const orThrow = <A, E>(effect: Effect.Effect<A, E>): A =>
-    Either.getOrThrowWith(Effect.runSync(Effect.either(effect)), (e) => e);
-  const vocab = orThrow(parseVocab(`${dir}/vocab.json`, readJson(`${dir}/vocab.json`)));
-  for (const id of Object.values(vocab)) see(id);
-  for (const t of orThrow(addedTokens(dir, vocab, config, family))) see(t.id);
-  return size;
-};
+export const tokenizerVocabSizeSync = (path: string): number =>
+  // The typed failure itself, not the FiberFailure runSync would wrap it in.
+  Either.getOrThrowWith(Effect.runSync(Effect.either(load(syncFiles, path))), (e) => e).vocabSize;
 
 /** An added token as tokenizer.json lists it. */
 export type AddedToken = AddedTokenJson;
@@ -658,12 +628,14 @@ export const readTokenizerLayout = (
   path: string,
 ): Effect.Effect<TokenizerLayout, FileUnreadable | TokenizerMismatch> =>
   Effect.gen(function* () {
-    const source = yield* resolveSource(path);
+    const source = yield* resolveSource(asyncFiles, path);
     const dir = source.kind === "json" ? dirOf(source.file) : source.dir;
-    const hasConfig = yield* Effect.promise(() => isFile(`${dir}/tokenizer_config.json`));
-    const config = yield* readConfig(dir);
+    const hasConfig = yield* isFile(asyncFiles, `${dir}/tokenizer_config.json`);
+    const config = yield* readConfig(asyncFiles, dir);
     if (source.kind === "json") {
-      const json = yield* readText(source.file).pipe(Effect.flatMap((t) => parseJson(source.file, t)));
+      const json = yield* asyncFiles.readText(source.file).pipe(
+        Effect.flatMap((t) => parseJson(source.file, t)),
+      );
       if (!isRecord(json) || !isRecord(json.model)) {
         return yield* new TokenizerMismatch({
           path: source.file,
@@ -675,7 +647,7 @@ export const readTokenizerLayout = (
     const cls = config.tokenizer_class;
     const family: Family = cls === undefined ? "gpt2" : FAMILIES[String(cls)] ?? "gpt2";
     const vocabPath = `${dir}/vocab.json`;
-    const vocab = yield* readText(vocabPath).pipe(
+    const vocab = yield* asyncFiles.readText(vocabPath).pipe(
       Effect.flatMap((t) => parseJson(vocabPath, t)),
       Effect.flatMap((j) => parseVocab(vocabPath, j)),
     );

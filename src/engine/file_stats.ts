@@ -13,11 +13,17 @@
  * again until it is older (git's "racily clean" rule).
  */
 
+/** What a file's stat says about its content: when any of it changes, the file is hashed again. */
 export interface FileStat {
+  /** Size in bytes. */
   readonly size: number;
+  /** Last modification, in ms since the epoch. */
   readonly mtimeMs: number;
+  /** Last status change, in ms since the epoch. */
   readonly ctimeMs: number;
+  /** Inode number. */
   readonly ino: number;
+  /** Device number. */
   readonly dev: number;
 }
 

@@ -26,6 +26,7 @@ export interface StepContext {
 
 /** What a step reports back; `resumed` is shown in the summary as status "resumed". */
 export interface StepOutcome {
+  /** The step continued an interrupted attempt from its checkpoint. */
   readonly resumed?: boolean;
 }
 

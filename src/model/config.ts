@@ -15,10 +15,60 @@ const PositiveNumber = Schema.Number.pipe(Schema.positive(), Schema.finite());
  * The decoder families. "llama", "mistral", "qwen2" and "qwen3" share one pre-norm RMSNorm/RoPE/SwiGLU
  * decoder (qwen2 adds q/k/v biases, qwen3 adds q/k norms); "gpt2" is LayerNorm, learned positions, GELU.
  */
-export const Architecture = Schema.Literal("llama", "mistral", "qwen2", "qwen3", "gpt2");
+export const Architecture: Schema.Literal<["llama", "mistral", "qwen2", "qwen3", "gpt2"]> = Schema.Literal(
+  "llama",
+  "mistral",
+  "qwen2",
+  "qwen3",
+  "gpt2",
+);
+/** A decoder family's name. */
 export type Architecture = typeof Architecture.Type;
 
-/** @internal The schema's inferred type; use `ModelConfig`. */
+/**
+ * A model's architecture and sizes as plain data (read from and written to HF config.json), spelled out
+ * for the API docs. `ModelConfig` below, the decoder, must agree with it: the compiler checks each field's
+ * type, though not an optional field absent on one side.
+ */
+export interface ModelConfig {
+  /** The decoder family. */
+  readonly architecture: Architecture;
+  /** Tokens in the vocabulary (rows of the embedding). */
+  readonly vocabSize: number;
+  /** Width of the residual stream. */
+  readonly hiddenSize: number;
+  /** Decoder layers. */
+  readonly numLayers: number;
+  /** Query heads. */
+  readonly numHeads: number;
+  /** Key/value heads (grouped-query attention); equal to numHeads for gpt2. */
+  readonly numKvHeads: number;
+  /** Width of the MLP's hidden layer (gpt2: n_inner, 4 * hidden by default). */
+  readonly intermediateSize: number;
+  /** Positions the model computes (gpt2: the size of its position table). */
+  readonly maxPositions: number;
+  /** RoPE base (unused by gpt2); 10000 when absent from the configuration. */
+  readonly ropeTheta: number;
+  /** Epsilon of every norm layer: RMSNorm, or LayerNorm for gpt2 (layer_norm_epsilon); 1e-5 when absent. */
+  readonly rmsNormEps: number;
+  /** Whether the output projection is the embedding matrix. */
+  readonly tieEmbeddings: boolean;
+  /** Size of one attention head when it is not hiddenSize / numHeads (Qwen3, some Mistrals). */
+  readonly headDim?: number;
+  /**
+   * Sliding-window attention span (mistral, qwen2 with use_sliding_window). Within the window it equals
+   * full causal attention, so sequences longer than this are refused rather than computed differently.
+   */
+  readonly slidingWindow?: number;
+}
+
+/** A model config as written in configuration: `ropeTheta` and `rmsNormEps` may be left out. */
+export type ModelConfigEncoded = Omit<ModelConfig, "ropeTheta" | "rmsNormEps"> & {
+  readonly ropeTheta?: number;
+  readonly rmsNormEps?: number;
+};
+
+/** The decoder behind `ModelConfig` (fields documented on the interface). */
 const ModelConfigSchema = Schema.Struct({
   architecture: Architecture,
   vocabSize: PositiveInt,
@@ -77,10 +127,8 @@ const ModelConfigSchema = Schema.Struct({
     return undefined;
   }),
 );
-/** A model's architecture and sizes as plain data (read from and written to HF config.json). */
-export type ModelConfig = typeof ModelConfigSchema.Type;
 /** Decoder for model configs in step configuration. */
-export const ModelConfig: Schema.Schema<ModelConfig, typeof ModelConfigSchema.Encoded> = ModelConfigSchema;
+export const ModelConfig: Schema.Schema<ModelConfig, ModelConfigEncoded> = ModelConfigSchema;
 
 /** Positions this implementation computes exactly: maxPositions, capped by a sliding window. */
 export const contextLength = (c: ModelConfig): number =>

@@ -13,7 +13,7 @@
  * tokenizer files) and report.json (old and new sizes, each token's id).
  */
 import { Effect, Schema } from "effect";
-import { TokenizerMismatch } from "../errors.ts";
+import { TokenizerMismatch, type ToolkitError } from "../errors.ts";
 import { FUNCTIONAL_TOKENS } from "../data/functional_tokens.ts";
 import { checkVocab, loadTokenizer } from "../data/tokenizer.ts";
 import { growTokenizer } from "../data/tokenizer_grow.ts";
@@ -21,19 +21,26 @@ import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams } from "../model/model.ts";
 import { growVocabulary } from "../model/resize.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 
-export const AddTokensConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `AddTokensConfig`. */
+export const AddTokensConfig: Schema.Schema<AddTokensConfig> = Schema.Struct({
   /** The tokens to add, in id order. */
   tokens: Schema.Array(Schema.String.pipe(Schema.minLength(1))).pipe(Schema.minItems(1)),
 });
-export type AddTokensConfig = typeof AddTokensConfig.Type;
+/** The `addTokens` step's config as plain data, spelled out for the API docs. */
+export interface AddTokensConfig {
+  /** The tokens to add, in id order. */
+  readonly tokens: ReadonlyArray<string>;
+}
 
+/** The config that adds RFTT's 16 functional tokens. */
 export const ADD_FUNCTIONAL_TOKENS: AddTokensConfig = { tokens: [...FUNCTIONAL_TOKENS] };
 
 const isFile = (path: string) => Deno.stat(path).then((i) => i.isFile, () => false);
 
-export const addTokensStep = defineStep({
+/** The `addTokens` step: add tokens to a tokenizer and grow the checkpoint's embedding and LM head. */
+export const addTokensStep: Step<AddTokensConfig, "model" | "tokenizer", ToolkitError> = defineStep({
   name: "addTokens",
   version: 1,
   description:

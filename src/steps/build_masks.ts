@@ -13,10 +13,20 @@ import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { SHOWN } from "./shared.ts";
 
-export const BuildMasksConfig = Schema.Struct({ mask: MaskSpec });
+/** Decoder of the step's config; the fields are documented on the interface `BuildMasksConfig`. */
+export const BuildMasksConfig: Schema.Schema<BuildMasksConfig> = Schema.Struct({ mask: MaskSpec });
+
+/**
+ * The `buildMasks` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface BuildMasksConfig {
+  /** Which tokens carry loss weight, and how much. */
+  readonly mask: MaskSpec;
+}
 
 /** The `buildMasks` step: compute a loss weight for every token from a mask spec. */
-export const buildMasksStep: Step<typeof BuildMasksConfig.Type, "tokens", ToolkitError> = defineStep({
+export const buildMasksStep: Step<BuildMasksConfig, "tokens", ToolkitError> = defineStep({
   name: "buildMasks",
   version: 1,
   description: "compute a loss weight for every token from a mask spec",

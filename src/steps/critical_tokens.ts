@@ -36,7 +36,8 @@ import { acceptedGeneration, answerMatches, generateAll, generatedRecord } from 
 import type { TextTokenizer } from "../data/tokenizer.ts";
 import { loadModel } from "./shared.ts";
 
-export const CriticalTokensConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `CriticalTokensConfig`. */
+export const CriticalTokensConfig: Schema.Schema<CriticalTokensConfig> = Schema.Struct({
   format: DataFormat,
   /** Defaults to the format's locator, the one that found the gold keys. */
   locator: Schema.optional(LocatorSpec),
@@ -49,6 +50,27 @@ export const CriticalTokensConfig = Schema.Struct({
   maxExamples: Schema.optional(Schema.Int.pipe(Schema.positive())),
   seed: Schema.Int,
 });
+
+/**
+ * The `criticalTokens` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface CriticalTokensConfig {
+  /** The data format, which also names the default locator. */
+  readonly format: DataFormat;
+  /** Defaults to the format's locator, the one that found the gold keys. */
+  readonly locator?: LocatorSpec;
+  /** Tokens generated per response at most. */
+  readonly maxNewTokens: number;
+  /** Rows per batched generation call. */
+  readonly batchSize: number;
+  /** Replacements tried per position: the model's 2nd, 3rd, ... most probable tokens (the paper: 2). */
+  readonly alternatives: number;
+  /** Examples examined, chosen by a seeded hash; all when absent. */
+  readonly maxExamples?: number;
+  /** Seed of the random choices. */
+  readonly seed: number;
+}
 
 /** One correct solution to search: the prompt, the response tokens (no EOS). */
 export interface Solution {
@@ -194,7 +216,7 @@ interface CriticalData {
 const criticalTokenData = (
   model: { readonly tok: TextTokenizer; readonly config: ModelConfig; readonly params: Params },
   rows: ReadonlyArray<TokenRecord>,
-  config: typeof CriticalTokensConfig.Type,
+  config: CriticalTokensConfig,
   locator: LocatorSpec,
   onContinuations: (done: number, total: number) => void,
 ): CriticalData => {
@@ -256,7 +278,7 @@ const criticalTokenData = (
 
 /** The `criticalTokens` step: CFT: tokens of correct self-generated solutions whose every replacement gives a wrong answer. */
 export const criticalTokensStep: Step<
-  typeof CriticalTokensConfig.Type,
+  CriticalTokensConfig,
   "model" | "data" | "tokenizer",
   ToolkitError
 > = defineStep({

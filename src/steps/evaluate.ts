@@ -33,7 +33,8 @@ import { majorityVote, passAtK } from "../report/stats.ts";
 import { Rng } from "../util/rng.ts";
 import { loadModel } from "./shared.ts";
 
-export const EvaluateConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `EvaluateConfig`. */
+export const EvaluateConfig: Schema.Schema<EvaluateConfig> = Schema.Struct({
   maxNewTokens: Schema.Int.pipe(Schema.positive()),
   batchSize: Schema.Int.pipe(Schema.positive()),
   format: DataFormat,
@@ -46,7 +47,26 @@ export const EvaluateConfig = Schema.Struct({
   /** Seed of the sampling (default 0). */
   seed: Schema.optional(Schema.Int),
 });
-export type EvaluateConfig = typeof EvaluateConfig.Type;
+/**
+ * The `evaluate` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface EvaluateConfig {
+  /** Tokens generated per response at most. */
+  readonly maxNewTokens: number;
+  /** Rows per batched generation call. */
+  readonly batchSize: number;
+  /** The data format, which also names the default locator. */
+  readonly format: DataFormat;
+  /** Defaults to the format's locator, the one that found the gold keys. */
+  readonly locator?: LocatorSpec;
+  /** Generations per prompt (default 1). */
+  readonly samples?: number;
+  /** Sampling temperature (default 0: greedy); more than one sample needs a temperature above 0. */
+  readonly temperature?: number;
+  /** Seed of the sampling (default 0). */
+  readonly seed?: number;
+}
 
 /** The sample counts pass@j is reported for: powers of two below k, and k. */
 export const passAtSizes = (k: number): number[] => {

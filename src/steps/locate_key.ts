@@ -17,7 +17,11 @@ import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { OnProblem, SHOWN } from "./shared.ts";
 
-export const LocateKeyConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `LocateKeyConfig`. */
+export const LocateKeyConfig: Schema.Schema<
+  LocateKeyConfig,
+  Omit<LocateKeyConfig, "onMissingKey"> & { readonly onMissingKey?: "drop" | "fail" }
+> = Schema.Struct({
   format: DataFormat,
   /** Defaults to the format's own locator (answer tags, GSM8K `####`, answer field, last \boxed{}). */
   locator: Schema.optional(LocatorSpec),
@@ -29,11 +33,26 @@ export const LocateKeyConfig = Schema.Struct({
   maxRowChars: Schema.optional(Schema.Int.pipe(Schema.positive())),
 });
 
+/**
+ * The `locateKey` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface LocateKeyConfig {
+  /** The data format, which also names the default locator. */
+  readonly format: DataFormat;
+  /** Defaults to the format's own locator (answer tags, GSM8K `####`, answer field, last \\boxed{}). */
+  readonly locator?: LocatorSpec;
+  /** What to do with a row whose key is not found: drop it (counted and reported) or fail (default). */
+  readonly onMissingKey: "drop" | "fail";
+  /** Longest row accepted, in characters of prompt + response (default MAX_ROW_CHARS). */
+  readonly maxRowChars?: number;
+}
+
 /** Far beyond any context length trained here (a token covers a few characters). */
 export const MAX_ROW_CHARS = 1_000_000;
 
 /** The `locateKey` step: validate the data rows and find the key (answer) span in every response. */
-export const locateKeyStep: Step<typeof LocateKeyConfig.Type, "data", ToolkitError> = defineStep({
+export const locateKeyStep: Step<LocateKeyConfig, "data", ToolkitError> = defineStep({
   name: "locateKey",
   // 3: rows with several answer blocks or above maxRowChars are rejected.
   version: 3,

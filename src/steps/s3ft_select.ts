@@ -34,7 +34,8 @@ import { loadModel } from "./shared.ts";
 export const PARAPHRASE_TEMPLATE =
   "{prompt}Reference solution: {response}\nThe same solution in other words:\n";
 
-export const S3ftSelectConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `S3ftSelectConfig`. */
+export const S3ftSelectConfig: Schema.Schema<S3ftSelectConfig> = Schema.Struct({
   format: DataFormat,
   /** Defaults to the format's locator, the one that found the gold keys. */
   locator: Schema.optional(LocatorSpec),
@@ -49,6 +50,27 @@ export const S3ftSelectConfig = Schema.Struct({
   maxExamples: Schema.optional(Schema.Int.pipe(Schema.positive())),
   seed: Schema.Int,
 });
+
+/**
+ * The `s3ftSelect` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface S3ftSelectConfig {
+  /** The data format, which also names the default locator. */
+  readonly format: DataFormat;
+  /** Defaults to the format's locator, the one that found the gold keys. */
+  readonly locator?: LocatorSpec;
+  /** Tokens generated per response at most. */
+  readonly maxNewTokens: number;
+  /** Rows per batched generation call. */
+  readonly batchSize: number;
+  /** The paraphrase request; must contain {prompt} and {response} (see PARAPHRASE_TEMPLATE). */
+  readonly paraphraseTemplate: string;
+  /** Keep only this many examples, chosen by a seeded hash of the prompt (src/data/select.ts). */
+  readonly maxExamples?: number;
+  /** Seed of the random choices. */
+  readonly seed: number;
+}
 
 /**
  * The paraphrase request for one example: the template with {prompt} the decoded prompt tokens and
@@ -96,7 +118,7 @@ export const selectTargets = (
 
 /** The `s3ftSelect` step: S3FT: train on the model's own correct response, else an accepted paraphrase, else gold. */
 export const s3ftSelectStep: Step<
-  typeof S3ftSelectConfig.Type,
+  S3ftSelectConfig,
   "model" | "data" | "tokenizer",
   ToolkitError
 > = defineStep({

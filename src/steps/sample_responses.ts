@@ -22,7 +22,8 @@ import { Rng } from "../util/rng.ts";
 import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
 import { loadModel } from "./shared.ts";
 
-export const SampleResponsesConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `SampleResponsesConfig`. */
+export const SampleResponsesConfig: Schema.Schema<SampleResponsesConfig> = Schema.Struct({
   format: DataFormat,
   /** Defaults to the format's locator, the one that found the gold keys. */
   locator: Schema.optional(LocatorSpec),
@@ -35,9 +36,30 @@ export const SampleResponsesConfig = Schema.Struct({
   maxExamples: Schema.optional(Schema.Int.pipe(Schema.positive())),
 });
 
+/**
+ * The `sampleResponses` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface SampleResponsesConfig {
+  /** The data format, which also names the default locator. */
+  readonly format: DataFormat;
+  /** Defaults to the format's locator, the one that found the gold keys. */
+  readonly locator?: LocatorSpec;
+  /** Tokens generated per response at most. */
+  readonly maxNewTokens: number;
+  /** Rows per batched generation call. */
+  readonly batchSize: number;
+  /** 0 is greedy decoding. */
+  readonly temperature: number;
+  /** Seed of the random choices. */
+  readonly seed: number;
+  /** Keep only this many examples, chosen by a seeded hash of the prompt (src/data/select.ts). */
+  readonly maxExamples?: number;
+}
+
 /** The `sampleResponses` step: replace each response by one the model generates from the prompt (unverified). */
 export const sampleResponsesStep: Step<
-  typeof SampleResponsesConfig.Type,
+  SampleResponsesConfig,
   "model" | "data" | "tokenizer",
   ToolkitError
 > = defineStep({

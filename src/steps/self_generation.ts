@@ -5,6 +5,12 @@
  *
  * A generated response is kept as the model's own token ids (never re-tokenised from its text), so
  * training on it trains exactly the tokens the model produced.
+ *
+ * Why a module of its own beside shared.ts (both define no step, and a step imports either, never another
+ * step): shared.ts is the plumbing every step may use (the model-and-tokenizer resource, reporting limits),
+ * while this is part of the self-generation methods' algorithm (how to generate, judge and keep a sample)
+ * and is used only by sampleResponses, criticalTokens and s3ftSelect. Kept apart, shared.ts stays small and
+ * free of the model's generation code, and this file reads as one piece of those methods.
  */
 import {
   answerPartStart,

@@ -1,6 +1,8 @@
 /**
  * What several steps share, in one module below every step (a step never imports another step).
- * Not a step itself: helpers, shared config pieces and the scoped model-and-tokenizer resource.
+ * Not a step itself: helpers, shared config pieces and the scoped model-and-tokenizer resource. The
+ * self-generation methods' common algorithm (generate, judge, keep) is the other such module,
+ * self_generation.ts; its header says why it is separate.
  */
 import { Effect, Schema, type Scope } from "effect";
 import type { CheckpointMalformed, FileUnreadable, TokenizerMismatch } from "../errors.ts";

@@ -8,14 +8,26 @@ import type { ToolkitError } from "../errors.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { createJsonl, openJsonl } from "../data/records.ts";
 
-export const TakeRowsConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `TakeRowsConfig`. */
+export const TakeRowsConfig: Schema.Schema<TakeRowsConfig> = Schema.Struct({
   n: Schema.Int.pipe(Schema.positive()),
   /** The file inside the input artifact, written under the same name. */
   file: Schema.String,
 });
 
+/**
+ * The `takeRows` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface TakeRowsConfig {
+  /** Rows kept (the first n). */
+  readonly n: number;
+  /** The file inside the input artifact, written under the same name. */
+  readonly file: string;
+}
+
 /** The `takeRows` step: the first n rows of a JSONL artifact file. */
-export const takeRowsStep: Step<typeof TakeRowsConfig.Type, "from", ToolkitError> = defineStep({
+export const takeRowsStep: Step<TakeRowsConfig, "from", ToolkitError> = defineStep({
   name: "takeRows",
   version: 1,
   description: "the first n rows of a JSONL artifact file",

@@ -15,12 +15,29 @@ import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { OnProblem, SHOWN } from "./shared.ts";
 
-export const TokeniseConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `TokeniseConfig`. */
+export const TokeniseConfig: Schema.Schema<
+  TokeniseConfig,
+  Omit<TokeniseConfig, "onTruncatedKey"> & { readonly onTruncatedKey?: "drop" | "fail" }
+> = Schema.Struct({
   /** `{prompt}` is replaced by the example's prompt; the response follows the rendered template. */
   template: PromptTemplate,
   maxLength: Schema.Int.pipe(Schema.positive()),
   onTruncatedKey: Schema.optionalWith(OnProblem, { default: () => "fail" as const }),
 });
+
+/**
+ * The `tokenise` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface TokeniseConfig {
+  /** `{prompt}` is replaced by the example's prompt; the response follows the rendered template. */
+  readonly template: string;
+  /** Longest sequence in tokens; longer examples are truncated. */
+  readonly maxLength: number;
+  /** What to do with an example whose key is cut off by truncation: drop it or fail (default). */
+  readonly onTruncatedKey: "drop" | "fail";
+}
 
 /** The `tokenise` step: tokenise prompt, response and key segment-wise; append EOS; cut at maxLength. */
 export const tokeniseStep: Step<typeof TokeniseConfig.Type, "examples" | "tokenizer", ToolkitError> =

@@ -29,7 +29,7 @@ import { readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
 import { modelDirOf } from "./shared.ts";
-import { contextLength, ModelConfig } from "../model/config.ts";
+import { contextLength, ModelConfig, type ModelConfigEncoded } from "../model/config.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params } from "../model/model.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
@@ -43,7 +43,11 @@ import { optimizerStep } from "../train/step.ts";
 const PositiveInt = Schema.Int.pipe(Schema.positive());
 const NonNegative = Schema.Number.pipe(Schema.nonNegative(), Schema.finite());
 
-export const TrainConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `TrainConfig`. */
+export const TrainConfig: Schema.Schema<
+  TrainConfig,
+  Omit<TrainConfig, "model"> & { readonly model?: ModelConfigEncoded }
+> = Schema.Struct({
   /** Optimizer steps. */
   steps: PositiveInt,
   /** Sequences per optimizer step. */
@@ -68,7 +72,37 @@ export const TrainConfig = Schema.Struct({
    */
   objective: Schema.optional(Objective),
 });
-export type TrainConfig = typeof TrainConfig.Type;
+
+/**
+ * The `train` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface TrainConfig {
+  /** Optimizer steps. */
+  readonly steps: number;
+  /** Sequences per optimizer step. */
+  readonly batchSize: number;
+  /** Sequences per forward/backward pass; batchSize / microBatchSize passes are accumulated. */
+  readonly microBatchSize: number;
+  /** Peak learning rate, reached after `warmupSteps` of linear warm-up, then cosine decay. */
+  readonly lr: number;
+  /** Steps of linear warm-up. */
+  readonly warmupSteps: number;
+  /** The cosine ends at lr * minLrRatio. */
+  readonly minLrRatio: number;
+  /** AdamW's decoupled weight decay. */
+  readonly weightDecay: number;
+  /** Global gradient-norm clipping threshold. */
+  readonly clipNorm: number;
+  /** Optimizer steps between checkpoints (an interrupted run resumes from the last one). */
+  readonly checkpointEvery: number;
+  /** Seed of initialisation and data order. */
+  readonly seed: number;
+  /** Architecture of a model trained from scratch; required when `init` is not connected. */
+  readonly model?: ModelConfig;
+  /** The per-token objective (src/train/objectives.ts); absent means "ce". */
+  readonly objective?: "ce" | "dft" | "tv" | "chi2" | "hellinger" | "js";
+}
 
 interface LogRow {
   readonly step: number;

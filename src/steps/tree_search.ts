@@ -12,7 +12,7 @@
  * depend on how many problems come before it were skipped.
  */
 import { Effect, Schema } from "effect";
-import { EmptyDataset, InvalidRow } from "../errors.ts";
+import { EmptyDataset, InvalidRow, type ToolkitError } from "../errors.ts";
 import { DataFormat, readExamples } from "../data/formats.ts";
 import { type LocatedRecord, writeJsonl } from "../data/records.ts";
 import { closeTag, openTag } from "../data/functional_tokens.ts";
@@ -20,11 +20,12 @@ import { arithExpander, parseArithPrompt } from "../train/rftt_arith.ts";
 import { search, sftTraces } from "../train/rftt_search.ts";
 import { Rng } from "../util/rng.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 
 const PositiveInt = Schema.Int.pipe(Schema.positive());
 
-export const TreeSearchConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `TreeSearchConfig`. */
+export const TreeSearchConfig: Schema.Schema<TreeSearchConfig> = Schema.Struct({
   format: DataFormat,
   expander: Schema.Literal("arith"),
   /** Rollouts per problem. */
@@ -40,8 +41,29 @@ export const TreeSearchConfig = Schema.Struct({
   mergesPerProblem: Schema.Int.pipe(Schema.nonNegative()),
   seed: Schema.Int,
 });
-export type TreeSearchConfig = typeof TreeSearchConfig.Type;
+/** The `treeSearch` step's config as plain data, spelled out for the API docs. */
+export interface TreeSearchConfig {
+  /** The data format of the problems. */
+  readonly format: DataFormat;
+  /** The expander: "arith", the programmatic one for the synthetic arithmetic task. */
+  readonly expander: "arith";
+  /** Rollouts per problem. */
+  readonly rollouts: number;
+  /** Most steps in a trace. */
+  readonly maxDepth: number;
+  /** UCT's exploration weight (2 in RFTT). */
+  readonly exploration: number;
+  /** "arith": the probability that a computing step also gets a wrong sibling. */
+  readonly wrongRate: number;
+  /** Most correct traces kept per problem (the first found). */
+  readonly correctPerProblem: number;
+  /** Most branch merges kept per problem (the first found). */
+  readonly mergesPerProblem: number;
+  /** Seed of the search (each problem uses seed + its index). */
+  readonly seed: number;
+}
 
+/** Defaults of every field but `format`. */
 export const TREE_SEARCH_DEFAULTS: Omit<TreeSearchConfig, "format"> = {
   expander: "arith",
   rollouts: 16,
@@ -82,7 +104,8 @@ export const traceRecord = (
   };
 };
 
-export const treeSearchStep = defineStep({
+/** The `treeSearch` step: RFTT warm-up data from a tree search per problem. */
+export const treeSearchStep: Step<TreeSearchConfig, "data", ToolkitError> = defineStep({
   name: "treeSearch",
   version: 1,
   description: "RFTT warm-up data: MCTS over functional-token steps; correct paths and branch merges",

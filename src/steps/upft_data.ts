@@ -27,7 +27,8 @@ export const UPFT_INSTRUCTION =
   "Please provide the initial step towards resolving the question. This step may serve as a foundation " +
   "but might not encompass the entire solution.";
 
-export const UpftDataConfig = Schema.Struct({
+/** Decoder of the step's config; the fields are documented on the interface `UpftDataConfig`. */
+export const UpftDataConfig: Schema.Schema<UpftDataConfig> = Schema.Struct({
   /** Response tokens trained on prefix examples. */
   k: Schema.Int.pipe(Schema.positive()),
   /** Share of examples trained on their prefix only. */
@@ -37,7 +38,23 @@ export const UpftDataConfig = Schema.Struct({
   /** Longest sequence allowed after the instruction is added (the tokenise step's maxLength). */
   maxLength: Schema.Int.pipe(Schema.positive()),
 });
-export type UpftDataConfig = typeof UpftDataConfig.Type;
+
+/**
+ * The `upftData` step's config as plain data, spelled out for the API docs. The decoder of the same name must
+ * agree with it: the compiler checks each field's type, though not an optional field absent on one side.
+ */
+export interface UpftDataConfig {
+  /** Response tokens trained on prefix examples. */
+  readonly k: number;
+  /** Share of examples trained on their prefix only. */
+  readonly share: number;
+  /** Seed of the random choices. */
+  readonly seed: number;
+  /** Instruction added to the prompt of prefix examples. */
+  readonly instruction: string;
+  /** Longest sequence allowed after the instruction is added (the tokenise step's maxLength). */
+  readonly maxLength: number;
+}
 
 /** True when the example with these prompt ids is trained on its prefix only. */
 export const isPrefixExample = (seed: number, share: number, promptIds: ReadonlyArray<number>): boolean =>

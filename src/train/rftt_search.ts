@@ -32,8 +32,11 @@ import type { Rng } from "../util/rng.ts";
 
 /** A step proposed by an expander, with the expander's own state after it. */
 export interface ProposedStep<S> {
+  /** The step's functional tag. */
   readonly tag: FunctionalTag;
+  /** The step's text. */
   readonly content: string;
+  /** The expander's state after the step. */
   readonly state: S;
   /**
    * False for a step the expander knows to be wrong (the programmatic expander's deliberate mistakes);
@@ -50,18 +53,24 @@ export interface ProposedStep<S> {
  * is correct, 0 otherwise.
  */
 export interface Expander<S> {
+  /** The expander's state before any step. */
   readonly root: S;
+  /** The children of a node, as above. */
   readonly expand: (
     state: S,
     path: ReadonlyArray<Segment>,
     allowedTags: ReadonlyArray<FunctionalTag>,
     rng: Rng,
   ) => ReadonlyArray<ProposedStep<S>>;
+  /** The value of a path ending in `<output>`: 1 when its answer is correct, 0 otherwise. */
   readonly value: (state: S, path: ReadonlyArray<Segment>) => number;
 }
 
+/** A node of the search tree; `children`, `visits` and `total` change while the search runs. */
 export interface SearchNode<S> {
+  /** Its number, unique within its tree. */
   readonly id: number;
+  /** Undefined at the root. */
   readonly parent: SearchNode<S> | undefined;
   /** The step leading here; undefined at the root. */
   readonly step: ProposedStep<S> | undefined;
@@ -75,6 +84,7 @@ export interface SearchNode<S> {
   total: number;
 }
 
+/** The search's budget and exploration. */
 export interface SearchConfig {
   /** Rollouts per tree. */
   readonly rollouts: number;
@@ -84,16 +94,22 @@ export interface SearchConfig {
   readonly exploration: number;
 }
 
+/** 16 rollouts, at most 10 steps, exploration weight 2. */
 export const SEARCH_DEFAULTS: SearchConfig = { rollouts: 16, maxDepth: 10, exploration: 2 };
 
+/** One rollout: the path it took and the value it backed up. */
 export interface Rollout<S> {
   /** Root to leaf, root excluded. */
   readonly path: ReadonlyArray<SearchNode<S>>;
+  /** The value backed up along the path. */
   readonly value: number;
 }
 
+/** A finished search: its tree and its rollouts. */
 export interface SearchTree<S> {
+  /** The root node. */
   readonly root: SearchNode<S>;
+  /** Every rollout, in the order run. */
   readonly rollouts: ReadonlyArray<Rollout<S>>;
 }
 
@@ -123,6 +139,7 @@ export const pathTo = <S>(node: SearchNode<S>): SearchNode<S>[] => {
   return out;
 };
 
+/** The segments along a path of nodes. */
 export const segmentsOf = <S>(path: ReadonlyArray<SearchNode<S>>): Segment[] =>
   path.map((n) => ({ tag: n.step!.tag, content: n.step!.content }));
 
@@ -191,9 +208,13 @@ export const search = <S>(expander: Expander<S>, config: SearchConfig, rng: Rng)
 // -----------------------------------------------------------------------------------------------------
 // Warm-up SFT data from a tree
 
+/** One warm-up SFT example from a tree: a correct path, or a branch merge. */
 export interface SftTrace {
+  /** "correct": a path to a correct `<output>`; "merge": a wrong step, `<verify>`, `<refine>`, the correct continuation. */
   readonly kind: "correct" | "merge";
+  /** Its segments. */
   readonly segments: ReadonlyArray<Segment>;
+  /** Its rendered trace. */
   readonly text: string;
 }
 

@@ -24,6 +24,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { ModelConfig } from "../model/config.ts";
 import { logitsAt, type Params } from "../model/model.ts";
 
+/** Per-token values of a batch: one row per rollout, one column per response position. */
 export type Matrix = ReadonlyArray<ReadonlyArray<number>>;
 
 /** The defaults of the method: beta = 0.01 (KL), eps = 0.2 (clip), process mix 0.6 / 0.4. */
@@ -50,7 +51,9 @@ export const lastResponseIndex = (mask: Matrix): number[] =>
 
 /** One rollout's process reward: each step's score and the response position of its closing tag. */
 export interface StepScores {
+  /** Each step's score. */
   readonly scores: ReadonlyArray<number>;
+  /** The response position of each step's closing tag. */
   readonly positions: ReadonlyArray<number>;
 }
 
@@ -61,7 +64,9 @@ export const mixedReward = (outcome: number, steps: StepScores | undefined): num
   return RL_DEFAULTS.outcomeShare * outcome + RL_DEFAULTS.processShare * mean;
 };
 
+/** What the per-token rewards are computed from. */
 export interface TokenRewardInput {
+  /** 1 at each rollout's response tokens, 0 elsewhere. */
   readonly mask: Matrix;
   /** log pi of each token under the policy that wrote it (at rollout time). */
   readonly oldLogProbs: Matrix;
@@ -148,10 +153,14 @@ export const groupNormalised = (
   return mask.map((row, i) => row.map((m) => m === 0 ? 0 : adv[i]));
 };
 
+/** REINFORCE++ (batch-normalised returns) or GRPO (rewards normalised within each prompt's group). */
 export type AdvantageEstimator = "reinforce++" | "grpo";
 
+/** What `advantages` needs: the token-reward inputs, the estimator and, for GRPO, the groups. */
 export interface AdvantageInput extends Omit<TokenRewardInput, "beta"> {
+  /** Which estimator. */
   readonly estimator: AdvantageEstimator;
+  /** The KL coefficient (default RL_DEFAULTS.beta). */
   readonly beta?: number;
   /** GRPO: each rollout's group (its prompt). */
   readonly group?: ReadonlyArray<number | string>;
@@ -172,12 +181,17 @@ export const advantages = (input: AdvantageInput): number[][] => {
   return batchNormalised(returnsToGo(r, input.mask), input.mask);
 };
 
+/** What the PPO clipped loss needs. */
 export interface PpoLossInput {
   /** log pi_theta of each response token under the policy being trained: [B, T], differentiable. */
   readonly logProbs: tf.Tensor2D;
+  /** log pi_old of each response token (at rollout time). */
   readonly oldLogProbs: Matrix;
+  /** Each token's advantage. */
   readonly advantages: Matrix;
+  /** 1 at response tokens, 0 elsewhere. */
   readonly mask: Matrix;
+  /** The clip range eps (default RL_DEFAULTS.clipEps). */
   readonly clipEps?: number;
   /** GRPO: beta * k3(pi_theta, pi_ref) per token, in the loss. */
   readonly kl?: { readonly refLogProbs: Matrix; readonly beta: number };
