@@ -116,6 +116,7 @@ Deno.test({
       stderr: "null",
       stdin: "null",
     }).spawn();
+    let drained: Promise<void> = Promise.resolve();
     try {
       // Wait until training runs: the child's JavaScript thread is busy for seconds at a time then.
       const reader = launcher.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -125,8 +126,13 @@ Deno.test({
         if (done) throw new Error(`the run ended before training:\n${seen}`);
         seen += value;
       }
-      reader.releaseLock();
-      await launcher.stdout.cancel().catch(() => {});
+      // Keep draining stdout: a closed pipe would kill the launcher with EPIPE on its next progress line, and
+      // the reaper would then stop main.ts before this test kills anything.
+      drained = (async () => {
+        try {
+          while (!(await reader.read()).done) { /* discard */ }
+        } catch { /* the launcher is gone */ }
+      })();
       // The run lock holds the pid of its owner, main.ts in the launcher's child.
       const child = parseInt(await Deno.readTextFile(`${runDir}/.lock`), 10);
       assert(child !== launcher.pid && alive(child), `lock holder ${child}`);
@@ -156,6 +162,7 @@ console.log("locked");`;
         launcher.kill("SIGKILL");
       } catch { /* already gone */ }
       await launcher.status;
+      await drained;
       await Deno.remove(dir, { recursive: true });
     }
   },
