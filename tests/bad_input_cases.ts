@@ -196,6 +196,7 @@ const wording: ReadonlyArray<[string, RegExp]> = [
   ["FileUnreadable", /cannot read /],
   ["TokenizerMismatch", /tokenizer \S+: /],
   ["CheckpointMalformed", /checkpoint \S+: /],
+  ["AdapterInvalid", /adapter \S+: /],
   ["InvalidRow", /\S+:\d+( field "[^"]+")?: /],
 ];
 
