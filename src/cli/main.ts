@@ -21,6 +21,8 @@ import { type BudgetFlags, budgetFromFlags, budgetOptions } from "./budget_flags
 import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
 import { generateCommand } from "./generate.ts";
 import { scoreCommand } from "./score.ts";
+import { mergeCommand } from "./merge.ts";
+import { type LoraFlags, loraFromFlags, loraOptions } from "./lora_flags.ts";
 
 const pipelineName = Args.text({ name: "pipeline" }).pipe(
   Args.withDescription(
@@ -90,9 +92,10 @@ const selection = {
   runDir,
   ...dataOptions,
   ...budgetOptions,
+  ...loraOptions,
 };
 
-type Selection = DataFlags & BudgetFlags & {
+type Selection = DataFlags & BudgetFlags & LoraFlags & {
   pipelineName: string;
   data: Option.Option<string>;
   test: Option.Option<string>;
@@ -129,7 +132,10 @@ const resolve = (a: Selection) =>
       yield* loadCheckpointConfig(modelDir);
     }
     const dataFlags = yield* dataFromFlags(a);
-    const budget = yield* budgetFromFlags(a);
+    const flagBudget = yield* budgetFromFlags(a);
+    const lora = yield* loraFromFlags(a);
+    // --lora reaches every training node through the budget's train settings.
+    const budget = lora ? { ...flagBudget, train: { ...flagBudget?.train, lora } } : flagBudget;
     const pipeline = yield* loadPipeline(a.pipelineName, {
       budget,
       train: Option.getOrUndefined(a.data),
@@ -181,11 +187,19 @@ export const helps: Record<string, () => string> = {
   export: () => helpText(exportCommand, "deno task export"),
   generate: () => helpText(generateCommand, "deno task generate"),
   score: () => helpText(scoreCommand, "deno task score"),
+  merge: () => helpText(mergeCommand, "deno task merge"),
 };
 
 const root = Command.make("sftkey").pipe(
   Command.withDescription("token-selective supervised fine-tuning (SFTKey and related methods)"),
-  Command.withSubcommands([runCommand, statusCommand, generateCommand, scoreCommand, exportCommand]),
+  Command.withSubcommands([
+    runCommand,
+    statusCommand,
+    generateCommand,
+    scoreCommand,
+    exportCommand,
+    mergeCommand,
+  ]),
 );
 
 const cli = Command.run(root, { name: "sftkey", version: "0.1.0" });

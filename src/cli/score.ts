@@ -12,7 +12,8 @@ import * as tf from "@tensorflow/tfjs";
 import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
 import { forward, tidyValues } from "../model/model.ts";
-import { backend } from "./flags.ts";
+import { loadAdapter } from "../model/peft.ts";
+import { adapter, backend } from "./flags.ts";
 import { checkLength, inputIds, loadModelDir } from "./hf_model.ts";
 
 export interface ScoredToken {
@@ -31,9 +32,12 @@ const logProb = (logits: Float32Array, at: number, vocab: number, target: number
 };
 
 /** Every token of the input with its log-probability given the tokens before it. */
-export const runScore = (req: { readonly model: string; readonly text?: string; readonly ids?: string }) =>
+export const runScore = (
+  req: { readonly model: string; readonly adapter?: string; readonly text?: string; readonly ids?: string },
+) =>
   Effect.scoped(Effect.gen(function* () {
     const model = yield* loadModelDir(req.model);
+    if (req.adapter !== undefined) yield* loadAdapter(req.adapter, model.config, model.params);
     const ids = yield* inputIds(model, req.text, req.ids, { text: "--text", ids: "--ids" });
     yield* checkLength(model.config, ids.length, "--text / --ids");
     const vocab = model.config.vocabSize;
@@ -70,12 +74,13 @@ const json = Options.boolean("json").pipe(
 
 export const scoreCommand = Command.make(
   "score",
-  { model, text, ids, json, backend },
+  { model, adapter, text, ids, json, backend },
   (a) =>
     Effect.gen(function* () {
       yield* useBackend(a.backend);
       const result = yield* runScore({
         model: a.model,
+        adapter: Option.getOrUndefined(a.adapter),
         text: Option.getOrUndefined(a.text),
         ids: Option.getOrUndefined(a.ids),
       });
