@@ -25,6 +25,12 @@ export { criticalTokensStep } from "./src/steps/critical_tokens.ts";
 export { s3ftSelectStep } from "./src/steps/s3ft_select.ts";
 export { takeRowsStep } from "./src/steps/take_rows.ts";
 export { exportTrlStep } from "./src/steps/export_trl.ts";
+// RFTT's building blocks: vocabulary growth, the functional-token grammar, tree search, the RL objective.
+export { ADD_FUNCTIONAL_TOKENS, addTokensStep } from "./src/steps/add_tokens.ts";
+export { TREE_SEARCH_DEFAULTS, treeSearchStep } from "./src/steps/tree_search.ts";
+export * as functionalTokens from "./src/data/functional_tokens.ts";
+export * as rfttSearch from "./src/train/rftt_search.ts";
+export * as rlLoss from "./src/train/rl_loss.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
 export { buildMask, MaskSpec } from "./src/data/masks.ts";

@@ -11,6 +11,7 @@ import { tokeniseExample } from "../src/data/tokenise.ts";
 import { loadTokenizer } from "../src/data/tokenizer.ts";
 import { decodeModelConfig, type ModelConfig } from "../src/model/config.ts";
 import { generate } from "../src/model/generate.ts";
+import { matmulNT } from "../src/model/kernels.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -35,10 +36,14 @@ export type BenchItem =
     readonly newTokens: number;
     readonly reps: number;
   }
-  | { readonly task: "preprocess"; readonly backend: string; readonly reps: number };
+  | { readonly task: "preprocess"; readonly backend: string; readonly reps: number }
+  | { readonly task: "sgemm"; readonly backend: string; readonly size: number; readonly reps: number };
 
 export interface ItemResult {
-  /** Throughput of each timed repetition: tokens/s (train), new tokens/s (generate), examples/s. */
+  /**
+   * Throughput of each timed repetition: tokens/s (train), new tokens/s (generate), examples/s
+   * (preprocess), GFLOP/s (sgemm).
+   */
   readonly samples: number[];
   readonly peakRssMb: number;
   readonly backend: string;
@@ -53,13 +58,13 @@ export const peakRssMb = (): number => {
   return Deno.memoryUsage().rss / 2 ** 20;
 };
 
-/** A Llama with untied LM head, like the PyTorch reference. */
-const toConfig = (m: BenchModelConfig): ModelConfig =>
+/** A Llama (Qwen2 when it has q/k/v biases), like the PyTorch reference. */
+const toConfig = ({ tied, qkvBias, ...m }: BenchModelConfig): ModelConfig =>
   Effect.runSync(decodeModelConfig({
-    architecture: "llama",
+    architecture: qkvBias ? "qwen2" : "llama",
     ...m,
     maxPositions: 4096,
-    tieEmbeddings: false,
+    tieEmbeddings: tied ?? false,
   }, "bench model"));
 
 const seconds = (f: () => void): number => {
@@ -128,11 +133,22 @@ const preprocess = async (item: Extract<BenchItem, { task: "preprocess" }>): Pro
   return samples;
 };
 
+/** The machine's single-precision product speed: the products the model's kernels would send (BLAS or JS). */
+const sgemm = (item: Extract<BenchItem, { task: "sgemm" }>): number[] => {
+  const n = item.size, rng = Rng.seeded(3);
+  const a = Float32Array.from({ length: n * n }, () => rng.normal());
+  const b = Float32Array.from({ length: n * n }, () => rng.normal());
+  matmulNT(a, b, n, n, n); // warm-up
+  return Array.from({ length: item.reps }, () => (2 * n ** 3) / seconds(() => matmulNT(a, b, n, n, n)) / 1e9);
+};
+
 export const runItem = async (item: BenchItem, backend: string): Promise<ItemResult> => {
   const samples = item.task === "train"
     ? train(item)
     : item.task === "generate"
     ? gen(item)
+    : item.task === "sgemm"
+    ? sgemm(item)
     : await preprocess(item);
   if (tf.memory().numTensors > 1000) throw new Error(`${tf.memory().numTensors} tensors left: a leak`);
   return { samples, peakRssMb: peakRssMb(), backend };

@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--json] [--backend NAME] [--models tiny,small] [--reps N]`: training and generation
+ * `deno task bench [--json] [--backend NAME] [--models tiny,small,wide,smol,qwen05] [--reps N]`: training and generation
  * throughput of this project against PyTorch (tools/bench/torch_bench.py) on the same machine, in one run,
  * plus preprocessing throughput and peak resident memory.
  *
@@ -13,7 +13,7 @@ import { Effect } from "effect";
 import { type BackendName, useBackend } from "../src/backend/backend.ts";
 import { installedMatmul } from "../src/backend/matmul.ts";
 import { type BenchItem, type ItemResult, runItem } from "./items.ts";
-import { BENCH_MODELS, GENERATE, PREPROCESS } from "./models.ts";
+import { BENCH_MODELS, GENERATE, PREPROCESS, SGEMM, trainFlops } from "./models.ts";
 
 const TORCH_SCRIPT = new URL("../tools/bench/torch_bench.py", import.meta.url).pathname;
 const PYTHON = "/usr/bin/python3";
@@ -108,7 +108,8 @@ const main = async (args: string[]) => {
   const json = args.includes("--json");
   const log = (s: string) => json ? console.error(s) : console.log(s);
   const requested = (flag(args, "--backend") ?? "auto") as BackendName;
-  const names = (flag(args, "--models") ?? "tiny,small").split(",");
+  const names = flag(args, "--models")?.split(",") ??
+    BENCH_MODELS.filter((m) => m.inDefault).map((m) => m.name);
   const repsArg = flag(args, "--reps");
   const models = names.map((n) => {
     const m = BENCH_MODELS.find((x) => x.name === n);
@@ -121,6 +122,11 @@ const main = async (args: string[]) => {
   log(`backend: ${backend}${installedMatmul() ? ` (${installedMatmul()!.path})` : ""}`);
   log(torch.ok ? `reference: PyTorch ${torch.version}` : `reference: skipped, ${torch.reason}`);
 
+  // The machine's sgemm speed, measured now, through the products our kernels use: the yardstick of
+  // each training row's achieved GFLOP/s.
+  const sgemmResult = await runOurs({ task: "sgemm", backend, size: SGEMM.size, reps: SGEMM.reps });
+  const sgemmPeak = Math.max(...sgemmResult.samples);
+  log(`sgemm peak: ${sgemmPeak.toFixed(1)} GFLOP/s (${SGEMM.size}^3, best of ${SGEMM.reps})`);
   const peak: Record<string, number | null> = {};
   const train: Record<string, unknown>[] = [];
   const generate: Record<string, unknown>[] = [];
@@ -140,11 +146,17 @@ const main = async (args: string[]) => {
       ? await runTorch({ task: "train", model: m.config, batch: m.batch, seq: m.seq, reps: r })
       : undefined;
     const x = median(ours.samples), y = theirs ? median(theirs.samples) : null;
+    // tokens/s -> GFLOP/s through the step's flop count per token.
+    const gflopPerToken = trainFlops(m.config, m.batch, m.seq) / (m.batch * m.seq) / 1e9;
     train.push({
       model: m.name,
       ours_tok_s: round(x),
       torch_tok_s: round(y),
       ratio: round(y ? x / y : null, 3),
+      ours_gflop_s: round(x * gflopPerToken),
+      torch_gflop_s: round(y === null ? null : y * gflopPerToken),
+      ours_sgemm_share: round((x * gflopPerToken) / sgemmPeak, 3),
+      torch_sgemm_share: round(y === null ? null : (y * gflopPerToken) / sgemmPeak, 3),
     });
     peak[`train_${m.name}_ours`] = round(ours.peakRssMb);
     peak[`train_${m.name}_torch`] = round(theirs?.peak_rss_mb ?? null);
@@ -192,6 +204,7 @@ const main = async (args: string[]) => {
     // the end of the run says how busy it was (2 means two cores' worth of runnable processes).
     load_avg_1m: round(Deno.loadavg()[0], 2),
     torch: torch.ok ? torch.version : null,
+    sgemm_peak_gflop_s: round(sgemmPeak),
     train,
     generate,
     preprocess_examples_s: preprocess,
@@ -200,11 +213,16 @@ const main = async (args: string[]) => {
   log(`load average (1 min) at the end: ${result.load_avg_1m}`);
   if (json) console.log(JSON.stringify(result));
   else {
-    console.log("\nmodel  task              ours tok/s  torch tok/s  ratio");
+    console.log(
+      "\nmodel  task              ours tok/s  torch tok/s  ratio  GFLOP/s ours / torch (share of sgemm)",
+    );
     for (const r of train) {
       console.log(
         `${String(r.model).padEnd(6)} train             ${String(r.ours_tok_s).padStart(10)}  ` +
-          `${String(r.torch_tok_s ?? "-").padStart(11)}  ${r.ratio ?? "-"}`,
+          `${String(r.torch_tok_s ?? "-").padStart(11)}  ${String(r.ratio ?? "-").padEnd(5)}  ` +
+          `${r.ours_gflop_s} (${r.ours_sgemm_share}) / ${r.torch_gflop_s ?? "-"} (${
+            r.torch_sgemm_share ?? "-"
+          })`,
       );
     }
     for (const r of generate) {

@@ -10,6 +10,10 @@ export interface BenchModelConfig {
   readonly numHeads: number;
   readonly numKvHeads: number;
   readonly intermediateSize: number;
+  /** LM head tied to the token embedding (default false). */
+  readonly tied?: boolean;
+  /** Biases on q/k/v_proj, as Qwen2 has (default false). */
+  readonly qkvBias?: boolean;
 }
 
 export interface BenchModel {
@@ -19,6 +23,8 @@ export interface BenchModel {
   readonly seq: number;
   /** Timed training steps (after one warm-up step). */
   readonly trainReps: number;
+  /** Measured without --models: the default bench stays under 15 minutes. */
+  readonly inDefault: boolean;
 }
 
 export const BENCH_MODELS: ReadonlyArray<BenchModel> = [
@@ -35,6 +41,7 @@ export const BENCH_MODELS: ReadonlyArray<BenchModel> = [
     batch: 8,
     seq: 128,
     trainReps: 5,
+    inDefault: true,
   },
   {
     name: "small",
@@ -49,8 +56,78 @@ export const BENCH_MODELS: ReadonlyArray<BenchModel> = [
     batch: 4,
     seq: 256,
     trainReps: 3,
+    inDefault: true,
+  },
+  // Real vocabularies (issue 11), where the LM head and the loss dominate.
+  {
+    // The pipelines' default tiny model (pipelines/common.ts, tinyModel) with Qwen2's tokenizer.
+    name: "wide",
+    config: {
+      vocabSize: 151646,
+      hiddenSize: 64,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 2,
+      intermediateSize: 176,
+    },
+    batch: 16,
+    seq: 192,
+    trainReps: 2,
+    inDefault: false,
+  },
+  {
+    // SmolLM2-135M's shape.
+    name: "smol",
+    config: {
+      vocabSize: 49152,
+      hiddenSize: 576,
+      numLayers: 30,
+      numHeads: 9,
+      numKvHeads: 3,
+      intermediateSize: 1536,
+      tied: true,
+    },
+    batch: 2,
+    seq: 512,
+    trainReps: 2,
+    inDefault: false,
+  },
+  {
+    // Qwen2.5-0.5B's shape.
+    name: "qwen05",
+    config: {
+      vocabSize: 151936,
+      hiddenSize: 896,
+      numLayers: 24,
+      numHeads: 14,
+      numKvHeads: 2,
+      intermediateSize: 4864,
+      tied: true,
+      qkvBias: true,
+    },
+    batch: 1,
+    seq: 512,
+    trainReps: 2,
+    inDefault: false,
   },
 ];
+
+/**
+ * Floating-point operations of one training step as the products compute them: forward, then backward
+ * at twice the forward (input and weight gradients), 2 flops per multiply-add. Counted: every dense layer
+ * and the LM head at every token, and attention's two products over the full [seq x seq] square (what the
+ * kernels compute; a causal kernel could skip half). Elementwise work (norms, softmax, exp) is not.
+ */
+export const trainFlops = (m: BenchModelConfig, batch: number, seq: number): number => {
+  const d = m.hiddenSize, hd = d / m.numHeads, kv = m.numKvHeads * hd;
+  const perTokenLayer = d * d + 2 * d * kv + d * d + 3 * d * m.intermediateSize;
+  const perToken = m.numLayers * perTokenLayer + m.vocabSize * d;
+  const attention = m.numLayers * batch * 2 * seq * seq * d;
+  return 3 * 2 * (batch * seq * perToken + attention);
+};
+
+/** The square single-precision product that measures the machine's sgemm peak (same run, same backend). */
+export const SGEMM = { size: 1024, reps: 5 } as const;
 
 /** Greedy generation with the KV cache: random prompts of `prompt` tokens, `newTokens` new ones. */
 export const GENERATE = { batches: [1, 8], prompt: 16, newTokens: 128, reps: 3 } as const;

@@ -10,6 +10,9 @@ import type { ModelConfig } from "../src/model/config.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { locateKeyStep } from "../src/steps/locate_key.ts";
 import { takeRowsStep } from "../src/steps/take_rows.ts";
+import { holdOutStep } from "../src/steps/hold_out.ts";
+import { generationLocatorProblem } from "../src/data/formats.ts";
+import { InvalidConfig } from "../src/errors.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { TOKENIZER_COMPANIONS, tokenizerVocabSizeSync } from "../src/data/tokenizer.ts";
 import type { Budget } from "./budget.ts";
@@ -31,6 +34,15 @@ export interface PipelineOptions {
   readonly maxLength?: number;
   /** Tokens generated per test prompt in evaluation and in the methods that sample (default 64). */
   readonly maxNewTokens?: number;
+  /** Rows whose key is not found: "fail" (default) or "drop" (counted and listed in the reports). */
+  readonly onMissingKey?: "drop" | "fail";
+  /** Rows whose key maxLength cuts off: "fail" (default) or "drop". */
+  readonly onTruncatedKey?: "drop" | "fail";
+  /**
+   * Without `test`: evaluate on the training rows instead of rows held out of them. Only for runs that
+   * ask for it: training rows measure memorisation, not accuracy.
+   */
+  readonly evalOnTrain?: boolean;
   /** A tokenizer.json or tokenizer directory; default the fixture's. */
   readonly tokenizer?: string;
   /** A Hugging Face checkpoint directory to start from; without it a tiny model is initialised. */
@@ -111,6 +123,14 @@ export const locatorOf = (options: { locator?: LocatorSpec }): { locator?: Locat
 /** The prompt template: the question, then the response on the next line. */
 export const TEMPLATE = "{prompt}\n";
 
+/**
+ * Without --test, the test rows are held out of --data: this share of its rows, at most HELD_OUT_MAX, drawn
+ * with seed HELD_OUT_SEED whatever the training seed, so that runs with several seeds score the same rows.
+ */
+export const HELD_OUT_FRACTION = 0.1;
+export const HELD_OUT_MAX = 500;
+export const HELD_OUT_SEED = 0;
+
 /** `prefix` names the nodes (e.g. "gsm8k/"), so that one pipeline can prepare several datasets. */
 export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = ""): Data => {
   const options = {
@@ -120,32 +140,46 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     locator: opts.locator,
     maxLength: opts.maxLength ?? DEFAULT_MAX_LENGTH,
     maxNewTokens: opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
+    onMissingKey: opts.onMissingKey ?? "fail",
+    onTruncatedKey: opts.onTruncatedKey ?? "fail",
+    evalOnTrain: opts.evalOnTrain ?? false,
     tokenizer: opts.tokenizer ?? fixture("arith/tokenizer.json"),
     seed: opts.seed ?? 0,
     model: opts.model,
     quick: opts.quick ?? false,
     budget: opts.budget ?? {},
   };
+  const problem = generationLocatorProblem(options.format, options.locator);
+  if (problem) throw new InvalidConfig({ where: "--locator", reason: problem });
   const tokenizer = p.source(`${prefix}tokenizer`, options.tokenizer, { companions: TOKENIZER_COMPANIONS });
-  const tokens = (split: string, path: string) => {
-    const data = p.source(`${prefix}${split}-data`, path);
-    const examples = p.add(`${prefix}${split}-keys`, locateKeyStep, {
+  const keys = (split: string, path: string) =>
+    p.add(`${prefix}${split}-keys`, locateKeyStep, {
       format: options.format,
       ...locatorOf(options),
-      onMissingKey: "fail",
-    }, { data });
-    return p.add(`${prefix}${split}-tokens`, tokeniseStep, {
+      onMissingKey: options.onMissingKey,
+    }, { data: p.source(`${prefix}${split}-data`, path) });
+  const tokens = (split: string, examples: NodeRef) =>
+    p.add(`${prefix}${split}-tokens`, tokeniseStep, {
       template: TEMPLATE,
       maxLength: options.maxLength,
-      onTruncatedKey: "fail",
+      onTruncatedKey: options.onTruncatedKey,
     }, { examples, tokenizer });
-  };
   const first = (split: string, of: NodeRef, n: number | undefined) =>
     n === undefined ? of : p.add(`${prefix}${split}-first${n}`, takeRowsStep, { n, file: "tokens.jsonl" }, {
       from: of,
     });
-  const trainTokens = first("train", tokens("train", options.train), opts.limit?.train);
-  const testTokens = first("test", tokens("test", options.test), opts.limit?.test);
+  // --data without --test: a seeded held-out split of --data, unless --eval-on-train asks for its rows.
+  // Each split is prepared to the end before the next starts, so that a bad test file leaves the
+  // training data's steps finished and cached.
+  const holdOut = opts.train !== undefined && opts.test === undefined && !options.evalOnTrain;
+  const all = holdOut ? keys("train", options.train) : undefined;
+  const split = { fraction: HELD_OUT_FRACTION, max: HELD_OUT_MAX, seed: HELD_OUT_SEED };
+  const examples = (part: "train" | "test", path: string) =>
+    all
+      ? p.add(`${prefix}${part}-split`, holdOutStep, { part, ...split }, { examples: all })
+      : keys(part, path);
+  const trainTokens = first("train", tokens("train", examples("train", options.train)), opts.limit?.train);
+  const testTokens = first("test", tokens("test", examples("test", options.test)), opts.limit?.test);
   const testSet = p.add(`${prefix}test-set`, buildMasksStep, { mask: { kind: "key" } }, {
     tokens: testTokens,
   });

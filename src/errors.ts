@@ -149,11 +149,11 @@ export const describeError = (e: ToolkitError): string => {
     case "KeyNotFound":
       return `key span not found by locator "${e.locator}" in ${e.count} of ${e.total} examples${
         list(e.examples)
-      }; fix the data, choose another locator (--locator), or set onMissingKey to "drop"`;
+      }; fix the data, choose another locator (--locator), or drop them (--on-missing-key drop)`;
     case "KeyTruncated":
       return `key span cut off by maxLength ${e.maxLength} in ${e.count} of ${e.total} examples${
         list(e.examples)
-      }; raise maxLength (--max-length) or set onTruncatedKey to "drop"`;
+      }; raise maxLength (--max-length) or drop them (--on-truncated-key drop)`;
     case "EmptyDataset":
       return `no examples left in ${e.what}: ${e.reason}`;
     case "TokenizerMismatch":

@@ -20,6 +20,8 @@ import { locateKeyStep } from "../src/steps/locate_key.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { trainStep } from "../src/steps/train.ts";
+import { addTokensStep } from "../src/steps/add_tokens.ts";
+import { TREE_SEARCH_DEFAULTS, treeSearchStep } from "../src/steps/tree_search.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
 import type { ModelConfig } from "../src/model/config.ts";
@@ -129,6 +131,18 @@ const prepPipeline = (o: Prep): Pipeline => {
   }
   return validate({ name: "bad-input", description: "", nodes });
 };
+
+/** The addTokens step on a checkpoint directory with the fixture tokenizer. */
+const growPipeline = (model: string, tokens: string[]): Pipeline =>
+  validate({
+    name: "bad-input",
+    description: "",
+    nodes: [
+      { kind: "source", name: "model", path: model },
+      { kind: "source", name: "tokenizer", path: fixtureTokenizer },
+      step("grow", addTokensStep, { tokens }, { model: "model", tokenizer: "tokenizer" }),
+    ],
+  });
 
 let backend: string | undefined;
 
@@ -646,6 +660,78 @@ export const cases: ReadonlyArray<BadInputCase> = [
     run: async (dir) => cliFailure(["run", "--data", await goodData(dir), "--run-dir", `${dir}/run`]),
   },
   {
+    name: "--format messages without --locator",
+    input:
+      "deno task pipeline --data chat.jsonl --test chat.jsonl --format messages (rows with an answer field)",
+    expected: "InvalidConfig",
+    mentions: ["--locator", "messages", "answer field"],
+    via: "cli",
+    run: async (dir) => {
+      const chat = `${dir}/chat.jsonl`;
+      const row = {
+        messages: [{ role: "user", content: "What is 1 + 2?" }, { role: "assistant", content: "1 + 2 = 3" }],
+        answer: "3",
+      };
+      await Deno.writeTextFile(chat, `${JSON.stringify(row)}\n`);
+      return await cliFailure([
+        "run",
+        "--data",
+        chat,
+        "--test",
+        chat,
+        "--format",
+        "messages",
+        "--run-dir",
+        `${dir}/run`,
+      ]);
+    },
+  },
+  {
+    name: "--model directory without tokenizer files",
+    input:
+      "deno task pipeline --model DIR, DIR without tokenizer.json or vocab.json + merges.txt, no --tokenizer",
+    expected: "InvalidConfig",
+    mentions: ["--model", "--tokenizer"],
+    via: "cli",
+    run: async (dir) => {
+      await Deno.mkdir(`${dir}/model`);
+      return await cliFailure(["run", "--model", `${dir}/model`, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "--eval-on-train with --test",
+    input: "deno task pipeline --data train.jsonl --test test.jsonl --format tags --eval-on-train",
+    expected: "InvalidConfig",
+    mentions: ["--eval-on-train"],
+    via: "cli",
+    run: async (dir) => {
+      const data = await goodData(dir);
+      const args = ["run", "--data", data, "--test", data, "--format", "tags", "--eval-on-train"];
+      return await cliFailure([...args, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "--data with one row and no --test",
+    input: "deno task pipeline --data one-row.jsonl --format tags (nothing to hold out for evaluation)",
+    expected: "EmptyDataset",
+    mentions: ["train.jsonl", "--test", "--eval-on-train"],
+    via: "cli",
+    run: async (dir) =>
+      cliFailure(["run", "--data", await goodData(dir, 1), "--format", "tags", "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "eval --samples without --temperature",
+    input: "deno task eval --model DIR --data test.jsonl --format tags --samples 4",
+    expected: "InvalidConfig",
+    mentions: ["--samples", "--temperature"],
+    via: "cli",
+    run: async (dir) => {
+      const data = await goodData(dir);
+      const args = ["eval", "--model", dir, "--data", data, "--format", "tags", "--samples", "4"];
+      return await cliFailure([...args, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
     name: "bad row in the test file; finished steps stay cached",
     input: "a valid training file and a test file whose line 3 is not JSON, run twice",
     expected: "InvalidRow",
@@ -928,6 +1014,52 @@ export const cases: ReadonlyArray<BadInputCase> = [
     mentions: ["--force", '"sftkey-stage-on"', "sftkey-stage-one", "eval-sft"],
     via: "cli",
     run: (dir) => cliFailure(["run", "--quick", "--force", "sftkey-stage-on", "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "addTokens: a token the tokenizer already has",
+    input: "addTokens asked to add <|endoftext|>, which the tokenizer already has",
+    expected: "TokenizerMismatch",
+    mentions: ["tokenizer.json", "<|endoftext|>", "already in the vocabulary", "grow"],
+    via: "step",
+    run: async (dir) =>
+      failing(dir, growPipeline(await writeModel(`${dir}/model`, tinyConfig(324)), ["<|endoftext|>"])),
+  },
+  {
+    name: "addTokens: the tokenizer of another model",
+    input: "addTokens on a checkpoint of 100 rows with a tokenizer of 324 ids",
+    expected: "TokenizerMismatch",
+    mentions: ["tokenizer.json", "100 rows", "do not belong together"],
+    via: "step",
+    run: async (dir) =>
+      failing(dir, growPipeline(await writeModel(`${dir}/model`, tinyConfig(100)), ["<x>"])),
+  },
+  {
+    name: "treeSearch: a prompt the arithmetic expander cannot read",
+    input: 'treeSearch (expander "arith") on a tags file whose line 2 asks "Name a prime."',
+    expected: "InvalidRow",
+    mentions: ["data.jsonl:2", 'field "prompt"', "What is 9 - 3 + 2?", "search"],
+    via: "step",
+    run: async (dir) => {
+      const data = `${dir}/data.jsonl`;
+      await Deno.writeTextFile(
+        data,
+        [
+          JSON.stringify({ prompt: "What is 1 + 2?", response: "<Answer>3</Answer>" }),
+          JSON.stringify({ prompt: "Name a prime.", response: "<Answer>7</Answer>" }),
+        ].join("\n") + "\n",
+      );
+      return failing(
+        dir,
+        validate({
+          name: "bad-input",
+          description: "",
+          nodes: [
+            { kind: "source", name: "data", path: data },
+            step("search", treeSearchStep, { ...TREE_SEARCH_DEFAULTS, format: "tags" }, { data: "data" }),
+          ],
+        }),
+      );
+    },
   },
   {
     name: "run directory in use",

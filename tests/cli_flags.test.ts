@@ -75,16 +75,22 @@ Deno.test("data flags: --locator (with its pattern), --max-length and --max-new-
     locatorPattern: pattern === undefined ? none : Option.some(pattern),
     maxLength: maxLength === undefined ? none : Option.some(maxLength),
     maxNewTokens: none,
+    onMissingKey: none,
+    onTruncatedKey: none,
   });
   assertEquals(await Effect.runPromise(dataFromFlags(given())), {
     locator: undefined,
     maxLength: undefined,
     maxNewTokens: undefined,
+    onMissingKey: undefined,
+    onTruncatedKey: undefined,
   });
   assertEquals(await Effect.runPromise(dataFromFlags(given("boxed", undefined, 512))), {
     locator: { kind: "boxed" },
     maxLength: 512,
     maxNewTokens: undefined,
+    onMissingKey: undefined,
+    onTruncatedKey: undefined,
   });
   assertEquals((await Effect.runPromise(dataFromFlags(given("regex", "#### (\\d+)")))).locator, {
     kind: "regex",

@@ -246,7 +246,7 @@ Deno.test({
   },
 });
 
-Deno.test("pipeline data preparation on a messages file: stage two trains on the answer and end of turn", async () => {
+Deno.test("pipeline data preparation on a messages file: stage two trains on the answer line and end of turn", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sftkey-chat-pipeline-" });
   try {
     await Deno.copyFile(fixtureTokenizer, `${dir}/tokenizer.json`);
@@ -269,6 +269,9 @@ Deno.test("pipeline data preparation on a messages file: stage two trains on the
       quick: true,
       train: `${dir}/chat.jsonl`,
       format: "messages",
+      // Generated replies have no answer field: evaluation (and so the pipeline) needs a locator for them.
+      locator: { kind: "gsm8k" },
+      evalOnTrain: true,
       tokenizer: `${dir}/tokenizer.json`,
     });
     await Effect.runPromise(runExport(pipeline, { runDir: `${dir}/run`, out: `${dir}/out` }));
@@ -283,7 +286,7 @@ Deno.test("pipeline data preparation on a messages file: stage two trains on the
       const prompt = tok.decode(r.input_ids.slice(0, r.completion_mask.indexOf(1)));
       assert(prompt.startsWith("<|im_start|>system\nSolve it.<|im_end|>\n<|im_start|>user\nWhat is"), prompt);
       const trained = tok.decode(r.input_ids.filter((_, t) => r.completion_mask[t] === 1));
-      assertEquals(trained, `${answer}<|im_end|>\n<|endoftext|>`);
+      assertEquals(trained, `#### ${answer}<|im_end|>\n<|endoftext|>`);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -6,7 +6,7 @@
  * objective option is shown to reach the loss.
  */
 import * as tf from "@tensorflow/tfjs";
-import { weightedCrossEntropy } from "../src/train/loss.ts";
+import { weightedTokenLoss } from "../src/train/loss.ts";
 import { optimizerStep } from "../src/train/step.ts";
 import { AdamW } from "../src/train/adamw.ts";
 import { initParams, logitsAt } from "../src/model/model.ts";
@@ -38,7 +38,7 @@ for (const backend of ["cpu", "cpu-ref"]) {
       expected /= W;
       tf.tidy(() => {
         const x = tf.tensor2d(logits, [rows, vocab]);
-        const f = (l: tf.Tensor) => weightedCrossEntropy(l, targets, weights, { objective: "dft" }).loss;
+        const f = (l: tf.Tensor) => weightedTokenLoss(l, targets, weights, { objective: "dft" }).loss;
         assertAlmostEquals(f(x).dataSync()[0], expected, 1e-6);
         const g = tf.grad(f)(x).dataSync();
         for (let j = 0; j < g.length; j++) assertAlmostEquals(g[j], expectedGrad[j], 1e-6, `grad[${j}]`);
@@ -63,7 +63,7 @@ Deno.test("dft: the train step's objective option is the loss it optimises", () 
     const used = weightedPositions(ids, weights, 2, 8);
     const direct = (objective: "ce" | "dft") =>
       tf.tidy(() =>
-        weightedCrossEntropy(
+        weightedTokenLoss(
           logitsAt(params, config, tf.tensor2d(ids, [2, 8], "int32"), used.rows),
           used.targets,
           used.weights,

@@ -6,7 +6,7 @@
  * kernel and the stock-op path are checked.
  */
 import * as tf from "@tensorflow/tfjs";
-import { weightedCrossEntropy } from "../src/train/loss.ts";
+import { weightedTokenLoss } from "../src/train/loss.ts";
 import type { Objective } from "../src/train/objectives.ts";
 import { assertAlmostEquals } from "./assert.ts";
 import { registerReferenceBackend } from "./model_test_helpers.ts";
@@ -63,7 +63,7 @@ for (const backend of ["cpu", "cpu-ref"]) {
         }
         tf.tidy(() => {
           const x = tf.tensor2d(c.logits, [c.rows, c.vocab]);
-          const loss = (l: tf.Tensor) => weightedCrossEntropy(l, c.targets, c.weights, { objective }).loss;
+          const loss = (l: tf.Tensor) => weightedTokenLoss(l, c.targets, c.weights, { objective }).loss;
           assertAlmostEquals(loss(x).dataSync()[0], expected, 1e-5 * Math.max(1, Math.abs(expected)));
           const g = tf.grad(loss)(x).dataSync();
           const h = 1e-5;

@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs";
 import * as fast from "../src/model/kernels.ts";
 import * as reference from "../src/model/reference_ops.ts";
-import { referenceCrossEntropy, weightedCrossEntropy } from "../src/train/loss.ts";
+import { referenceTokenLoss, weightedTokenLoss } from "../src/train/loss.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "./assert.ts";
 
@@ -166,8 +166,8 @@ Deno.test("weighted cross entropy matches logSoftmax/oneHot (values and gradient
   const weights = Float32Array.from([1, 0.5, 0, 2, 0, 1]);
   compare(
     "cross entropy",
-    (l) => weightedCrossEntropy(l, targets, weights).loss,
-    (l) => referenceCrossEntropy(l, targets, weights, 4.5, 4.5).loss,
+    (l) => weightedTokenLoss(l, targets, weights).loss,
+    (l) => referenceTokenLoss(l, targets, weights, 4.5, 4.5).loss,
     [randn([2, 3, 5])],
   );
 });

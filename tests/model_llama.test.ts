@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { countParams, forward, initParams, logitsAt, paramShapes } from "../src/model/model.ts";
-import { shiftedLoss, weightedCrossEntropy, weightedPositions } from "../src/train/loss.ts";
+import { shiftedLoss, weightedPositions, weightedTokenLoss } from "../src/train/loss.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertAlmostEquals, assertEquals, assertNotEquals } from "./assert.ts";
 import { registerReferenceBackend, tinyConfig } from "./model_test_helpers.ts";
@@ -77,7 +77,7 @@ Deno.test("logitsAt equals the matching rows of forward, and its loss equals shi
       const fullRows = full.reshape([8, 32]).arraySync() as number[][];
       (some.arraySync() as number[][]).forEach((row, i) => assertEquals(row, fullRows[p.rows[i]]));
       assertAlmostEquals(
-        weightedCrossEntropy(some, p.targets, p.weights).loss.dataSync()[0],
+        weightedTokenLoss(some, p.targets, p.weights).loss.dataSync()[0],
         shiftedLoss(full, ids, weights).loss.dataSync()[0],
         1e-6,
       );

@@ -3,7 +3,7 @@
  * examples on constructed cases whose answer is known.
  */
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "./assert.ts";
-import { mean, pairedBootstrap, quantile, std } from "../src/report/stats.ts";
+import { majorityVote, mean, pairedBootstrap, passAtK, quantile, std } from "../src/report/stats.ts";
 
 const opts = { resamples: 2000, seed: 7, level: 0.95 };
 
@@ -73,4 +73,24 @@ Deno.test("stats: unpaired inputs are rejected", () => {
   assertThrows(() => pairedBootstrap([[1, 0]], [[1, 0], [0, 1]], opts), RangeError);
   assertThrows(() => pairedBootstrap([[1, 0]], [[1]], opts), RangeError);
   assertThrows(() => pairedBootstrap([], [], opts), RangeError);
+});
+
+Deno.test("pass@k: the unbiased estimator against counted subsets, and its edges", () => {
+  // n = 5 samples, c = 2 correct, k = 2: of the C(5,2) = 10 pairs, C(3,2) = 3 have no correct sample.
+  assertAlmostEquals(passAtK(5, 2, 2), 7 / 10, 1e-12);
+  // k = 1 is the share of correct samples; k = n is 1 as soon as one sample is correct.
+  assertAlmostEquals(passAtK(8, 3, 1), 3 / 8, 1e-12);
+  assertEquals(passAtK(4, 1, 4), 1);
+  assertEquals(passAtK(4, 0, 3), 0);
+  // n = 10, c = 3, k = 5: 1 - C(7,5)/C(10,5) = 1 - 21/252.
+  assertAlmostEquals(passAtK(10, 3, 5), 1 - 21 / 252, 1e-12);
+  assertThrows(() => passAtK(3, 4, 1), RangeError);
+  assertThrows(() => passAtK(3, 1, 4), RangeError);
+});
+
+Deno.test("majority vote: most frequent answer, unanswered samples do not vote, ties to the first to get there", () => {
+  assertEquals(majorityVote(["7", undefined, "3", "7", undefined, undefined]), "7");
+  assertEquals(majorityVote([undefined, undefined]), undefined);
+  assertEquals(majorityVote(["1", "2"]), "1");
+  assertEquals(majorityVote(["1", "2", "2", "1"]), "2");
 });

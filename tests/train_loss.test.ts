@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { shiftedLoss, weightedCrossEntropy, weightedPositions } from "../src/train/loss.ts";
+import { shiftedLoss, weightedPositions, weightedTokenLoss } from "../src/train/loss.ts";
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "./assert.ts";
 
 await tf.setBackend("cpu");
@@ -13,14 +13,14 @@ Deno.test("weighted CE equals a hand-computed value; zero-weight rows get exactl
     const logits = tf.tensor2d([[0, 0, 0], [0, Math.log(2), 0], [5, -1, 2]]);
     const targets = Int32Array.from([1, 2, -100]);
     const weights = Float32Array.from([1, 3, 0]);
-    const r = weightedCrossEntropy(logits, targets, weights);
+    const r = weightedTokenLoss(logits, targets, weights);
     assertAlmostEquals(r.loss.dataSync()[0], (Math.log(3) + 3 * Math.log(4)) / 4, 1e-6);
     assertEquals(r.weightSum, 4);
     assertAlmostEquals(r.perToken[0], Math.log(3), 1e-6);
     assertAlmostEquals(r.perToken[1], Math.log(4), 1e-6);
     assertEquals(r.perToken[2], 0);
 
-    const g = tf.grad((l: tf.Tensor) => weightedCrossEntropy(l, targets, weights).loss)(logits)
+    const g = tf.grad((l: tf.Tensor) => weightedTokenLoss(l, targets, weights).loss)(logits)
       .arraySync() as number[][];
     const expected = [
       [1 / 12, -2 / 12, 1 / 12], // (1/4) * (p - onehot)
@@ -30,10 +30,10 @@ Deno.test("weighted CE equals a hand-computed value; zero-weight rows get exactl
     assert(g[2].every((x) => x === 0 && !Object.is(x, -0)), `row 2 gradient ${g[2]}`);
 
     // an explicit normalizer replaces sum(w)
-    const n = weightedCrossEntropy(logits, targets, weights, { normalizer: 8 });
+    const n = weightedTokenLoss(logits, targets, weights, { normalizer: 8 });
     assertAlmostEquals(n.loss.dataSync()[0], (Math.log(3) + 3 * Math.log(4)) / 8, 1e-6);
     // no weight at all: 0, not NaN
-    assertEquals(weightedCrossEntropy(logits, targets, new Float32Array(3)).loss.dataSync()[0], 0);
+    assertEquals(weightedTokenLoss(logits, targets, new Float32Array(3)).loss.dataSync()[0], 0);
   });
   assertEquals(tf.memory().numTensors, before);
 });
@@ -42,19 +42,19 @@ Deno.test("weighted CE refuses bad weights and out-of-vocabulary weighted target
   tf.tidy(() => {
     const logits = tf.zeros([2, 3]);
     assertThrows(
-      () => weightedCrossEntropy(logits, Int32Array.from([0, 3]), Float32Array.from([1, 1])),
+      () => weightedTokenLoss(logits, Int32Array.from([0, 3]), Float32Array.from([1, 1])),
       RangeError,
     );
     assertThrows(
-      () => weightedCrossEntropy(logits, Int32Array.from([0, 1]), Float32Array.from([1, -1])),
+      () => weightedTokenLoss(logits, Int32Array.from([0, 1]), Float32Array.from([1, -1])),
       RangeError,
     );
     assertThrows(
-      () => weightedCrossEntropy(logits, Int32Array.from([0, 1]), Float32Array.from([1, NaN])),
+      () => weightedTokenLoss(logits, Int32Array.from([0, 1]), Float32Array.from([1, NaN])),
       RangeError,
     );
     assertThrows(
-      () => weightedCrossEntropy(logits, Int32Array.from([0]), Float32Array.from([1])),
+      () => weightedTokenLoss(logits, Int32Array.from([0]), Float32Array.from([1])),
       RangeError,
     );
   });
@@ -66,7 +66,7 @@ Deno.test("shiftedLoss: logits at t predict ids[t+1] with weight weights[t+1]", 
     const ids = Int32Array.from([0, 2, 1]);
     const weights = Float32Array.from([7, 1, 0.5]); // weights[0] never counts
     const r = shiftedLoss(logits, ids, weights);
-    const manual = weightedCrossEntropy(
+    const manual = weightedTokenLoss(
       tf.tensor2d([[1, 2, 3], [0, 0, 1]]),
       Int32Array.from([2, 1]),
       Float32Array.from([1, 0.5]),

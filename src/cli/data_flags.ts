@@ -1,7 +1,9 @@
 /**
  * Command-line flags that adapt a pipeline to real data: `--locator` (with `--locator-pattern` for
  * `regex`) replaces the format's key locator for the gold responses and for generated answers;
- * `--max-length` bounds prompt + response in tokens; `--max-new-tokens` bounds generation.
+ * `--max-length` bounds prompt + response in tokens; `--max-new-tokens` bounds generation;
+ * `--on-missing-key` and `--on-truncated-key` choose between failing on and dropping rows without a
+ * usable key.
  */
 import { Options } from "@effect/cli";
 import { Effect, Option } from "effect";
@@ -36,6 +38,19 @@ export const dataOptions = {
     "max-new-tokens",
     "tokens generated per prompt when evaluating and sampling (default 64)",
   ),
+  onMissingKey: Options.choice("on-missing-key", ["drop", "fail"] as const).pipe(
+    Options.withDescription(
+      "rows whose key the locator cannot find: fail the run (default), or drop them (counted and listed " +
+        "by file:line in the step's report.json and in summary.json)",
+    ),
+    Options.optional,
+  ),
+  onTruncatedKey: Options.choice("on-truncated-key", ["drop", "fail"] as const).pipe(
+    Options.withDescription(
+      "rows whose key --max-length cuts off: fail the run (default), or drop them (listed as for --on-missing-key)",
+    ),
+    Options.optional,
+  ),
 };
 
 export interface DataFlags {
@@ -43,6 +58,8 @@ export interface DataFlags {
   readonly locatorPattern: Option.Option<string>;
   readonly maxLength: Option.Option<number>;
   readonly maxNewTokens: Option.Option<number>;
+  readonly onMissingKey: Option.Option<"drop" | "fail">;
+  readonly onTruncatedKey: Option.Option<"drop" | "fail">;
 }
 
 /** --locator and --locator-pattern as a LocatorSpec (undefined: the format's own). */
@@ -81,7 +98,10 @@ const locatorFromFlags = (kind: Option.Option<LocatorKind>, pattern: Option.Opti
 /** The pipeline options the data flags ask for, checked. */
 export const dataFromFlags = (
   a: DataFlags,
-): Effect.Effect<Pick<PipelineOptions, "locator" | "maxLength" | "maxNewTokens">, InvalidConfig> =>
+): Effect.Effect<
+  Pick<PipelineOptions, "locator" | "maxLength" | "maxNewTokens" | "onMissingKey" | "onTruncatedKey">,
+  InvalidConfig
+> =>
   Effect.gen(function* () {
     const locator = yield* locatorFromFlags(a.locatorKind, a.locatorPattern);
     yield* requirePositive([["--max-length", a.maxLength], ["--max-new-tokens", a.maxNewTokens]]);
@@ -89,5 +109,7 @@ export const dataFromFlags = (
       locator,
       maxLength: Option.getOrUndefined(a.maxLength),
       maxNewTokens: Option.getOrUndefined(a.maxNewTokens),
+      onMissingKey: Option.getOrUndefined(a.onMissingKey),
+      onTruncatedKey: Option.getOrUndefined(a.onTruncatedKey),
     };
   });

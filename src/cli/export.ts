@@ -15,7 +15,7 @@ import { type Pipeline, type PipelineNode, type StepNode, validate } from "../en
 import { lockRunDir } from "../engine/lock.ts";
 import { consoleReporter } from "../engine/progress.ts";
 import { runPipeline } from "../engine/runner.ts";
-import { ensureDir, readFile, writeFileAtomic } from "../io/fs.ts";
+import { copyFileAtomic, ensureDir, writeFileAtomic } from "../io/fs.ts";
 import { exportTrlStep, TRL_FILE } from "../steps/export_trl.ts";
 import { storeFor } from "./run.ts";
 
@@ -94,8 +94,8 @@ export const runExport = (pipeline: Pipeline, opts: { runDir: string; out: strin
     yield* ensureDir(opts.out);
     const manifest = [];
     for (const s of stages) {
-      const bytes = yield* readFile(`${result.outputs.get(s.exportNode)!}/${TRL_FILE}`);
-      yield* writeFileAtomic(`${opts.out}/${s.file}`, bytes);
+      // Copied by the kernel, not read into memory: the file may be larger than one read may be.
+      yield* copyFileAtomic(`${result.outputs.get(s.exportNode)!}/${TRL_FILE}`, `${opts.out}/${s.file}`);
       const train = pipeline.nodes.find((n) => n.name === s.node) as StepNode;
       const mask = pipeline.nodes.find((n) => n.name === s.maskNode) as StepNode;
       manifest.push({

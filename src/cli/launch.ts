@@ -1,6 +1,6 @@
 /**
  * The least-privilege launcher behind the command tasks (`deno task pipeline | status | export | generate |
- * score | merge`). Deno fixes a process's permission scopes before the program can read its arguments, and the
+ * score | eval | merge`). Deno fixes a process's permission scopes before the program can read its arguments, and the
  * paths a run touches are arguments (`--data ~/d/train.jsonl --run-dir /scratch/r1`). So the task starts
  * this small program, which reads the arguments, and then runs src/cli/main.ts in a child Deno whose scopes
  * are exactly what that command needs:
@@ -123,12 +123,12 @@ export const scopesFor = (
     }
   }
   // The default run directory is runs/<pipeline> under the current directory.
-  if (["run", "status", "export"].includes(command) && flagValues(args, "--run-dir").length === 0) {
+  if (["run", "status", "export", "eval"].includes(command) && flagValues(args, "--run-dir").length === 0) {
     read.add(`${cwd}/runs`);
     write.add(`${cwd}/runs`);
   }
   // Commands that compute with a model pick a backend ("auto" unless --backend says otherwise).
-  const computes = ["run", "generate", "score"].includes(command);
+  const computes = ["run", "generate", "score", "eval"].includes(command);
   const backend = flagValues(args, "--backend").at(-1) ?? "auto";
   // Exactly the files the BLAS loader may open (src/backend/blas.ts), or the one SFTKEY_BLAS_LIB names.
   const ffi = computes && (backend === "auto" || backend === "cpu-blas")

@@ -5,15 +5,16 @@
  * sizes a fresh model: FileUnreadable or TokenizerMismatch, passed through as the loader typed them).
  */
 import { Effect } from "effect";
-import { FileUnreadable, PipelineInvalid, type TokenizerMismatch } from "../errors.ts";
+import { FileUnreadable, InvalidConfig, PipelineInvalid, type TokenizerMismatch } from "../errors.ts";
 import type { Pipeline } from "../engine/pipeline.ts";
 import type { PipelineOptions } from "../../pipelines/data.ts";
 import { pipelines } from "../../pipelines/index.ts";
 
-export type BuildError = PipelineInvalid | FileUnreadable | TokenizerMismatch;
+export type BuildError = PipelineInvalid | FileUnreadable | TokenizerMismatch | InvalidConfig;
 
 /** Tags of the errors a pipeline's build may throw that already name their file. */
-const PASSED_THROUGH = new Set(["PipelineInvalid", "FileUnreadable", "TokenizerMismatch"]);
+// InvalidConfig names the flag to change (from prepareData: --locator, ...).
+const PASSED_THROUGH = new Set(["PipelineInvalid", "FileUnreadable", "TokenizerMismatch", "InvalidConfig"]);
 
 const tagOf = (e: unknown) =>
   typeof e === "object" && e !== null && "_tag" in e ? String((e as { _tag: unknown })._tag) : undefined;

@@ -6,16 +6,19 @@
 import { Args, Command, Options } from "@effect/cli";
 import { Effect, Exit, Option } from "effect";
 import { DataFormat } from "../data/formats.ts";
-import { useBackend } from "../backend/backend.ts";
+import { BackendName, useBackend } from "../backend/backend.ts";
 import { FileUnreadable, InvalidConfig } from "../errors.ts";
 import { loadCheckpointConfig } from "../model/checkpoint.ts";
 import { backend } from "./flags.ts";
 import { helpText, wantsHelp } from "./help.ts";
+import { tokenizerPathOf } from "./tokenizer_path.ts";
+import { evalCommand } from "./eval.ts";
 import { explainFailure } from "./explain.ts";
 import { DenoCliLayer } from "./platform.ts";
 import { runAndSummarise, showStatus } from "./run.ts";
 import { loadPipeline } from "./load_pipeline.ts";
 import { pipelines } from "../../pipelines/index.ts";
+import { HELD_OUT_FRACTION, HELD_OUT_MAX, HELD_OUT_SEED } from "../../pipelines/data.ts";
 import { makeExportCommand } from "./export.ts";
 import { type BudgetFlags, budgetFromFlags, budgetOptions } from "./budget_flags.ts";
 import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
@@ -37,8 +40,14 @@ const data = Options.file("data").pipe(
 );
 const test = Options.file("test").pipe(
   Options.withPseudoName("FILE"),
-  Options.withDescription("test data (JSONL) for evaluation; defaults to --data when that is given"),
+  Options.withDescription(
+    "test data (JSONL) for evaluation; without it, 10% of --data (at most 500 rows, seed 0) is held out of " +
+      "training and evaluated on",
+  ),
   Options.optional,
+);
+const evalOnTrain = Options.boolean("eval-on-train").pipe(
+  Options.withDescription("without --test: evaluate on the training rows of --data instead of held-out rows"),
 );
 const format = Options.choice("format", DataFormat.literals).pipe(
   Options.withDescription("row format of --data/--test: tags, gsm8k, reasoning, math, messages"),
@@ -84,6 +93,7 @@ const selection = {
   pipelineName,
   data,
   test,
+  evalOnTrain,
   format,
   tokenizer,
   model,
@@ -99,6 +109,7 @@ type Selection = DataFlags & BudgetFlags & LoraFlags & {
   pipelineName: string;
   data: Option.Option<string>;
   test: Option.Option<string>;
+  evalOnTrain: boolean;
   format: Option.Option<DataFormat>;
   tokenizer: Option.Option<string>;
   model: Option.Option<string>;
@@ -110,14 +121,6 @@ type Selection = DataFlags & BudgetFlags & LoraFlags & {
 const resolve = (a: Selection) =>
   Effect.gen(function* () {
     const modelDir = Option.getOrUndefined(a.model);
-    let tokenizerPath = Option.getOrUndefined(a.tokenizer);
-    if (!tokenizerPath && modelDir) tokenizerPath = `${modelDir}/tokenizer.json`;
-    if (Option.isSome(a.data) && Option.isNone(a.format)) {
-      return yield* new InvalidConfig({
-        where: "--format",
-        reason: "--data needs --format (tags, gsm8k, ...)",
-      });
-    }
     // A --model directory is checked before the pipeline is built: a missing one or a broken config.json
     // is reported now, naming the file, rather than when the training step reaches it.
     if (modelDir) {
@@ -131,6 +134,19 @@ const resolve = (a: Selection) =>
       if (!isDir) return yield* new FileUnreadable({ path: modelDir, reason: "no such directory (--model)" });
       yield* loadCheckpointConfig(modelDir);
     }
+    const tokenizerPath = yield* tokenizerPathOf(Option.getOrUndefined(a.tokenizer), modelDir);
+    if (Option.isSome(a.data) && Option.isNone(a.format)) {
+      return yield* new InvalidConfig({
+        where: "--format",
+        reason: "--data needs --format (tags, gsm8k, ...)",
+      });
+    }
+    if (a.evalOnTrain && (Option.isNone(a.data) || Option.isSome(a.test))) {
+      return yield* new InvalidConfig({
+        where: "--eval-on-train",
+        reason: "applies only to --data without --test",
+      });
+    }
     const dataFlags = yield* dataFromFlags(a);
     const flagBudget = yield* budgetFromFlags(a);
     const lora = yield* loraFromFlags(a);
@@ -140,6 +156,7 @@ const resolve = (a: Selection) =>
       budget,
       train: Option.getOrUndefined(a.data),
       test: Option.getOrUndefined(a.test),
+      evalOnTrain: a.evalOnTrain || undefined,
       format: Option.getOrUndefined(a.format),
       ...dataFlags,
       tokenizer: tokenizerPath,
@@ -155,7 +172,14 @@ const runCommand = Command.make("run", { ...selection, force, backend }, (a) =>
   Effect.gen(function* () {
     const { pipeline, dir } = yield* resolve(a);
     if (Option.isSome(a.data) && Option.isNone(a.test)) {
-      console.log("note: no --test given; evaluating on the training data");
+      console.log(
+        a.evalOnTrain
+          ? "note: --eval-on-train: evaluating on the training rows (this measures fit, not accuracy)"
+          : `note: no --test given; evaluating on ${
+            100 * HELD_OUT_FRACTION
+          }% of --data (at most ${HELD_OUT_MAX} ` +
+            `rows, seed ${HELD_OUT_SEED}) held out of training`,
+      );
     }
     const names = pipeline.nodes.map((n) => n.name);
     const unknown = a.force.filter((f) => !names.includes(f));
@@ -172,10 +196,16 @@ const runCommand = Command.make("run", { ...selection, force, backend }, (a) =>
     Command.withDescription("run a pipeline; finished steps are reused, interrupted training resumes"),
   );
 
-const statusCommand = Command.make("status", selection, (a) =>
+const verify = Options.boolean("verify").pipe(
+  Options.withDescription(
+    "hash every source and artifact file in full instead of trusting unchanged size, times and inode",
+  ),
+);
+
+const statusCommand = Command.make("status", { ...selection, verify }, (a) =>
   Effect.gen(function* () {
     const { pipeline, dir } = yield* resolve(a);
-    yield* showStatus(pipeline, dir);
+    yield* showStatus(pipeline, dir, a.verify);
   })).pipe(Command.withDescription("show which steps are cached, resumable or still to run"));
 
 const exportCommand = makeExportCommand(selection, resolve);
@@ -198,6 +228,7 @@ const root = Command.make("sftkey").pipe(
     generateCommand,
     scoreCommand,
     exportCommand,
+    evalCommand,
     mergeCommand,
   ]),
 );

@@ -2,14 +2,21 @@
  * Running a pipeline for the command line: take the run directory's lock, run, then write
  * `<run dir>/summary.json` and print the step and metrics tables.
  */
-import { Effect, Schema } from "effect";
+import { Effect, Option, Schema } from "effect";
 import type { Pipeline } from "../engine/pipeline.ts";
 import { isTempFile, readFile, writeFileAtomic } from "../io/fs.ts";
 import { lockRunDir } from "../engine/lock.ts";
 import { consoleReporter } from "../engine/progress.ts";
 import { pipelineStatus, runPipeline } from "../engine/runner.ts";
 import { ArtifactStore } from "../engine/store.ts";
-import { formatMetricsTable, formatStepsTable, ModelMetrics, Summary } from "../report/summary.ts";
+import {
+  DroppedRows,
+  formatMetricsTable,
+  formatStepsTable,
+  HeldOut,
+  ModelMetrics,
+  Summary,
+} from "../report/summary.ts";
 
 export const storeFor = (runDir: string) => new ArtifactStore(`${runDir}/artifacts`);
 
@@ -19,6 +26,28 @@ const readMetrics = (dir: string) =>
       JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`)),
     )
   );
+
+const StepReport = Schema.Struct({
+  dropped: Schema.optional(DroppedRows.pipe(Schema.omit("node"))),
+  heldOut: Schema.optional(HeldOut.pipe(Schema.omit("node"))),
+});
+
+/**
+ * The entries of a step's report.json that summary.json repeats; undefined without a report.json or when
+ * its entries have another shape (a step of a user's pipeline may use the same names for its own facts).
+ */
+const readReport = (dir: string) =>
+  Effect.promise(async () => {
+    const text = await Deno.readTextFile(`${dir}/report.json`).catch(() => undefined);
+    if (text === undefined) return undefined;
+    try {
+      return Option.getOrUndefined(
+        Schema.decodeUnknownOption(StepReport, { onExcessProperty: "ignore" })(JSON.parse(text)),
+      );
+    } catch {
+      return undefined;
+    }
+  });
 
 /** A published file replaces the run directory's copy atomically (a reader never sees half of it). */
 const copyFile = (from: string, to: string) =>
@@ -62,6 +91,27 @@ export const runAndSummarise = (
         reporter.log(`${node.name}: ${opts.runDir}/${file}`);
       }
     }
+    // Steps' report.json entries that summary.json repeats: rows dropped, test rows held out.
+    const dropped: Array<typeof DroppedRows.Type> = [];
+    const heldOut: Array<typeof HeldOut.Type> = [];
+    for (const node of pipeline.nodes) {
+      if (node.kind !== "step") continue;
+      const report = yield* readReport(result.outputs.get(node.name)!);
+      if (report?.dropped) dropped.push({ node: node.name, ...report.dropped });
+      if (report?.heldOut) heldOut.push({ node: node.name, ...report.heldOut });
+    }
+    for (const d of dropped) {
+      reporter.log(
+        `${d.node}: dropped ${d.count} rows (${d.reason}): ${d.rows.slice(0, 5).join(", ")}${
+          d.rows.length > 5 ? ", ..." : ""
+        }`,
+      );
+    }
+    for (const h of heldOut) {
+      reporter.log(
+        `${h.node}: evaluated on ${h.rows} of ${h.of} rows of ${h.from} held out of training (seed ${h.seed})`,
+      );
+    }
     const summary: Summary = {
       pipeline: pipeline.name,
       backend: opts.backend,
@@ -76,6 +126,8 @@ export const runAndSummarise = (
         seconds,
       })),
       models,
+      ...(dropped.length > 0 ? { dropped } : {}),
+      ...(heldOut.length > 0 ? { held_out: heldOut } : {}),
     };
     yield* writeFileAtomic(
       `${opts.runDir}/summary.json`,
@@ -90,17 +142,20 @@ export const runAndSummarise = (
     return summary;
   }));
 
-export const showStatus = (pipeline: Pipeline, runDir: string) =>
+/** `verify` hashes every file in full (status --verify) instead of trusting unchanged stats. */
+export const showStatus = (pipeline: Pipeline, runDir: string, verify = false) =>
   Effect.gen(function* () {
-    const states = yield* pipelineStatus(pipeline, storeFor(runDir));
+    const states = yield* pipelineStatus(pipeline, storeFor(runDir), verify);
     const words = {
       cached: "cached",
       partial: "interrupted: will resume from its checkpoint",
       pending: "to run",
       blocked: "to run (after its inputs)",
+      corrupt: "corrupt: will be recomputed",
     };
-    console.log(`pipeline ${pipeline.name} in ${runDir}`);
+    console.log(`pipeline ${pipeline.name} in ${runDir}${verify ? " (every file verified)" : ""}`);
     for (const s of states) {
-      console.log(`  ${s.node.name.padEnd(24)} ${words[s.state]}${s.key ? `  (${s.key})` : ""}`);
+      const why = s.reason ? ` (${s.reason})` : "";
+      console.log(`  ${s.node.name.padEnd(24)} ${words[s.state]}${why}${s.key ? `  (${s.key})` : ""}`);
     }
   });

@@ -11,8 +11,9 @@ import { Command, Options } from "@effect/cli";
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
-import { forward, tidyValues } from "../model/model.ts";
+import { headInputAt, lmHeadWeight } from "../model/model.ts";
 import { loadAdapter } from "../model/peft.ts";
+import { goldLogProbs } from "../train/head_loss.ts";
 import { adapter, backend } from "./flags.ts";
 import { checkLength, inputIds, loadModelDir } from "./hf_model.ts";
 
@@ -21,15 +22,6 @@ export interface ScoredToken {
   readonly text: string | null;
   readonly logprob: number | null;
 }
-
-/** log softmax(row)[target], with the log-sum-exp in float64. */
-const logProb = (logits: Float32Array, at: number, vocab: number, target: number): number => {
-  let max = -Infinity;
-  for (let i = 0; i < vocab; i++) max = Math.max(max, logits[at + i]);
-  let sum = 0;
-  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[at + i] - max);
-  return logits[at + target] - max - Math.log(sum);
-};
 
 /** Every token of the input with its log-probability given the tokens before it. */
 export const runScore = (
@@ -40,14 +32,26 @@ export const runScore = (
     if (req.adapter !== undefined) yield* loadAdapter(req.adapter, model.config, model.params);
     const ids = yield* inputIds(model, req.text, req.ids, { text: "--text", ids: "--ids" });
     yield* checkLength(model.config, ids.length, "--text / --ids");
-    const vocab = model.config.vocabSize;
-    const logits = tidyValues(() =>
-      forward(model.params, model.config, tf.tensor2d([ids], [1, ids.length], "int32"))
+    // Position t - 1 predicts token t; the LM head and log-softmax go chunk by chunk (never [T x vocab]).
+    const hidden = tf.tidy(() =>
+      headInputAt(
+        model.params,
+        model.config,
+        tf.tensor2d([ids], [1, ids.length], "int32"),
+        Int32Array.from({ length: Math.max(0, ids.length - 1) }, (_, t) => t),
+      )
     );
+    const logProbs = (() => {
+      try {
+        return goldLogProbs(hidden, lmHeadWeight(model.params, model.config), Int32Array.from(ids.slice(1)));
+      } finally {
+        hidden.dispose();
+      }
+    })();
     const tokens: ScoredToken[] = ids.map((id, t) => ({
       id,
       text: model.tokenizer ? model.tokenizer.tokenText(id) : null,
-      logprob: t === 0 ? null : logProb(logits, (t - 1) * vocab, vocab, id),
+      logprob: t === 0 ? null : logProbs[t - 1],
     }));
     return { tokens };
   }));

@@ -5,10 +5,11 @@
  * toolkit never looks at format-specific fields. A bad row stops loading with `InvalidRow` naming the file,
  * the 1-based line and the field, because silently skipping rows would change what is trained on.
  */
-import { Effect, ParseResult, Schema } from "effect";
+import { Effect, ParseResult, Schema, type Scope } from "effect";
 import { FileUnreadable, InvalidRow } from "../errors.ts";
 import type { LocatorSpec } from "./locate.ts";
 import type { ChatMessage } from "./chat.ts";
+import { LineDecodeError, LineReader } from "../io/lines.ts";
 
 /** The supported row formats. */
 export const DataFormat: Schema.Literal<["tags", "gsm8k", "reasoning", "math", "messages"]> = Schema.Literal(
@@ -45,6 +46,23 @@ export const defaultLocator: { readonly [F in DataFormat]: LocatorSpec } = {
   // The row's optional "answer" field; a pipeline names another locator (gsm8k, boxed, ...) for rows without.
   messages: { kind: "field" },
 };
+
+/**
+ * Why answers cannot be extracted from text generated for `format` data with `locator` (undefined when they
+ * can). The "field" locator finds a row's answer field in its response; in generated text, which has no
+ * such field, it falls back to answer tags (locate.ts, extractAnswer). That fits the formats rendered into
+ * the tags layout, but a "messages" model answers in its own words, so every answer would be missed and
+ * accuracy would read 0% with nothing wrong to see.
+ */
+export const generationLocatorProblem = (
+  format: DataFormat,
+  locator: LocatorSpec | undefined,
+): string | undefined =>
+  format === "messages" && (locator ?? defaultLocator[format]).kind === "field"
+    ? "with --format messages the answer field locates the gold keys, but generated replies have no answer " +
+      "field, so no answer could be scored: give --locator for where a reply states its answer (gsm8k for " +
+      '"#### 42", boxed for \\boxed{42}, answer-tags for <Answer>42</Answer>, or regex with --locator-pattern)'
+    : undefined;
 
 /** A string with some non-whitespace: an empty prompt or response gives nothing to condition or train on. */
 const Text = Schema.String.pipe(
@@ -112,6 +130,26 @@ const converters: { readonly [F in DataFormat]: Convert } = {
 
 const isObject = (v: unknown): boolean => typeof v === "object" && v !== null && !Array.isArray(v);
 
+/** One line's example, or the InvalidRow naming its line and field. */
+const parseLine = (
+  file: string,
+  lineNo: number,
+  text: string,
+  convert: Convert,
+): RawExample | InvalidRow => {
+  const fail = (reason: string, field?: string) => new InvalidRow({ file, line: lineNo, field, reason });
+  let row: unknown;
+  try {
+    row = JSON.parse(text);
+  } catch (e) {
+    return fail(`not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (!isObject(row)) return fail("expected a JSON object");
+  const converted = convert(row);
+  if (!converted.ok) return fail(converted.reason, converted.field);
+  return { source: `${file}:${lineNo}`, ...converted.value };
+};
+
 /**
  * Parse one JSONL file's bytes. Lines are split on bytes, and each line is decoded on its own with a fatal
  * UTF-8 decoder, so invalid bytes are reported at their line instead of being replaced by U+FFFD.
@@ -131,39 +169,71 @@ export const parseExamples = (
       const lineEnd = newline < 0 ? bytes.length : newline;
       const lineBytes = bytes.subarray(lineStart, lineEnd);
       lineStart = lineEnd + 1;
-      const fail = (reason: string, field?: string) =>
-        Effect.fail(new InvalidRow({ file, line: lineNo, field, reason }));
       let text: string;
       try {
         text = decoder.decode(lineBytes);
       } catch {
-        return fail("not valid UTF-8");
+        return Effect.fail(new InvalidRow({ file, line: lineNo, reason: "not valid UTF-8" }));
       }
       if (text.trim().length === 0) continue;
-      let row: unknown;
-      try {
-        row = JSON.parse(text);
-      } catch (e) {
-        return fail(`not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-      }
-      if (!isObject(row)) return fail("expected a JSON object");
-      const converted = convert(row);
-      if (!converted.ok) return fail(converted.reason, converted.field);
-      examples.push({ source: `${file}:${lineNo}`, ...converted.value });
+      const ex = parseLine(file, lineNo, text, convert);
+      if (ex instanceof InvalidRow) return Effect.fail(ex);
+      examples.push(ex);
     }
     return Effect.succeed(examples);
   });
+
+/** A data file's examples in batches (about a megabyte of text each); undefined at the end. */
+export interface ExampleReader {
+  readonly next: Effect.Effect<ReadonlyArray<RawExample> | undefined, FileUnreadable | InvalidRow>;
+}
+
+/**
+ * Opens a JSONL data file in the given format for streaming: a corpus of any size passes through in
+ * batches, each row validated with the same rules and file:line messages as `parseExamples`.
+ */
+export const openExamples = (
+  path: string,
+  format: DataFormat,
+): Effect.Effect<ExampleReader, FileUnreadable, Scope.Scope> =>
+  Effect.tryPromise({
+    try: () => LineReader.open(path),
+    catch: (e) => new FileUnreadable({ path, reason: e instanceof Error ? e.message : String(e) }),
+  }).pipe(
+    Effect.tap((reader) => Effect.addFinalizer(() => Effect.sync(() => reader.close()))),
+    Effect.map((reader) => {
+      const convert = converters[format];
+      return {
+        next: Effect.tryPromise({
+          try: () => reader.next(),
+          catch: (e) =>
+            e instanceof LineDecodeError
+              ? new InvalidRow({ file: path, line: e.line, reason: "not valid UTF-8" })
+              : new FileUnreadable({ path, reason: e instanceof Error ? e.message : String(e) }),
+        }).pipe(Effect.flatMap((lines) => {
+          if (lines === undefined) return Effect.succeed(undefined);
+          const out: RawExample[] = [];
+          for (const l of lines) {
+            const ex = parseLine(path, l.line, l.text, convert);
+            if (ex instanceof InvalidRow) return Effect.fail(ex);
+            out.push(ex);
+          }
+          return Effect.succeed(out);
+        })),
+      };
+    }),
+  );
 
 /** Read a JSONL file in the given format. An empty file gives no examples (callers decide if that is an error). */
 export const readExamples = (
   path: string,
   format: DataFormat,
 ): Effect.Effect<RawExample[], FileUnreadable | InvalidRow> =>
-  Effect.tryPromise({
-    try: async () => {
-      const info = await Deno.stat(path);
-      if (!info.isFile) throw new Error("not a regular file");
-      return await Deno.readFile(path);
-    },
-    catch: (e) => new FileUnreadable({ path, reason: e instanceof Error ? e.message : String(e) }),
-  }).pipe(Effect.flatMap((bytes) => parseExamples(path, bytes, format)));
+  Effect.scoped(Effect.gen(function* () {
+    const reader = yield* openExamples(path, format);
+    const out: RawExample[] = [];
+    for (let batch = yield* reader.next; batch !== undefined; batch = yield* reader.next) {
+      for (const ex of batch) out.push(ex);
+    }
+    return out;
+  }));

@@ -498,6 +498,46 @@ export const loadTokenizer = (
     return wrap(where, tok, eosId, chatTemplate, specialTokensOf(config));
   });
 
+/** A file loadTokenizer reads: where it is, and the name it has in a checkpoint directory. */
+export interface TokenizerFile {
+  readonly from: string;
+  readonly name: string;
+}
+
+/**
+ * The files loadTokenizer reads for `path`, as a checkpoint directory names them: the tokenizer.json (under
+ * that name whatever the file was called) or vocab.json + merges.txt, tokenizer_config.json when present,
+ * and chat_template.jinja when the template comes from it. A model saved with exactly these files loads
+ * with the same tokenizer here and in Hugging Face's loaders.
+ */
+export const tokenizerFiles = (
+  path: string,
+): Effect.Effect<ReadonlyArray<TokenizerFile>, FileUnreadable | TokenizerMismatch> =>
+  Effect.gen(function* () {
+    const source = yield* resolveSource(path);
+    const dir = source.kind === "json" ? dirOf(source.file) : source.dir;
+    const files: TokenizerFile[] = source.kind === "json"
+      ? [{ from: source.file, name: "tokenizer.json" }]
+      : [{ from: `${dir}/vocab.json`, name: "vocab.json" }, {
+        from: `${dir}/merges.txt`,
+        name: "merges.txt",
+      }];
+    const configPath = `${dir}/tokenizer_config.json`;
+    if (yield* Effect.promise(() => isFile(configPath))) {
+      files.push({ from: configPath, name: "tokenizer_config.json" });
+    }
+    const config = yield* readConfig(dir);
+    const t = config.chat_template;
+    const inConfig = typeof t === "string" ||
+      (Array.isArray(t) &&
+        t.some((e) => isRecord(e) && e.name === "default" && typeof e.template === "string"));
+    const jinja = `${dir}/chat_template.jinja`;
+    if (!inConfig && (yield* Effect.promise(() => isFile(jinja)))) {
+      files.push({ from: jinja, name: "chat_template.jinja" });
+    }
+    return files;
+  });
+
 /**
  * Fails with TokenizerMismatch when the tokenizer's ids do not fit a model's embedding of
  * `modelVocabSize` rows: the tokenizer belongs to another model (or the model to another tokenizer).
@@ -586,3 +626,59 @@ export const tokenizerVocabSizeSync = (path: string): number => {
   for (const t of orThrow(addedTokens(dir, vocab, config, family))) see(t.id);
   return size;
 };
+
+/** An added token as tokenizer.json lists it. */
+export type AddedToken = AddedTokenJson;
+
+/**
+ * What a tokenizer is made of on disk, for tools that rewrite it (adding tokens): a tokenizer.json with
+ * its parsed content, or a vocab.json + merges.txt pair with its vocabulary and the added tokens it
+ * implies (tokenizer_config.json's added_tokens_decoder plus the named special tokens, with their ids);
+ * `config` is tokenizer_config.json, empty when there is none (`hasConfig` says which).
+ */
+export type TokenizerLayout =
+  | {
+    readonly kind: "json";
+    readonly file: string;
+    readonly dir: string;
+    readonly json: Record<string, unknown>;
+    readonly config: Record<string, unknown>;
+    readonly hasConfig: boolean;
+  }
+  | {
+    readonly kind: "slow";
+    readonly dir: string;
+    readonly vocab: Record<string, number>;
+    readonly added: ReadonlyArray<AddedToken>;
+    readonly config: Record<string, unknown>;
+    readonly hasConfig: boolean;
+  };
+
+export const readTokenizerLayout = (
+  path: string,
+): Effect.Effect<TokenizerLayout, FileUnreadable | TokenizerMismatch> =>
+  Effect.gen(function* () {
+    const source = yield* resolveSource(path);
+    const dir = source.kind === "json" ? dirOf(source.file) : source.dir;
+    const hasConfig = yield* Effect.promise(() => isFile(`${dir}/tokenizer_config.json`));
+    const config = yield* readConfig(dir);
+    if (source.kind === "json") {
+      const json = yield* readText(source.file).pipe(Effect.flatMap((t) => parseJson(source.file, t)));
+      if (!isRecord(json) || !isRecord(json.model)) {
+        return yield* new TokenizerMismatch({
+          path: source.file,
+          reason: 'not a tokenizer.json (no "model" object)',
+        });
+      }
+      return { kind: "json" as const, file: source.file, dir, json, config, hasConfig };
+    }
+    const cls = config.tokenizer_class;
+    const family: Family = cls === undefined ? "gpt2" : FAMILIES[String(cls)] ?? "gpt2";
+    const vocabPath = `${dir}/vocab.json`;
+    const vocab = yield* readText(vocabPath).pipe(
+      Effect.flatMap((t) => parseJson(vocabPath, t)),
+      Effect.flatMap((j) => parseVocab(vocabPath, j)),
+    );
+    const added = yield* addedTokens(`${dir}/tokenizer_config.json`, vocab, config, family);
+    return { kind: "slow" as const, dir, vocab, added, config, hasConfig };
+  });

@@ -10,3 +10,24 @@ export const TOKENIZER_COMPANIONS: ReadonlyArray<string> = [
   "vocab.json",
   "merges.txt",
 ];
+
+const isFileSync = (path: string): boolean => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * The file that stands for the tokenizer in directory `dir` (a tokenizer directory or a model checkpoint):
+ * its tokenizer.json, else its vocab.json when merges.txt is beside it (loadTokenizer reads the pair from
+ * either), else undefined. A pipeline's tokenizer source is this file with its companions, rather than the
+ * directory, so that its cache key covers the tokenizer files and not, say, a checkpoint's weights.
+ */
+export const tokenizerFileIn = (dir: string): string | undefined => {
+  const d = dir.replace(/(.)\/+$/, "$1");
+  if (isFileSync(`${d}/tokenizer.json`)) return `${d}/tokenizer.json`;
+  if (isFileSync(`${d}/vocab.json`) && isFileSync(`${d}/merges.txt`)) return `${d}/vocab.json`;
+  return undefined;
+};

@@ -29,4 +29,5 @@ export const sha256 = async (data: Uint8Array | string): Promise<string> => {
   return hex(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
 };
 
-export const sha256File = async (path: string): Promise<string> => sha256(await Deno.readFile(path));
+/** Streams the file (see io/lines.ts): artifacts and checkpoints can be larger than one read may be. */
+export { sha256File } from "../io/lines.ts";

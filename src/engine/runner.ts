@@ -11,10 +11,11 @@
 import { Data, Effect, Schema } from "effect";
 import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { canonicalJson, sha256, sha256File } from "./hash.ts";
-import { exists, listFiles } from "../io/fs.ts";
+import { exists, listFiles, writeFileAtomic } from "../io/fs.ts";
+import { type FileStat, hashWithStat, parseStat, statOf, trusted } from "./file_stats.ts";
 import { describeConfigIssues, type Pipeline, type PipelineNode, type StepNode } from "./pipeline.ts";
 import type { Reporter } from "./progress.ts";
-import { ArtifactStore } from "./store.ts";
+import { ArtifactStore, type Lookup } from "./store.ts";
 import { FileUnreadable } from "../errors.ts";
 
 /** A step failed; `error` says why. Everything finished before it stays cached. */
@@ -56,34 +57,105 @@ export interface RunOptions {
 const keyLength = 24;
 
 /**
+ * Digests of source files, remembered with their stat in `<store>/.source-stats.json` (the DVC way): a
+ * rerun hashes a source again only when its size, times, inode or device changed (engine/file_stats.ts),
+ * so a large dataset or a multi-gigabyte `--model` directory is not read to find that nothing changed.
+ * A change that keeps all of them is not seen unless `full` (`status --verify`).
+ */
+export class SourceStats {
+  private dirty = false;
+
+  private constructor(
+    private readonly path: string | undefined,
+    private readonly entries: Record<string, { stat: FileStat; digest: string; recordedMs: number }>,
+  ) {}
+
+  /** A missing or unreadable record file is an empty one; `store` undefined keeps nothing. */
+  static async load(store: ArtifactStore | undefined): Promise<SourceStats> {
+    if (store === undefined) return new SourceStats(undefined, {});
+    const path = `${store.root}/.source-stats.json`;
+    try {
+      const parsed = JSON.parse(await Deno.readTextFile(path));
+      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
+        return new SourceStats(path, parsed);
+      }
+    } catch {
+      // Absent or damaged: start afresh.
+    }
+    return new SourceStats(path, {});
+  }
+
+  /** SHA-256 of a file's bytes: the remembered one if its stat vouches for it, else hashed (and remembered). */
+  async digest(path: string, full: boolean): Promise<string> {
+    const entry = this.entries[path];
+    if (!full && entry && typeof entry.digest === "string" && typeof entry.recordedMs === "number") {
+      const stat = parseStat(entry.stat);
+      if (trusted(stat, statOf(await Deno.stat(path)), entry.recordedMs)) return entry.digest;
+    }
+    const hashed = await hashWithStat(path, sha256File);
+    if (hashed.stat && this.path !== undefined) {
+      this.entries[path] = { stat: hashed.stat, digest: hashed.digest, recordedMs: Date.now() };
+      this.dirty = true;
+    }
+    return hashed.digest;
+  }
+
+  /** Writes the records if any changed; best effort (a read-only run directory just hashes again). */
+  async save(): Promise<void> {
+    if (!this.dirty || this.path === undefined) return;
+    this.dirty = false;
+    await Deno.mkdir(this.path.slice(0, this.path.lastIndexOf("/")), { recursive: true }).catch(() => {});
+    await Effect.runPromise(Effect.either(writeFileAtomic(this.path, JSON.stringify(this.entries) + "\n")));
+  }
+}
+
+/**
  * Content digest of a source: the file's bytes (with its companions beside it, those present, when it
- * names any), or every file of a directory.
+ * names any), or every file of a directory. `stats` remembers digests by stat (see SourceStats); `full`
+ * hashes every file regardless.
  */
 export const sourceDigest = (
   path: string,
   companions: ReadonlyArray<string> = [],
+  stats?: SourceStats,
+  full = false,
 ): Effect.Effect<string, FileUnreadable> =>
   Effect.tryPromise({
     try: async () => {
+      const fileDigest = (p: string) => stats ? stats.digest(p, full) : sha256File(p);
       const info = await Deno.stat(path);
-      if (info.isFile && companions.length === 0) return await sha256File(path);
+      if (info.isFile && companions.length === 0) return await fileDigest(path);
       if (info.isFile) {
         const dir = path.slice(0, path.lastIndexOf("/") + 1) || "./";
         const name = path.slice(dir.length);
-        const files: Record<string, string> = { [name]: await sha256File(path) };
+        const files: Record<string, string> = { [name]: await fileDigest(path) };
         for (const c of companions) {
           const other = `${dir}${c}`;
           if (c !== name && await Deno.stat(other).then((i) => i.isFile, () => false)) {
-            files[c] = await sha256File(other);
+            files[c] = await fileDigest(other);
           }
         }
         return await sha256(canonicalJson(files));
       }
       const files: Record<string, string> = {};
-      for (const rel of await listFiles(path)) files[rel] = await sha256File(`${path}/${rel}`);
+      for (const rel of await listFiles(path)) files[rel] = await fileDigest(`${path}/${rel}`);
       return await sha256(canonicalJson(files));
     },
     catch: (e) => new FileUnreadable({ path, reason: e instanceof Error ? e.message : String(e) }),
+  });
+
+/** The digest of every source node, and the stat records saved. */
+const sourceDigests = (pipeline: Pipeline, store: ArtifactStore, full: boolean) =>
+  Effect.gen(function* () {
+    const stats = yield* Effect.promise(() => SourceStats.load(store));
+    const digests = new Map<string, string>();
+    for (const node of pipeline.nodes) {
+      if (node.kind === "source") {
+        digests.set(node.name, yield* sourceDigest(node.path, node.companions, stats, full));
+      }
+    }
+    yield* Effect.promise(() => stats.save());
+    return digests;
   });
 
 export const nodeKey = (node: StepNode, inputDigests: Readonly<Record<string, string>>) =>
@@ -99,23 +171,64 @@ export const nodeKey = (node: StepNode, inputDigests: Readonly<Record<string, st
 const inputDigestsOf = (node: StepNode, digests: ReadonlyMap<string, string>) =>
   Object.fromEntries(Object.entries(node.inputs).map(([k, from]) => [k, digests.get(from)!]));
 
+/**
+ * What each step node would do now, from stat lookups: its key when its inputs' digests are known, and
+ * what the store holds under it. A node that will not be a hit (missing, corrupt, forced, or below one)
+ * will run, and so read its inputs.
+ */
+const survey = (
+  pipeline: Pipeline,
+  store: ArtifactStore,
+  sources: ReadonlyMap<string, string>,
+  opts: { full: boolean; force: ReadonlySet<string> },
+) =>
+  Effect.gen(function* () {
+    const digests = new Map(sources);
+    const out: Array<{ node: StepNode; key?: string; found?: Lookup }> = [];
+    for (const node of pipeline.nodes) {
+      if (node.kind === "source") continue;
+      if (Object.values(node.inputs).some((from) => !digests.has(from))) {
+        out.push({ node });
+        continue;
+      }
+      const key = yield* nodeKey(node, inputDigestsOf(node, digests));
+      const found = yield* store.lookup(node.step.name, key, opts.full);
+      if (found.kind === "hit" && !opts.force.has(node.name)) digests.set(node.name, found.manifest.digest);
+      out.push({ node, key, found });
+    }
+    return out;
+  });
+
 /** Runs every node in order: reuses cached artifacts, resumes interrupted ones, runs the rest. */
 export const runPipeline = (
   pipeline: Pipeline,
   opts: RunOptions,
 ): Effect.Effect<RunResult, StepFailed | FileUnreadable> =>
   Effect.gen(function* () {
-    const digests = new Map<string, string>();
+    const force = new Set(opts.force ?? []);
+    const digests = new Map(yield* sourceDigests(pipeline, opts.store, false));
+    // Artifacts that a step about to run will read are verified in full (every file hashed); the others
+    // are passed on by their digests, checked by stat only (see store.ts).
+    const read = new Set<string>();
+    for (const p of yield* survey(pipeline, opts.store, digests, { full: false, force })) {
+      if (p.found?.kind !== "hit" || force.has(p.node.name)) {
+        for (const from of Object.values(p.node.inputs)) read.add(from);
+      }
+    }
     const outputs = new Map<string, string>();
     const records: NodeRecord[] = [];
-    const force = new Set(opts.force ?? []);
     for (const node of pipeline.nodes) {
       if (node.kind === "source") {
-        digests.set(node.name, yield* sourceDigest(node.path, node.companions));
         outputs.set(node.name, node.path);
         continue;
       }
-      const record = yield* runNode(node, inputDigestsOf(node, digests), outputs, force.has(node.name), opts);
+      const record = yield* runNode(
+        node,
+        inputDigestsOf(node, digests),
+        outputs,
+        { forced: force.has(node.name), full: read.has(node.name) },
+        opts,
+      );
       digests.set(node.name, record.digest);
       outputs.set(node.name, record.dir);
       records.push(record);
@@ -127,7 +240,7 @@ const runNode = (
   node: StepNode,
   inputDigests: Record<string, string>,
   outputs: ReadonlyMap<string, string>,
-  forced: boolean,
+  { forced, full }: { forced: boolean; full: boolean },
   opts: RunOptions,
 ): Effect.Effect<NodeRecord & { digest: string }, StepFailed> =>
   Effect.gen(function* () {
@@ -136,7 +249,7 @@ const runNode = (
     const fail = (error: ToolkitError) => new StepFailed({ node: node.name, step: step.name, error });
     const key = yield* nodeKey(node, inputDigests);
 
-    const found = yield* store.lookup(step.name, key);
+    const found = yield* store.lookup(step.name, key, full);
     if (found.kind === "hit" && !forced) {
       reporter.log(`[${node.name}] cached (${step.name}/${key})`);
       return {
@@ -212,31 +325,33 @@ const runNode = (
     };
   });
 
-export type NodeState = "cached" | "partial" | "pending" | "blocked";
+export type NodeState = "cached" | "partial" | "pending" | "blocked" | "corrupt";
 
-/** What is cached, resumable or still to run, without running anything (`pipeline status`). */
+/**
+ * What is cached, resumable or still to run, without running anything (`pipeline status`). By stat, or
+ * with `verify` by hashing every source and artifact file in full; a corrupt artifact says why.
+ */
 export const pipelineStatus = (
   pipeline: Pipeline,
   store: ArtifactStore,
-): Effect.Effect<Array<{ node: PipelineNode; state: NodeState; key?: string }>, FileUnreadable> =>
+  verify = false,
+): Effect.Effect<
+  Array<{ node: PipelineNode; state: NodeState; key?: string; reason?: string }>,
+  FileUnreadable
+> =>
   Effect.gen(function* () {
-    const digests = new Map<string, string>();
-    const out: Array<{ node: PipelineNode; state: NodeState; key?: string }> = [];
-    for (const node of pipeline.nodes) {
-      if (node.kind === "source") {
-        digests.set(node.name, yield* sourceDigest(node.path, node.companions));
-        continue;
-      }
-      if (Object.values(node.inputs).some((from) => !digests.has(from))) {
-        out.push({ node, state: "blocked" });
-        continue;
-      }
-      const key = yield* nodeKey(node, inputDigestsOf(node, digests));
-      const found = yield* store.lookup(node.step.name, key);
-      if (found.kind === "hit") {
-        digests.set(node.name, found.manifest.digest);
-        out.push({ node, state: "cached", key });
-      } else {
+    const sources = yield* sourceDigests(pipeline, store, verify);
+    const out: Array<{ node: PipelineNode; state: NodeState; key?: string; reason?: string }> = [];
+    for (
+      const { node, key, found } of yield* survey(pipeline, store, sources, {
+        full: verify,
+        force: new Set(),
+      })
+    ) {
+      if (key === undefined || found === undefined) out.push({ node, state: "blocked" });
+      else if (found.kind === "hit") out.push({ node, state: "cached", key });
+      else if (found.kind === "corrupt") out.push({ node, state: "corrupt", key, reason: found.reason });
+      else {
         const partial = yield* Effect.promise(() => exists(store.partialDir(node.step.name, key)));
         out.push({ node, state: partial && node.step.resumable ? "partial" : "pending", key });
       }

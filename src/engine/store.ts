@@ -10,11 +10,15 @@
  * (the SHA-256 of every file) is written, so a reader never sees a half-written artifact. Every read
  * goes through `lookup`, which checks the files against the manifest: a truncated, altered or missing
  * file makes the artifact count as absent (and it is moved aside), so it is recomputed, never reused.
+ * A plain lookup hashes only files whose stat differs from the one recorded beside their digest (a
+ * cached rerun of a large run reads nothing it only passes on); a full lookup (`status --verify`, and
+ * artifacts a step is about to read) hashes every file.
  */
 import { Effect } from "effect";
 import { WriteFailed } from "../errors.ts";
 import { canonicalJson, sha256, sha256File } from "./hash.ts";
 import { exists, isTempFile, listFiles, removeIfExists, writeFileAtomic } from "../io/fs.ts";
+import { type FileStat, hashWithStat, parseStat, sameStat, statOf, trusted } from "./file_stats.ts";
 
 export const MANIFEST = "manifest.json";
 
@@ -30,6 +34,12 @@ export interface Manifest {
   readonly node: string;
   /** SHA-256 of each file, by path relative to the artifact directory (manifest.json excluded). */
   readonly files: Readonly<Record<string, string>>;
+  /**
+   * Stat of each file when it was hashed (engine/file_stats.ts): a lookup trusts the digest of a file whose
+   * stat is unchanged without reading it. Absent in manifests written before it existed (then every file
+   * is hashed, and the stats are recorded).
+   */
+  readonly stats?: Readonly<Record<string, FileStat>>;
   /**
    * Digest of the content: hash of the `files` map without run metadata (`*.meta.json`). Downstream keys
    * depend on this, not on `key`.
@@ -62,12 +72,15 @@ export class ArtifactStore {
     return `${this.dir(step, key)}.partial`;
   }
 
-  /** Finds a finished artifact and verifies every file against its manifest. */
-  lookup(step: string, key: string): Effect.Effect<Lookup> {
+  /**
+   * Finds a finished artifact and verifies its files against its manifest: by stat where the recorded
+   * stat still holds, or by hashing every file when `full`.
+   */
+  lookup(step: string, key: string, full = false): Effect.Effect<Lookup> {
     const dir = this.dir(step, key);
     return Effect.promise(async (): Promise<Lookup> => {
       if (!await exists(dir)) return { kind: "miss" };
-      const reason = await verify(dir);
+      const reason = await verify(dir, full ? "full" : "stat");
       if (typeof reason === "string") return { kind: "corrupt", dir, reason };
       return { kind: "hit", dir, manifest: reason };
     });
@@ -117,15 +130,19 @@ export class ArtifactStore {
     const partial = this.partialDir(meta.step, meta.key);
     const dir = this.dir(meta.step, meta.key);
     return Effect.gen(function* () {
-      const files = yield* Effect.promise(async () => {
-        const out: Record<string, string> = {};
+      const { files, stats } = yield* Effect.promise(async () => {
+        const files: Record<string, string> = {};
+        const stats: Record<string, FileStat> = {};
         for (const rel of await listFiles(partial)) {
-          if (rel !== MANIFEST) out[rel] = await sha256File(`${partial}/${rel}`);
+          if (rel === MANIFEST) continue;
+          const hashed = await hashWithStat(`${partial}/${rel}`, sha256File);
+          files[rel] = hashed.digest;
+          if (hashed.stat) stats[rel] = hashed.stat;
         }
-        return out;
+        return { files, stats };
       });
       const digest = yield* Effect.promise(() => contentDigest(files));
-      const manifest: Manifest = { ...meta, files, digest, created: new Date().toISOString() };
+      const manifest: Manifest = { ...meta, files, stats, digest, created: new Date().toISOString() };
       yield* writeFileAtomic(`${partial}/${MANIFEST}`, JSON.stringify(manifest, null, 2) + "\n");
       yield* Effect.tryPromise({
         try: async () => {
@@ -155,22 +172,61 @@ export const isRunMetadata = (rel: string): boolean => rel.endsWith(".meta.json"
 export const contentDigest = (files: Readonly<Record<string, string>>): Promise<string> =>
   sha256(canonicalJson(Object.fromEntries(Object.entries(files).filter(([rel]) => !isRunMetadata(rel)))));
 
-/** Returns the manifest if every file matches it, or a reason it does not. */
-export const verify = async (dir: string): Promise<Manifest | string> => {
+/** A temporary file left by an interrupted rewrite of the manifest (see `verify`): not artifact content. */
+const isManifestTemp = (rel: string) => rel.startsWith(`${MANIFEST}.`) && isTempFile(rel);
+
+/**
+ * Returns the manifest if every file matches it, or a reason it does not. "full" hashes every file; "stat"
+ * hashes only files whose stat no longer vouches for them (engine/file_stats.ts). When files had to be
+ * hashed and all matched, their stats are recorded in the manifest (best effort), so the next lookup
+ * need not hash them again: an artifact copied elsewhere, or written before stats existed, is hashed once.
+ */
+export const verify = async (dir: string, mode: "full" | "stat" = "full"): Promise<Manifest | string> => {
+  const manifestPath = `${dir}/${MANIFEST}`;
   let manifest: Manifest;
+  let recordedMs: number;
   try {
-    manifest = JSON.parse(await Deno.readTextFile(`${dir}/${MANIFEST}`));
+    recordedMs = (await Deno.stat(manifestPath)).mtime?.getTime() ?? 0;
+    manifest = JSON.parse(await Deno.readTextFile(manifestPath));
   } catch (e) {
     return `manifest unreadable (${e instanceof Error ? e.message : e})`;
   }
   if (typeof manifest.files !== "object" || manifest.files === null) return "manifest has no file list";
-  const present = new Set((await listFiles(dir)).filter((f) => f !== MANIFEST));
+  const present = new Set((await listFiles(dir)).filter((f) => f !== MANIFEST && !isManifestTemp(f)));
+  const recorded = typeof manifest.stats === "object" && manifest.stats !== null ? manifest.stats : {};
+  const stats: Record<string, FileStat> = {};
+  let learned = false;
   for (const [rel, digest] of Object.entries(manifest.files)) {
     if (!present.has(rel)) return `file ${rel} is missing`;
-    if (await sha256File(`${dir}/${rel}`) !== digest) return `file ${rel} does not match its digest`;
     present.delete(rel);
+    const path = `${dir}/${rel}`;
+    const before = parseStat(recorded[rel]);
+    if (mode === "stat") {
+      const now = statOf(await Deno.stat(path));
+      if (trusted(before, now, recordedMs)) {
+        stats[rel] = now;
+        continue;
+      }
+      // A different size is a different content: no need to read the file to say so.
+      if (before !== undefined && before.size !== now.size) return `file ${rel} does not match its digest`;
+    }
+    const hashed = await hashWithStat(path, sha256File);
+    if (hashed.digest !== digest) return `file ${rel} does not match its digest`;
+    if (hashed.stat) {
+      stats[rel] = hashed.stat;
+      // In "stat" mode a file is hashed only when its record did not vouch for it (changed or racy):
+      // recording its stat now lets the next lookup skip it.
+      if (mode === "stat" || before === undefined || !sameStat(before, hashed.stat)) learned = true;
+    }
   }
   if (present.size > 0) return `unexpected file ${[...present][0]}`;
   if (await contentDigest(manifest.files) !== manifest.digest) return "manifest digest mismatch";
+  if (learned) {
+    manifest = { ...manifest, stats };
+    // Best effort: a read-only store still works, it just hashes again next time.
+    await Effect.runPromise(
+      Effect.either(writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n")),
+    );
+  }
   return manifest;
 };

@@ -23,6 +23,9 @@ export type ChunkWriter = (file: Deno.FsFile, bytes: Uint8Array) => Promise<numb
 const defaultWriter: ChunkWriter = (file, bytes) => file.write(bytes);
 let writeChunk: ChunkWriter = defaultWriter;
 
+/** The chunk writer in use (streaming writers call it per chunk, as writeFileAtomic does). */
+export const writeChunkOf = (): ChunkWriter => writeChunk;
+
 /** For tests: replace the chunk writer (undefined restores the real one). */
 export const setChunkWriter = (writer: ChunkWriter | undefined): void => {
   writeChunk = writer ?? defaultWriter;
@@ -50,6 +53,28 @@ export const writeFileAtomic = (path: string, data: Uint8Array | string): Effect
       }
     },
     catch: (e) => new WriteFailed({ path, reason: reason(e) }),
+  });
+
+/** Copies a file of any size (the kernel copies it; nothing is held in memory) with writeFileAtomic's guarantee. */
+export const copyFileAtomic = (from: string, to: string): Effect.Effect<void, WriteFailed> =>
+  Effect.tryPromise({
+    try: async () => {
+      const tmp = `${to}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+      try {
+        await Deno.copyFile(from, tmp);
+        const file = await Deno.open(tmp, { write: true });
+        try {
+          await file.sync();
+        } finally {
+          file.close();
+        }
+        await Deno.rename(tmp, to);
+      } catch (e) {
+        await Deno.remove(tmp).catch(() => {});
+        throw e;
+      }
+    },
+    catch: (e) => new WriteFailed({ path: to, reason: reason(e) }),
   });
 
 export const readText = (path: string): Effect.Effect<string, FileUnreadable> =>

@@ -5,14 +5,12 @@
  * resuming from it would silently train from wrong weights.
  */
 import { listFiles } from "./fs.ts";
+import { sha256File } from "./lines.ts";
 
 export const SEAL = "seal.json";
 
-const hex = (buf: ArrayBuffer): string =>
-  Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
-
-const digestFile = async (path: string): Promise<string> =>
-  hex(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
+// Streamed: a checkpoint's weights file can be larger than Deno.readFile reads in one piece.
+const digestFile = sha256File;
 
 /** Digests of every file below `dir` (the seal itself excluded), by relative path. */
 const digests = async (dir: string): Promise<Record<string, string>> => {

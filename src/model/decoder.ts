@@ -21,6 +21,8 @@ export interface Decoder {
   readonly shapes: (c: ModelConfig) => Map<string, number[]>;
   /** Hidden states [batch * tq, hidden] after the last block, before the final norm. */
   readonly hidden: (params: Params, c: ModelConfig, input: DecoderInput) => tf.Tensor2D;
-  /** Final norm and LM head: [n, hidden] -> logits [n, vocab]. */
-  readonly head: (params: Params, c: ModelConfig, x: tf.Tensor2D) => tf.Tensor2D;
+  /** The final norm: [n, hidden] -> [n, hidden], the input of the LM head. */
+  readonly finalNorm: (params: Params, c: ModelConfig, x: tf.Tensor2D) => tf.Tensor2D;
+  /** The LM head's weight [vocab, hidden] (the token embedding when tied): logits = norm(x) W^T. */
+  readonly headWeight: (params: Params, c: ModelConfig) => tf.Tensor2D;
 }

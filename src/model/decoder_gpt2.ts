@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import { cachedAttention } from "./cache.ts";
 import { headDim, type ModelConfig } from "./config.ts";
 import type { Decoder } from "./decoder.ts";
-import { causalAttention, columns, conv1d, embedding, gelu, layerNorm, linear } from "./ops.ts";
+import { causalAttention, columns, conv1d, embedding, gelu, layerNorm } from "./ops.ts";
 import { withLora } from "./lora.ts";
 import { param, type Params } from "./params.ts";
 
@@ -85,11 +85,7 @@ export const gpt2Decoder: Decoder = {
     }
     return x;
   },
-  head: (params, c, x) => {
-    const h = norm(params, c, "transformer.ln_f", x);
-    return linear(
-      h,
-      param(params, c.tieEmbeddings ? "transformer.wte.weight" : "lm_head.weight") as tf.Tensor2D,
-    );
-  },
+  finalNorm: (params, c, x) => norm(params, c, "transformer.ln_f", x),
+  headWeight: (params, c) =>
+    param(params, c.tieEmbeddings ? "transformer.wte.weight" : "lm_head.weight") as tf.Tensor2D,
 };

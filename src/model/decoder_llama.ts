@@ -119,9 +119,7 @@ export const llamaDecoder: Decoder = {
     for (let layer = 0; layer < c.numLayers; layer++) x = block(params, c, layer, x, tables, input);
     return x;
   },
-  head: (params, c, x) => {
-    const h = rmsNorm(x, param(params, "model.norm.weight") as tf.Tensor1D, c.rmsNormEps);
-    const w = param(params, c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-    return linear(h, w as tf.Tensor2D);
-  },
+  finalNorm: (params, c, x) => rmsNorm(x, param(params, "model.norm.weight") as tf.Tensor1D, c.rmsNormEps),
+  headWeight: (params, c) =>
+    param(params, c.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight") as tf.Tensor2D,
 };

@@ -14,7 +14,7 @@ import { contextLength, headDim, type ModelConfig } from "./config.ts";
 import type { Decoder } from "./decoder.ts";
 import { gpt2Decoder } from "./decoder_gpt2.ts";
 import { llamaDecoder } from "./decoder_llama.ts";
-import { selectRows } from "./ops.ts";
+import { linear, selectRows } from "./ops.ts";
 import { type Params, wrapArrays } from "./params.ts";
 
 export type { KvCache } from "./cache.ts";
@@ -120,7 +120,7 @@ export const forward = (
     if (options.lastPositionOnly) {
       x = selectRows(x, Int32Array.from({ length: batch }, (_, b) => b * tq + tq - 1));
     }
-    const logits = decoderOf(c).head(params, c, x);
+    const logits = linear(decoderOf(c).finalNorm(params, c, x), decoderOf(c).headWeight(params, c));
     return tf.reshape(logits, [batch, options.lastPositionOnly ? 1 : tq, c.vocabSize]);
   });
 
@@ -144,4 +144,22 @@ export const tidyValues = (f: () => tf.Tensor): Float32Array => {
  * no loss looks at; training uses it for the positions with a non-zero weight.
  */
 export const logitsAt = (params: Params, c: ModelConfig, ids: tf.Tensor2D, rows: Int32Array): tf.Tensor2D =>
-  tf.tidy(() => decoderOf(c).head(params, c, selectRows(hiddenStates(params, c, ids), rows)));
+  tf.tidy(() => linear(headInputAt(params, c, ids, rows), lmHeadWeight(params, c)));
+
+/**
+ * The LM head's input [rows.length, hidden] at the flattened positions `rows` (b * time + t): the final
+ * hidden states after the last norm, so that logitsAt(..) = headInputAt(..) lmHeadWeight(..)^T. For a
+ * loss that applies the head itself, chunk by chunk (src/train/head_loss.ts), instead of holding
+ * [rows x vocab] logits.
+ */
+export const headInputAt = (
+  params: Params,
+  c: ModelConfig,
+  ids: tf.Tensor2D,
+  rows: Int32Array,
+): tf.Tensor2D =>
+  tf.tidy(() => decoderOf(c).finalNorm(params, c, selectRows(hiddenStates(params, c, ids), rows)));
+
+/** The LM head's weight [vocab, hidden]: `lm_head.weight`, or the token embedding when tied. */
+export const lmHeadWeight = (params: Params, c: ModelConfig): tf.Tensor2D =>
+  decoderOf(c).headWeight(params, c);

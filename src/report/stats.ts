@@ -107,3 +107,37 @@ export const pairedBootstrap = (
     significant: lo > 0 || hi < 0,
   };
 };
+
+/**
+ * Unbiased pass@k from `n` samples of which `c` are correct (Chen et al. 2021, "Evaluating Large Language
+ * Models Trained on Code", eq. 1): 1 - C(n-c, k) / C(n, k), computed as a product so that no binomial
+ * coefficient is formed. Throws a RangeError unless 0 <= c <= n and 1 <= k <= n.
+ */
+export const passAtK = (n: number, c: number, k: number): number => {
+  if (
+    !(Number.isInteger(n) && Number.isInteger(c) && Number.isInteger(k) && c >= 0 && c <= n && k >= 1 &&
+      k <= n)
+  ) {
+    throw new RangeError(`pass@k needs 0 <= c <= n and 1 <= k <= n, got n=${n} c=${c} k=${k}`);
+  }
+  if (n - c < k) return 1;
+  let allWrong = 1;
+  for (let i = n - c + 1; i <= n; i++) allWrong *= 1 - k / i;
+  return 1 - allWrong;
+};
+
+/**
+ * The most frequent of `answers` (undefined entries, samples without an answer, do not vote); a tie goes
+ * to the answer that reached that count first. Undefined when no sample has an answer.
+ */
+export const majorityVote = (answers: ReadonlyArray<string | undefined>): string | undefined => {
+  const counts = new Map<string, number>();
+  let best: string | undefined;
+  for (const a of answers) {
+    if (a === undefined) continue;
+    const n = (counts.get(a) ?? 0) + 1;
+    counts.set(a, n);
+    if (best === undefined || n > counts.get(best)!) best = a;
+  }
+  return best;
+};

@@ -17,8 +17,31 @@ export const ModelMetrics = Schema.Struct({
   format_rate: Schema.Number,
   key_loss: Schema.Number,
   n: Schema.Number,
+  /** With several samples per prompt (src/steps/evaluate.ts): the sample count and pass@j by j. */
+  samples: Schema.optional(Schema.Number),
+  pass_at: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Number })),
+  majority_accuracy: Schema.optional(Schema.Number),
 });
 export type ModelMetrics = typeof ModelMetrics.Type;
+
+/** Rows a data step dropped under a "drop" policy (--on-missing-key / --on-truncated-key), by file:line. */
+export const DroppedRows = Schema.Struct({
+  node: Schema.String,
+  reason: Schema.String,
+  count: Schema.Number,
+  rows: Schema.Array(Schema.String),
+});
+
+/** The test rows a pipeline held out of --data (no --test given), from its holdOut step's report. */
+export const HeldOut = Schema.Struct({
+  node: Schema.String,
+  from: Schema.String,
+  rows: Schema.Number,
+  of: Schema.Number,
+  fraction: Schema.Number,
+  max: Schema.Number,
+  seed: Schema.Number,
+});
 
 export const Summary = Schema.Struct({
   pipeline: Schema.String,
@@ -28,6 +51,10 @@ export const Summary = Schema.Struct({
   seconds: Schema.Number,
   steps: Schema.Array(StepSummary),
   models: Schema.Record({ key: Schema.String, value: ModelMetrics }),
+  /** Present when some step dropped rows. */
+  dropped: Schema.optional(Schema.Array(DroppedRows)),
+  /** Present when the test rows were held out of the training data. */
+  held_out: Schema.optional(Schema.Array(HeldOut)),
 });
 export type Summary = typeof Summary.Type;
 
@@ -40,9 +67,23 @@ const pad = (rows: string[][]): string[] => {
 
 /** The table printed at the end of a run: one row per evaluated model. */
 export const formatMetricsTable = (models: Summary["models"]): string => {
-  const rows = [["model", "accuracy", "format", "key loss", "n"]];
+  // Columns for pass@k and majority vote only when some model was evaluated with several samples.
+  const sampled = Object.values(models).some((m) => m.pass_at !== undefined);
+  const rows = [["model", "accuracy", "format", "key loss", "n", ...(sampled ? ["pass@k", "majority"] : [])]];
   for (const [name, m] of Object.entries(models)) {
-    rows.push([name, pct(m.accuracy), pct(m.format_rate), m.key_loss.toFixed(4), String(m.n)]);
+    const k = m.samples === undefined ? undefined : String(m.samples);
+    rows.push([
+      name,
+      pct(m.accuracy),
+      pct(m.format_rate),
+      m.key_loss.toFixed(4),
+      String(m.n),
+      ...(!sampled
+        ? []
+        : m.pass_at && k && m.pass_at[k] !== undefined
+        ? [`${pct(m.pass_at[k])} (k=${k})`, pct(m.majority_accuracy ?? 0)]
+        : ["-", "-"]),
+    ]);
   }
   return pad(rows).join("\n");
 };

@@ -8,7 +8,7 @@
 import { Effect, Schema } from "effect";
 import { EmptyDataset, type ToolkitError } from "../errors.ts";
 import { buildMask, MaskSpec, maskWeightSum } from "../data/masks.ts";
-import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
+import { createJsonl, type MaskedRecord, openJsonl, type TokenRecord } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { SHOWN } from "./shared.ts";
@@ -24,37 +24,44 @@ export const buildMasksStep: Step<typeof BuildMasksConfig.Type, "tokens", Toolki
   inputs: ["tokens"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const rows = yield* readJsonl<TokenRecord>(`${inputs.tokens}/tokens.jsonl`);
-      const out: MaskedRecord[] = [];
+      // Streamed batch by batch (a corpus may be larger than memory or than one string may be).
+      const reader = yield* openJsonl<TokenRecord>(`${inputs.tokens}/tokens.jsonl`);
+      const writer = yield* createJsonl(`${ctx.dir}/masked.jsonl`);
       const empty: string[] = [];
       let weightSum = 0;
       let responseTokens = 0;
-      for (const r of rows) {
-        const mask = buildMask(config.mask, {
-          source: r.source,
-          ids: [...r.input_ids],
-          promptLength: r.prompt_length,
-          key: r.key,
-          answer: r.answer_part,
-          truncated: false,
-          keyTruncated: false,
-        });
-        const sum = maskWeightSum(mask);
-        if (!(sum > 0)) empty.push(r.source);
-        weightSum += sum;
-        responseTokens += r.input_ids.length - r.prompt_length;
-        out.push({ ...r, weights: Array.from(mask) });
+      let total = 0;
+      for (let rows = yield* reader.next; rows !== undefined; rows = yield* reader.next) {
+        total += rows.length;
+        const out: MaskedRecord[] = [];
+        for (const r of rows) {
+          const mask = buildMask(config.mask, {
+            source: r.source,
+            ids: [...r.input_ids],
+            promptLength: r.prompt_length,
+            key: r.key,
+            answer: r.answer_part,
+            truncated: false,
+            keyTruncated: false,
+          });
+          const sum = maskWeightSum(mask);
+          if (!(sum > 0)) empty.push(r.source);
+          weightSum += sum;
+          responseTokens += r.input_ids.length - r.prompt_length;
+          out.push({ ...r, weights: Array.from(mask) });
+        }
+        yield* writer.write(out);
       }
       if (empty.length > 0) {
         return yield* new EmptyDataset({
           what: `mask ${config.mask.kind}`,
-          reason: `${empty.length} of ${rows.length} examples would train on no token (first: ${
+          reason: `${empty.length} of ${total} examples would train on no token (first: ${
             empty.slice(0, SHOWN).join(", ")
           })`,
         });
       }
-      yield* writeJsonl(`${ctx.dir}/masked.jsonl`, out);
-      const report = { examples: out.length, weightSum, responseTokens, share: weightSum / responseTokens };
+      yield* writer.commit;
+      const report = { examples: total, weightSum, responseTokens, share: weightSum / responseTokens };
       yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
       ctx.reporter.log(
         `[${ctx.node}] mask "${config.mask.kind}": ${weightSum.toFixed(0)} weighted tokens, ` +

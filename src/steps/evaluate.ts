@@ -6,7 +6,15 @@
  * - format_rate: share of generations in which the locator finds a well-formed key span at all;
  * - key_loss: mean cross entropy over the gold key tokens, teacher-forced (what stage two optimises).
  *
- * Output: metrics.json and predictions.jsonl (prompt, generation, extracted and gold answer per example).
+ * With `samples` k > 1 (and a `temperature` above 0) it draws k seeded samples per prompt instead of the
+ * greedy continuation: accuracy and format rate are then means over all samples (accuracy is pass@1), and
+ * it adds pass@j for j = 1, 2, 4, ..., k (the unbiased estimator of Chen et al. 2021 from the k samples)
+ * and majority_accuracy (the most frequent normalised extracted answer of each prompt, compared with the
+ * gold one). Without `samples`, `temperature` and `seed` the config, the cache key and the output are those
+ * of the greedy evaluation.
+ *
+ * Output: metrics.json and predictions.jsonl (prompt, generation, extracted and gold answer per example;
+ * with samples, every sample and the majority answer).
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
@@ -14,12 +22,15 @@ import { DataFormat, defaultLocator } from "../data/formats.ts";
 import { extractAnswer, LocatorSpec, normaliseAnswer } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, writeJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import type { ToolkitError } from "../errors.ts";
+import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { generate } from "../model/generate.ts";
-import { logitsAt } from "../model/model.ts";
-import { weightedCrossEntropy, weightedPositions } from "../train/loss.ts";
+import { headInputAt, lmHeadWeight } from "../model/model.ts";
+import { headLoss } from "../train/head_loss.ts";
+import { weightedPositions } from "../train/loss.ts";
 import { pad } from "../train/batches.ts";
+import { majorityVote, passAtK } from "../report/stats.ts";
+import { Rng } from "../util/rng.ts";
 import { loadModel } from "./shared.ts";
 
 export const EvaluateConfig = Schema.Struct({
@@ -28,101 +39,176 @@ export const EvaluateConfig = Schema.Struct({
   format: DataFormat,
   /** Defaults to the format's locator, the one that found the gold keys. */
   locator: Schema.optional(LocatorSpec),
+  /** Generations per prompt (default 1). */
+  samples: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /** Sampling temperature (default 0: greedy); more than one sample needs a temperature above 0. */
+  temperature: Schema.optional(Schema.Number.pipe(Schema.nonNegative(), Schema.finite())),
+  /** Seed of the sampling (default 0). */
+  seed: Schema.optional(Schema.Int),
 });
+export type EvaluateConfig = typeof EvaluateConfig.Type;
 
-/** The `evaluate` step: greedy generation, answer extraction and exact match; format rate; key-token loss. */
-export const evaluateStep: Step<typeof EvaluateConfig.Type, "model" | "data" | "tokenizer", ToolkitError> =
-  defineStep({
-    name: "evaluate",
-    version: 1,
-    description: "greedy generation, answer extraction and exact match; format rate; key-token loss",
-    config: EvaluateConfig,
-    inputs: ["model", "data", "tokenizer"] as const,
-    producesMetrics: true,
-    run: (config, inputs, ctx) =>
-      Effect.gen(function* () {
-        const locator = config.locator ?? defaultLocator[config.format];
-        const { tok, config: modelConfig, params } = yield* loadModel(inputs.model!, inputs.tokenizer!);
-        const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
+/** The sample counts pass@j is reported for: powers of two below k, and k. */
+export const passAtSizes = (k: number): number[] => {
+  const out: number[] = [];
+  for (let j = 1; j < k; j *= 2) out.push(j);
+  out.push(k);
+  return out;
+};
 
-        const progress = ctx.reporter.progress(`[${ctx.node}]`);
-        const predictions: Array<Record<string, unknown>> = [];
-        let correct = 0;
-        let formatted = 0;
-        let keyLossSum = 0;
-        let keyTokens = 0;
-        const started = performance.now();
-        for (let i = 0; i < rows.length; i += config.batchSize) {
-          const batch = rows.slice(i, i + config.batchSize);
-          const prompts = batch.map((r) => r.input_ids.slice(0, r.prompt_length));
-          const outputs = generate(params, modelConfig, prompts, {
-            maxNewTokens: Math.min(
-              config.maxNewTokens,
-              modelConfig.maxPositions - Math.max(...prompts.map((p) => p.length)),
-            ),
+/** The `evaluate` step: generation, answer extraction and exact match; format rate; key-token loss; pass@k. */
+export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", ToolkitError> = defineStep({
+  name: "evaluate",
+  version: 1,
+  description: "greedy generation, answer extraction and exact match; format rate; key-token loss",
+  config: EvaluateConfig,
+  inputs: ["model", "data", "tokenizer"] as const,
+  producesMetrics: true,
+  run: (config, inputs, ctx) =>
+    Effect.gen(function* () {
+      const locator = config.locator ?? defaultLocator[config.format];
+      const { tok, config: modelConfig, params } = yield* loadModel(inputs.model!, inputs.tokenizer!);
+      const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
+
+      const k = config.samples ?? 1;
+      const temperature = config.temperature ?? 0;
+      if (k > 1 && temperature === 0) {
+        return yield* new InvalidConfig({
+          where: `${ctx.node}.config.temperature`,
+          reason: `${k} samples per prompt need a temperature above 0 (greedy samples are all the same)`,
+        });
+      }
+      const rng = temperature > 0 ? Rng.seeded(config.seed ?? 0) : undefined;
+      const sizes = passAtSizes(k);
+      const passSums = sizes.map(() => 0);
+      let majorityCorrect = 0;
+      // batchSize counts generated sequences: each prompt of a batch is generated k times.
+      const rowsPerBatch = Math.max(1, Math.floor(config.batchSize / k));
+
+      const progress = ctx.reporter.progress(`[${ctx.node}]`);
+      const predictions: Array<Record<string, unknown>> = [];
+      let correct = 0;
+      let formatted = 0;
+      let keyLossSum = 0;
+      let keyTokens = 0;
+      const started = performance.now();
+      for (let i = 0; i < rows.length; i += rowsPerBatch) {
+        const batch = rows.slice(i, i + rowsPerBatch);
+        const prompts = batch.map((r) => r.input_ids.slice(0, r.prompt_length));
+        let longestPrompt = 0;
+        for (const p of prompts) longestPrompt = Math.max(longestPrompt, p.length);
+        const outputs = generate(
+          params,
+          modelConfig,
+          prompts.flatMap((p) => Array.from({ length: k }, () => p)),
+          {
+            maxNewTokens: Math.min(config.maxNewTokens, modelConfig.maxPositions - longestPrompt),
             eosId: tok.eosId,
-          });
-          batch.forEach((r, j) => {
-            const text = tok.decode(outputs[j]);
+            ...(rng ? { temperature, rng } : {}),
+          },
+        );
+        batch.forEach((r, j) => {
+          const gold = normaliseAnswer(r.answer);
+          const samples = outputs.slice(j * k, (j + 1) * k).map((ids) => {
+            const text = tok.decode(ids);
             const predicted = extractAnswer(text, locator);
-            const ok = predicted !== undefined && normaliseAnswer(predicted) === normaliseAnswer(r.answer);
-            if (predicted !== undefined) formatted++;
-            if (ok) correct++;
+            return { text, predicted, ok: predicted !== undefined && normaliseAnswer(predicted) === gold };
+          });
+          const right = samples.filter((x) => x.ok).length;
+          formatted += samples.filter((x) => x.predicted !== undefined).length;
+          correct += right;
+          const prompt = tok.decode(prompts[j]);
+          if (k === 1) {
             predictions.push({
               source: r.source,
-              prompt: tok.decode(prompts[j]),
-              generated: text,
-              predicted: predicted ?? null,
+              prompt,
+              generated: samples[0].text,
+              predicted: samples[0].predicted ?? null,
               gold: r.answer,
-              correct: ok,
+              correct: samples[0].ok,
             });
-          });
-          // Teacher-forced loss on the gold key tokens (weights are the key mask), with the LM head applied
-          // only at the positions that predict a key token: the full logits of a batch would be
-          // [rows x length, vocab], gigabytes for a 50k vocabulary, to read a handful of rows.
-          const mb = pad(batch.map((r) => ({ ids: r.input_ids, weights: r.weights })), 0);
-          const at = weightedPositions(mb.ids, mb.weights, mb.batch, mb.seqLen);
-          if (at.rows.length > 0) {
-            let weightSum = 0;
-            const loss = tf.tidy(() => {
-              const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
-              const l = weightedCrossEntropy(
-                logitsAt(params, modelConfig, ids, at.rows),
-                at.targets,
-                at.weights,
-              );
-              weightSum = l.weightSum;
-              return l.loss;
-            });
-            keyLossSum += loss.dataSync()[0] * weightSum;
-            keyTokens += weightSum;
-            loss.dispose();
+            return;
           }
-          const done = Math.min(i + config.batchSize, rows.length);
-          progress.update({
-            done,
-            total: rows.length,
-            rate: done / ((performance.now() - started) / 1000),
-            unit: "ex",
+          sizes.forEach((size, at) => passSums[at] += passAtK(k, right, size));
+          const majority = majorityVote(
+            samples.map((x) => x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)),
+          );
+          if (majority === gold) majorityCorrect++;
+          predictions.push({
+            source: r.source,
+            prompt,
+            gold: r.answer,
+            correct_samples: right,
+            majority: majority ?? null,
+            majority_correct: majority === gold,
+            samples: samples.map((x) => ({
+              generated: x.text,
+              predicted: x.predicted ?? null,
+              correct: x.ok,
+            })),
           });
+        });
+        // Teacher-forced loss on the gold key tokens (weights are the key mask), with the LM head applied
+        // only at the positions that predict a key token, fused with the loss chunk by chunk: the full logits
+        // of a batch would be [rows x length, vocab], gigabytes for a 50k vocabulary.
+        const mb = pad(batch.map((r) => ({ ids: r.input_ids, weights: r.weights })), 0);
+        const at = weightedPositions(mb.ids, mb.weights, mb.batch, mb.seqLen);
+        if (at.rows.length > 0) {
+          let weightSum = 0;
+          const loss = tf.tidy(() => {
+            const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
+            const l = headLoss(
+              headInputAt(params, modelConfig, ids, at.rows),
+              lmHeadWeight(params, modelConfig),
+              at.targets,
+              at.weights,
+              { eagerGradient: false },
+            );
+            weightSum = l.weightSum;
+            return l.loss;
+          });
+          keyLossSum += loss.dataSync()[0] * weightSum;
+          keyTokens += weightSum;
+          loss.dispose();
         }
-        progress.finish();
-        const n = rows.length;
-        const metrics = {
-          accuracy: correct / n,
-          format_rate: formatted / n,
-          key_loss: keyLossSum / keyTokens,
-          n,
-          correct,
-          backend: ctx.backend,
-          locator: locator.kind,
-        };
-        yield* writeJsonl(`${ctx.dir}/predictions.jsonl`, predictions);
-        yield* writeFileAtomic(`${ctx.dir}/metrics.json`, JSON.stringify(metrics, null, 2) + "\n");
-        ctx.reporter.log(
-          `[${ctx.node}] accuracy ${(100 * metrics.accuracy).toFixed(1)}%  format ${
-            (100 * metrics.format_rate).toFixed(1)
-          }%  key loss ${metrics.key_loss.toFixed(4)}  (n=${n})`,
-        );
-      }),
-  });
+        const done = Math.min(i + rowsPerBatch, rows.length);
+        progress.update({
+          done,
+          total: rows.length,
+          rate: done / ((performance.now() - started) / 1000),
+          unit: "ex",
+        });
+      }
+      progress.finish();
+      const n = rows.length;
+      const metrics = {
+        accuracy: correct / (n * k),
+        format_rate: formatted / (n * k),
+        key_loss: keyLossSum / keyTokens,
+        n,
+        correct,
+        backend: ctx.backend,
+        locator: locator.kind,
+        ...(rng ? { samples: k, temperature, seed: config.seed ?? 0 } : {}),
+        ...(k > 1
+          ? {
+            pass_at: Object.fromEntries(sizes.map((size, at) => [String(size), passSums[at] / n])),
+            majority_accuracy: majorityCorrect / n,
+          }
+          : {}),
+      };
+      yield* writeJsonl(`${ctx.dir}/predictions.jsonl`, predictions);
+      yield* writeFileAtomic(`${ctx.dir}/metrics.json`, JSON.stringify(metrics, null, 2) + "\n");
+      ctx.reporter.log(
+        `[${ctx.node}] accuracy ${(100 * metrics.accuracy).toFixed(1)}%  format ${
+          (100 * metrics.format_rate).toFixed(1)
+        }%  key loss ${metrics.key_loss.toFixed(4)}  (n=${n})${
+          metrics.pass_at
+            ? `  pass@${k} ${(100 * metrics.pass_at[String(k)]).toFixed(1)}%  majority ${
+              (100 * metrics.majority_accuracy!).toFixed(1)
+            }%`
+            : ""
+        }`,
+      );
+    }),
+});

@@ -16,7 +16,7 @@
  */
 import { Effect, Schema } from "effect";
 import { InvalidConfig, type ToolkitError } from "../errors.ts";
-import { type MaskedRecord, readJsonl, writeJsonl } from "../data/records.ts";
+import { createJsonl, type MaskedRecord, openJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 
@@ -47,25 +47,32 @@ export const exportTrlStep: Step<Record<never, never>, "data", ToolkitError> = d
   inputs: ["data"] as const,
   run: (_config, inputs, ctx) =>
     Effect.gen(function* () {
-      const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
-      const out: TrlRow[] = [];
+      // Streamed batch by batch (a corpus may be larger than memory or than one string may be).
+      const reader = yield* openJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
+      const writer = yield* createJsonl(`${ctx.dir}/${TRL_FILE}`);
       let trained = 0;
-      for (const r of rows) {
-        const row = trlRow(r);
-        if (row === undefined) {
-          const odd = r.weights.find((w) => w !== 0 && w !== 1);
-          return yield* new InvalidConfig({
-            where: ctx.node,
-            reason: `${r.source} has loss weight ${odd}; TRL's completion_mask is 0/1, so only masks with ` +
-              "weights 0 and 1 (response, key, answer, prefix) can be exported",
-          });
+      for (let rows = yield* reader.next; rows !== undefined; rows = yield* reader.next) {
+        const out: TrlRow[] = [];
+        for (const r of rows) {
+          const row = trlRow(r);
+          if (row === undefined) {
+            const odd = r.weights.find((w) => w !== 0 && w !== 1);
+            return yield* new InvalidConfig({
+              where: ctx.node,
+              reason:
+                `${r.source} has loss weight ${odd}; TRL's completion_mask is 0/1, so only masks with ` +
+                "weights 0 and 1 (response, key, answer, prefix) can be exported",
+            });
+          }
+          trained += r.weights.reduce((s, w) => s + w, 0);
+          out.push(row);
         }
-        trained += r.weights.reduce((s, w) => s + w, 0);
-        out.push(row);
+        yield* writer.write(out);
       }
-      yield* writeJsonl(`${ctx.dir}/${TRL_FILE}`, out);
-      const report = { examples: out.length, trainedTokens: trained };
+      yield* writer.commit;
+      const examples = writer.count();
+      const report = { examples, trainedTokens: trained };
       yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
-      ctx.reporter.log(`[${ctx.node}] ${out.length} examples, ${trained} trained tokens`);
+      ctx.reporter.log(`[${ctx.node}] ${examples} examples, ${trained} trained tokens`);
     }),
 });

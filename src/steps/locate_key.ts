@@ -10,9 +10,9 @@
  */
 import { Effect, Schema } from "effect";
 import { EmptyDataset, InvalidRow, KeyNotFound, type ToolkitError } from "../errors.ts";
-import { DataFormat, defaultLocator, readExamples } from "../data/formats.ts";
+import { DataFormat, defaultLocator, openExamples } from "../data/formats.ts";
 import { answerPartStart, locateKey as locate, LocatorSpec } from "../data/locate.ts";
-import { type LocatedRecord, writeJsonl } from "../data/records.ts";
+import { createJsonl, type LocatedRecord } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { OnProblem, SHOWN } from "./shared.ts";
@@ -43,72 +43,90 @@ export const locateKeyStep: Step<typeof LocateKeyConfig.Type, "data", ToolkitErr
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
-      const examples = yield* readExamples(inputs.data!, config.format);
-      if (examples.length === 0) {
-        return yield* new EmptyDataset({ what: inputs.data!, reason: "the file has no rows" });
-      }
       const maxChars = config.maxRowChars ?? MAX_ROW_CHARS;
-      const kept: LocatedRecord[] = [];
+      // Streamed batch by batch: a corpus may be larger than memory or than one string may be.
+      const reader = yield* openExamples(inputs.data!, config.format);
+      const writer = yield* createJsonl(`${ctx.dir}/located.jsonl`);
       const missing: string[] = [];
-      for (const ex of examples) {
-        const chars = ex.prompt.length + ex.response.length;
-        if (chars > maxChars) {
-          return yield* rowError(ex.source, `has ${chars} characters, more than maxRowChars ${maxChars}`);
-        }
-        // Two complete answer blocks make the key ambiguous: training on either one would be a guess.
-        const blocks = locator.kind === "answer-tags"
-          ? countOccurrences(ex.response, locator.close ?? "</Answer>")
-          : 0;
-        if (blocks > 1) {
-          if (config.onMissingKey === "fail") {
-            return yield* rowError(
-              ex.source,
-              `has ${blocks} answer blocks; the key is ambiguous`,
-              "response",
-            );
+      let total = 0;
+      for (let examples = yield* reader.next; examples !== undefined; examples = yield* reader.next) {
+        total += examples.length;
+        const kept: LocatedRecord[] = [];
+        for (const ex of examples) {
+          const chars = ex.prompt.length + ex.response.length;
+          if (chars > maxChars) {
+            return yield* rowError(ex.source, `has ${chars} characters, more than maxRowChars ${maxChars}`);
           }
-          missing.push(ex.source);
-          continue;
+          // Two complete answer blocks make the key ambiguous: training on either one would be a guess.
+          const blocks = locator.kind === "answer-tags"
+            ? countOccurrences(ex.response, locator.close ?? "</Answer>")
+            : 0;
+          if (blocks > 1) {
+            if (config.onMissingKey === "fail") {
+              return yield* rowError(
+                ex.source,
+                `has ${blocks} answer blocks; the key is ambiguous`,
+                "response",
+              );
+            }
+            missing.push(ex.source);
+            continue;
+          }
+          const span = locate(ex.response, locator, ex.answerField);
+          if (!span || span.end <= span.start) {
+            missing.push(ex.source);
+            continue;
+          }
+          kept.push({
+            source: ex.source,
+            prompt: ex.prompt,
+            response: ex.response,
+            key: span,
+            answer: ex.response.slice(span.start, span.end),
+            answer_start: answerPartStart(ex.response, locator, span),
+            ...(ex.chat === undefined ? {} : { chat: ex.chat }),
+          });
         }
-        const span = locate(ex.response, locator, ex.answerField);
-        if (!span || span.end <= span.start) {
-          missing.push(ex.source);
-          continue;
-        }
-        kept.push({
-          source: ex.source,
-          prompt: ex.prompt,
-          response: ex.response,
-          key: span,
-          answer: ex.response.slice(span.start, span.end),
-          answer_start: answerPartStart(ex.response, locator, span),
-          ...(ex.chat === undefined ? {} : { chat: ex.chat }),
-        });
+        yield* writer.write(kept);
+      }
+      if (total === 0) {
+        return yield* new EmptyDataset({ what: inputs.data!, reason: "the file has no rows" });
       }
       if (missing.length > 0) {
         const problem = new KeyNotFound({
           locator: locator.kind,
           count: missing.length,
-          total: examples.length,
+          total,
           examples: missing.slice(0, SHOWN),
         });
         if (config.onMissingKey === "fail") return yield* problem;
         ctx.reporter.log(`[${ctx.node}] dropped ${describeMissing(problem)}`);
       }
-      if (kept.length === 0) {
+      const kept = writer.count();
+      if (kept === 0) {
         return yield* new EmptyDataset({ what: inputs.data!, reason: "no example has a key span" });
       }
-      yield* writeJsonl(`${ctx.dir}/located.jsonl`, kept);
+      yield* writer.commit;
       yield* writeFileAtomic(
         `${ctx.dir}/report.json`,
         JSON.stringify(
-          { total: examples.length, kept: kept.length, missingKey: missing.length, missing },
+          {
+            total,
+            kept,
+            missingKey: missing.length,
+            missing,
+            // Only when rows were dropped (onMissingKey "drop"), so a run that drops nothing writes the
+            // report it always wrote; the run's summary.json lists these.
+            ...(missing.length > 0
+              ? { dropped: { reason: `no key span (${locator.kind})`, count: missing.length, rows: missing } }
+              : {}),
+          },
           null,
           2,
         ),
       );
       ctx.reporter.log(
-        `[${ctx.node}] ${kept.length}/${examples.length} examples have a key (${locator.kind})`,
+        `[${ctx.node}] ${kept}/${total} examples have a key (${locator.kind})`,
       );
     }),
 });

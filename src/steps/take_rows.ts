@@ -6,7 +6,7 @@
 import { Effect, Schema } from "effect";
 import type { ToolkitError } from "../errors.ts";
 import { defineStep, type Step } from "../engine/step.ts";
-import { readJsonl, writeJsonl } from "../data/records.ts";
+import { createJsonl, openJsonl } from "../data/records.ts";
 
 export const TakeRowsConfig = Schema.Struct({
   n: Schema.Int.pipe(Schema.positive()),
@@ -23,8 +23,16 @@ export const takeRowsStep: Step<typeof TakeRowsConfig.Type, "from", ToolkitError
   inputs: ["from"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const rows = yield* readJsonl<unknown>(`${inputs.from}/${config.file}`);
-      yield* writeJsonl(`${ctx.dir}/${config.file}`, rows.slice(0, config.n));
-      ctx.reporter.log(`[${ctx.node}] ${Math.min(config.n, rows.length)} of ${rows.length} rows`);
+      // Streamed: only the rows kept are held, a batch at a time; the rest are counted for the message.
+      const reader = yield* openJsonl<unknown>(`${inputs.from}/${config.file}`);
+      const writer = yield* createJsonl(`${ctx.dir}/${config.file}`);
+      let total = 0;
+      for (let rows = yield* reader.next; rows !== undefined; rows = yield* reader.next) {
+        const room = config.n - writer.count();
+        if (room > 0) yield* writer.write(rows.length <= room ? rows : rows.slice(0, room));
+        total += rows.length;
+      }
+      yield* writer.commit;
+      ctx.reporter.log(`[${ctx.node}] ${writer.count()} of ${total} rows`);
     }),
 });

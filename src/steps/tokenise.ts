@@ -7,10 +7,10 @@
  */
 import { Effect, Schema } from "effect";
 import { EmptyDataset, KeyTruncated, type ToolkitError } from "../errors.ts";
-import { type LocatedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
+import { createJsonl, type LocatedRecord, openJsonl, type TokenRecord } from "../data/records.ts";
 import { PromptTemplate, tokeniseExample } from "../data/tokenise.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
-import { chatExample, tokenizerChatTemplate } from "../data/chat.ts";
+import { chatExample, type ChatTemplate, tokenizerChatTemplate } from "../data/chat.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { OnProblem, SHOWN } from "./shared.ts";
@@ -34,66 +34,89 @@ export const tokeniseStep: Step<typeof TokeniseConfig.Type, "examples" | "tokeni
     run: (config, inputs, ctx) =>
       Effect.gen(function* () {
         const tok = yield* loadTokenizer(inputs.tokenizer!);
-        const located = yield* readJsonl<LocatedRecord>(`${inputs.examples}/located.jsonl`);
-        // Compiled only for "messages" data, so a template this toolkit cannot parse never blocks other data.
-        const chatTemplate = located.some((r) => r.chat !== undefined)
-          ? yield* tokenizerChatTemplate(tok)
-          : undefined;
-        const kept: TokenRecord[] = [];
+        // Streamed batch by batch (a corpus may be larger than memory or than one string may be).
+        const reader = yield* openJsonl<LocatedRecord>(`${inputs.examples}/located.jsonl`);
+        const writer = yield* createJsonl(`${ctx.dir}/tokens.jsonl`);
+        // Compiled at the first "messages" record, so a template this toolkit cannot parse never blocks other
+        // data.
+        let chatTemplate: ChatTemplate | undefined;
+        let chatTemplateCompiled = false;
         const cut: string[] = [];
         let truncated = 0;
         let tokens = 0;
-        for (const record of located) {
-          // A "messages" record comes back with its prompt already rendered by the chat template.
-          const ex = yield* chatExample(tok, chatTemplate, record);
-          const template = ex.chat === undefined ? config.template : "{prompt}";
-          const t = tokeniseExample(tok, ex, ex.key, { ...config, template, answerStart: ex.answer_start });
-          if (t.truncated) truncated++;
-          if (t.keyTruncated || !t.key || !t.answer || t.key.end <= t.key.start) {
-            cut.push(ex.source);
-            continue;
+        let total = 0;
+        for (let located = yield* reader.next; located !== undefined; located = yield* reader.next) {
+          total += located.length;
+          const kept: TokenRecord[] = [];
+          for (const record of located) {
+            // A "messages" record comes back with its prompt already rendered by the chat template.
+            if (record.chat !== undefined && !chatTemplateCompiled) {
+              chatTemplate = yield* tokenizerChatTemplate(tok);
+              chatTemplateCompiled = true;
+            }
+            const ex = yield* chatExample(tok, chatTemplate, record);
+            const template = ex.chat === undefined ? config.template : "{prompt}";
+            const t = tokeniseExample(tok, ex, ex.key, { ...config, template, answerStart: ex.answer_start });
+            if (t.truncated) truncated++;
+            if (t.keyTruncated || !t.key || !t.answer || t.key.end <= t.key.start) {
+              cut.push(ex.source);
+              continue;
+            }
+            tokens += t.ids.length;
+            kept.push({
+              source: ex.source,
+              input_ids: t.ids,
+              prompt_length: t.promptLength,
+              key: t.key,
+              answer_part: t.answer,
+              answer: ex.answer,
+            });
           }
-          tokens += t.ids.length;
-          kept.push({
-            source: ex.source,
-            input_ids: t.ids,
-            prompt_length: t.promptLength,
-            key: t.key,
-            answer_part: t.answer,
-            answer: ex.answer,
-          });
+          yield* writer.write(kept);
         }
         if (cut.length > 0) {
           const problem = new KeyTruncated({
             maxLength: config.maxLength,
             count: cut.length,
-            total: located.length,
+            total,
             examples: cut.slice(0, SHOWN),
           });
           if (config.onTruncatedKey === "fail") return yield* problem;
           ctx.reporter.log(
-            `[${ctx.node}] dropped ${cut.length} of ${located.length} examples whose key is cut off by maxLength ` +
+            `[${ctx.node}] dropped ${cut.length} of ${total} examples whose key is cut off by maxLength ` +
               `${config.maxLength} (first: ${cut.slice(0, SHOWN).join(", ")})`,
           );
         }
-        if (kept.length === 0) {
+        const kept = writer.count();
+        if (kept === 0) {
           return yield* new EmptyDataset({
             what: inputs.examples!,
             reason: "every key is cut off by maxLength",
           });
         }
-        yield* writeJsonl(`${ctx.dir}/tokens.jsonl`, kept);
+        yield* writer.commit;
         const report = {
-          examples: kept.length,
+          examples: kept,
           droppedKeyTruncated: cut.length,
           truncatedSequences: truncated,
-          meanTokens: tokens / kept.length,
+          meanTokens: tokens / kept,
           vocabSize: tok.vocabSize,
           eosId: tok.eosId,
+          // Only when rows were dropped (onTruncatedKey "drop"), so a run that drops nothing writes the
+          // report it always wrote; the run's summary.json lists these.
+          ...(cut.length > 0
+            ? {
+              dropped: {
+                reason: `key cut off by maxLength ${config.maxLength}`,
+                count: cut.length,
+                rows: cut,
+              },
+            }
+            : {}),
         };
         yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
         ctx.reporter.log(
-          `[${ctx.node}] ${kept.length} examples, ${report.meanTokens.toFixed(1)} tokens on average`,
+          `[${ctx.node}] ${kept} examples, ${report.meanTokens.toFixed(1)} tokens on average`,
         );
       }),
   });

@@ -30,8 +30,9 @@ import {
   type ToolkitError,
   WriteFailed,
 } from "../errors.ts";
-import { type MaskedRecord, readJsonl } from "../data/records.ts";
-import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
+import { readTrainingRows } from "../data/records.ts";
+import { TOKENIZER_COMPANIONS, tokenizerFiles } from "../data/tokenizer.ts";
+import { readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
 import { modelDirOf } from "./shared.ts";
@@ -49,7 +50,7 @@ import {
 import { loadAdapter, saveAdapter } from "../model/peft.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
 import { AdamW } from "../train/adamw.ts";
-import { batchIndices, microBatches, type Sequence } from "../train/batches.ts";
+import { batchIndices, microBatches, type Sequence, sequenceExtent } from "../train/batches.ts";
 import { Rng } from "../util/rng.ts";
 import { Objective } from "../train/objectives.ts";
 import { lrAt } from "../train/schedule.ts";
@@ -250,19 +251,19 @@ const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepC
 
 /** Every row's token ids fit the model's vocabulary and its exactly computed context. */
 const checkDataFits = (
-  rows: ReadonlyArray<MaskedRecord>,
+  rows: ReadonlyArray<Sequence>,
   modelConfig: ModelConfig,
   where: { readonly tokenizer: string; readonly node: string },
 ) =>
   Effect.gen(function* () {
-    const maxId = Math.max(...rows.map((r) => Math.max(...r.input_ids)));
+    // A loop, not Math.max(...rows): a spread of a few hundred thousand arguments overflows the stack.
+    const { maxId, longest } = sequenceExtent(rows);
     if (maxId >= modelConfig.vocabSize) {
       return yield* new TokenizerMismatch({
         path: where.tokenizer,
         reason: `token id ${maxId} does not fit the model's vocabulary of ${modelConfig.vocabSize}`,
       });
     }
-    const longest = Math.max(...rows.map((r) => r.input_ids.length));
     if (longest > contextLength(modelConfig)) {
       return yield* new InvalidConfig({
         where: where.node,
@@ -374,11 +375,11 @@ export const trainStep: Step<typeof TrainConfig.Type, "data" | "init" | "tokeniz
     resumable: true,
     run: (config, inputs, ctx) =>
       Effect.gen(function* () {
-        const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
-        const data: Sequence[] = rows.map((r) => ({ ids: r.input_ids, weights: r.weights }));
+        // Streamed: masked.jsonl may be larger than one string can hold.
+        const data: Sequence[] = yield* readTrainingRows(`${inputs.data}/masked.jsonl`);
         const { modelConfig, params, resumed } = yield* startingPoint(config, inputs.init, ctx);
         yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
-        yield* checkDataFits(rows, modelConfig, {
+        yield* checkDataFits(data, modelConfig, {
           tokenizer: inputs.tokenizer ?? inputs.data!,
           node: ctx.node,
         });
@@ -465,15 +466,23 @@ const writeOutputs = (
     );
   });
 
-/** Copies tokenizer.json (and tokenizer_config.json beside it) so model/ is a complete HF checkpoint. */
+/**
+ * Makes model/ a complete Hugging Face checkpoint with exactly the tokenizer files the loader reads for
+ * `tokenizerPath` (a tokenizer.json, or a directory with one or with vocab.json + merges.txt): tokenizer
+ * files copied from the init checkpoint that the run did not use are removed, so that no loader can pick
+ * another tokenizer than the one the model was trained with.
+ */
 const copyTokenizerFiles = (tokenizerPath: string, modelDir: string) =>
-  Effect.tryPromise({
-    try: async () => {
-      const dir = tokenizerPath.slice(0, tokenizerPath.lastIndexOf("/") + 1) || "./";
-      await Deno.copyFile(tokenizerPath, `${modelDir}/tokenizer.json`);
-      if (await exists(`${dir}tokenizer_config.json`)) {
-        await Deno.copyFile(`${dir}tokenizer_config.json`, `${modelDir}/tokenizer_config.json`);
-      }
-    },
-    catch: (e) => new WriteFailed({ path: modelDir, reason: reason(e) }),
+  Effect.gen(function* () {
+    const files = yield* tokenizerFiles(tokenizerPath);
+    const used = new Set(files.map((f) => f.name));
+    yield* Effect.tryPromise({
+      try: async () => {
+        for (const name of TOKENIZER_COMPANIONS) {
+          if (!used.has(name)) await removeIfExists(`${modelDir}/${name}`);
+        }
+        for (const f of files) await Deno.copyFile(f.from, `${modelDir}/${f.name}`);
+      },
+      catch: (e) => new WriteFailed({ path: modelDir, reason: reason(e) }),
+    });
   });

@@ -12,6 +12,20 @@ export interface Sequence {
   readonly weights: ReadonlyArray<number>;
 }
 
+/**
+ * The largest token id and the longest sequence of a dataset, by loops: `Math.max(...rows)` passes every
+ * row as an argument and throws a RangeError past a few hundred thousand rows.
+ */
+export const sequenceExtent = (seqs: Iterable<Sequence>): { maxId: number; longest: number } => {
+  let maxId = -Infinity;
+  let longest = 0;
+  for (const s of seqs) {
+    if (s.ids.length > longest) longest = s.ids.length;
+    for (const id of s.ids) if (id > maxId) maxId = id;
+  }
+  return { maxId, longest };
+};
+
 /** A padded rectangle of sequences: ids and weights are row-major [batch, seqLen]. */
 export interface MicroBatch {
   readonly batch: number;
@@ -49,7 +63,7 @@ export const batchIndices = (n: number, batchSize: number, step: number, seed: n
  */
 export const pad = (seqs: ReadonlyArray<Sequence>, padId: number): MicroBatch => {
   const batch = seqs.length;
-  const seqLen = Math.max(...seqs.map((s) => s.ids.length));
+  const seqLen = sequenceExtent(seqs).longest;
   const ids = new Int32Array(batch * seqLen).fill(padId);
   const weights = new Float32Array(batch * seqLen);
   seqs.forEach((s, r) => {

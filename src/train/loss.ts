@@ -1,7 +1,10 @@
 /**
- * Token-weighted cross entropy, the loss of both SFTKey stages: the data pipeline turns "train on the
- * whole response" and "train on the key span only" into per-token float weights, and this file is the
- * only place they meet the logits.
+ * The token-weighted loss (cross entropy, or another per-token objective), the loss of both SFTKey
+ * stages: the data pipeline turns "train on the whole response" and "train on the key span only" into
+ * per-token float weights, and this file and ./head_loss.ts are where they meet the logits. Training,
+ * evaluation and `score` use ./head_loss.ts, which applies the LM head and this loss chunk by chunk
+ * without holding [tokens x vocabulary] logits; `weightedTokenLoss` here takes logits already computed
+ * (and is the unfused formulation its tests compare against).
  *
  * Normalisation: loss = sum_i(w_i * ce_i) / max(sum_i w_i, eps) over every position of the (micro)batch.
  * With 0/1 weights this is exactly HF's mean over the non-ignored (label != -100) tokens. A caller that
@@ -10,7 +13,7 @@
  *
  * On the cpu backend this is one tfjs op with a hand-written gradient: log-softmax through stock tfjs ops
  * broadcasts over a size-1 axis, which that backend does very slowly (see src/model/kernels.ts); other
- * backends get the stock formulation (`referenceCrossEntropy`). Either way the gradient with respect to
+ * backends get the stock formulation (`referenceTokenLoss`). Either way the gradient with respect to
  * the logits of a position with weight 0 is exactly 0.
  *
  * Other per-token objectives (DFT, f-divergences; ./objectives.ts) go through the same kernel: each is a
@@ -47,19 +50,10 @@ const floats = (x: tf.Tensor | Float32Array): Float32Array =>
   x instanceof Float32Array ? x : Float32Array.from(x.dataSync());
 
 /**
- * Weighted cross entropy of `logits` [..., vocab] against `targets` and `weights` with one entry per
- * logits row (e.g. [batch, time]). weights[i] is the weight of predicting targets[i] from row i. Weights
- * must be finite and >= 0; a target may be anything (e.g. -100) where its weight is 0.
+ * Checks one target and weight per row (weights finite and >= 0; a target with a positive weight inside
+ * the vocabulary) and returns the sum of the weights. RangeError naming the row otherwise.
  */
-export const weightedCrossEntropy = (
-  logits: tf.Tensor,
-  targets: tf.Tensor | Int32Array,
-  weights: tf.Tensor | Float32Array,
-  options: LossOptions = {},
-): WeightedLoss => {
-  const vocab = logits.shape[logits.shape.length - 1];
-  const rows = logits.size / vocab;
-  const tgt = ints(targets), w = floats(weights);
+export const checkLossInputs = (rows: number, vocab: number, tgt: Int32Array, w: Float32Array): number => {
   if (tgt.length !== rows || w.length !== rows) {
     throw new RangeError(`loss: ${rows} logits rows but ${tgt.length} targets and ${w.length} weights`);
   }
@@ -71,10 +65,28 @@ export const weightedCrossEntropy = (
     }
     weightSum += w[i];
   }
+  return weightSum;
+};
+
+/**
+ * The token-weighted loss of an objective (cross entropy by default) on `logits` [..., vocab] against `targets` and `weights` with one entry per
+ * logits row (e.g. [batch, time]). weights[i] is the weight of predicting targets[i] from row i. Weights
+ * must be finite and >= 0; a target may be anything (e.g. -100) where its weight is 0.
+ */
+export const weightedTokenLoss = (
+  logits: tf.Tensor,
+  targets: tf.Tensor | Int32Array,
+  weights: tf.Tensor | Float32Array,
+  options: LossOptions = {},
+): WeightedLoss => {
+  const vocab = logits.shape[logits.shape.length - 1];
+  const rows = logits.size / vocab;
+  const tgt = ints(targets), w = floats(weights);
+  const weightSum = checkLossInputs(rows, vocab, tgt, w);
   const normalizer = options.normalizer ?? Math.max(weightSum, WEIGHT_EPS);
   const objective = options.objective ?? "ce";
   if (tf.getBackend() !== "cpu") {
-    return referenceCrossEntropy(logits, tgt, w, normalizer, weightSum, objective);
+    return referenceTokenLoss(logits, tgt, w, normalizer, weightSum, objective);
   }
   const { value, slope } = objectives[objective];
   const perToken = new Float32Array(rows);
@@ -120,7 +132,7 @@ export const weightedCrossEntropy = (
  * The same loss from stock tfjs ops, for backends other than "cpu" (which run them natively) and as the
  * oracle of the tests. Arguments are already validated.
  */
-export const referenceCrossEntropy = (
+export const referenceTokenLoss = (
   logits: tf.Tensor,
   targets: Int32Array,
   weights: Float32Array,
@@ -197,7 +209,7 @@ export const shiftedLoss = (
       shiftedWeights[b * time + t] = w[b * time + t + 1];
     }
   }
-  const result = weightedCrossEntropy(logits, targets, shiftedWeights, options);
+  const result = weightedTokenLoss(logits, targets, shiftedWeights, options);
   const perToken = new Float32Array(batch * time);
   for (let b = 0; b < batch; b++) {
     for (let t = 1; t < time; t++) perToken[b * time + t] = result.perToken[b * time + t - 1];
@@ -217,7 +229,7 @@ export interface WeightedPositions {
 
 /**
  * The (row, target, weight) triples of the causal-LM loss with a positive weight, for `logitsAt`:
- * weightedCrossEntropy(logitsAt(.., rows), targets, weights) equals shiftedLoss(forward(..), ids,
+ * weightedTokenLoss(logitsAt(.., rows), targets, weights) equals shiftedLoss(forward(..), ids,
  * weights) while computing logits only where they matter. ids/weights are [batch, time] row-major.
  */
 export const weightedPositions = (

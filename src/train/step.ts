@@ -8,9 +8,10 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { ModelConfig } from "../model/config.ts";
-import { logitsAt, type Params } from "../model/model.ts";
+import { headInputAt, lmHeadWeight, type Params } from "../model/model.ts";
 import type { AdamW } from "./adamw.ts";
-import { WEIGHT_EPS, weightedCrossEntropy, weightedPositions } from "./loss.ts";
+import { headLoss } from "./head_loss.ts";
+import { WEIGHT_EPS, weightedPositions } from "./loss.ts";
 import type { Objective } from "./objectives.ts";
 
 /**
@@ -83,7 +84,8 @@ export const optimizerStep = (
   options: StepOptions,
 ): StepResult => {
   const flats = microbatches.map(flatten);
-  // Logits are computed only where the next token has a positive weight (same loss, less LM head).
+  // The LM head is applied only where the next token has a positive weight (same loss, less work), and
+  // fused with the loss chunk by chunk (./head_loss.ts), so no step holds [tokens x vocabulary] logits.
   const used = flats.map((f) => weightedPositions(f.ids, f.weights, f.batch, f.seqLen));
   const tokens = used.reduce((sum, u) => sum + u.weights.reduce((a, b) => a + b, 0), 0);
   if (!(tokens > WEIGHT_EPS)) return { loss: 0, gradNorm: 0, tokens, applied: false };
@@ -101,7 +103,7 @@ export const optimizerStep = (
       const ids = tf.tensor2d(f.ids, [f.batch, f.seqLen], "int32");
       const { value, grads: g } = tf.variableGrads(
         () =>
-          weightedCrossEntropy(logitsAt(params, config, ids, rows), targets, weights, {
+          headLoss(headInputAt(params, config, ids, rows), lmHeadWeight(params, config), targets, weights, {
             normalizer: tokens,
             objective: options.objective,
           }).loss,

@@ -1,5 +1,6 @@
 """PyTorch reference for `deno task bench` (bench/main.ts): the same Llama-style decoder as src/model/model.ts
-(RMSNorm, RoPE in the rotate_half convention, grouped-query attention, SwiGLU MLP, untied LM head), trained
+(RMSNorm, RoPE in the rotate_half convention, grouped-query attention, SwiGLU MLP, LM head untied unless the
+model says "tied", q/k/v biases when it says "qkvBias" as Qwen2 has), trained
 with the same step (forward, weighted next-token cross entropy, backward, clip to norm 1, AdamW) and decoded
 greedily with a KV cache. Written for Debian's python3-torch (1.13, no scaled_dot_product_attention).
 
@@ -32,6 +33,8 @@ class Config:
         self.theta = m.get("ropeTheta", 10000.0)
         self.eps = m.get("rmsNormEps", 1e-5)
         self.head_dim = self.d // self.heads
+        self.tied = m.get("tied", False)
+        self.qkv_bias = m.get("qkvBias", False)
 
 
 class RMSNorm(torch.nn.Module):
@@ -55,9 +58,9 @@ class Layer(torch.nn.Module):
         self.c = c
         kv = c.kv_heads * c.head_dim
         self.input_layernorm = RMSNorm(c.d, c.eps)
-        self.q_proj = torch.nn.Linear(c.d, c.d, bias=False)
-        self.k_proj = torch.nn.Linear(c.d, kv, bias=False)
-        self.v_proj = torch.nn.Linear(c.d, kv, bias=False)
+        self.q_proj = torch.nn.Linear(c.d, c.d, bias=c.qkv_bias)
+        self.k_proj = torch.nn.Linear(c.d, kv, bias=c.qkv_bias)
+        self.v_proj = torch.nn.Linear(c.d, kv, bias=c.qkv_bias)
         self.o_proj = torch.nn.Linear(c.d, c.d, bias=False)
         self.post_attention_layernorm = RMSNorm(c.d, c.eps)
         self.gate_proj = torch.nn.Linear(c.d, c.ff, bias=False)
@@ -101,6 +104,8 @@ class Llama(torch.nn.Module):
         self.layers = torch.nn.ModuleList([Layer(c) for _ in range(c.layers)])
         self.norm = RMSNorm(c.d, c.eps)
         self.lm_head = torch.nn.Linear(c.d, c.vocab, bias=False)
+        if c.tied:
+            self.lm_head.weight = self.embed_tokens.weight
         for p in self.parameters():
             if p.dim() > 1:
                 torch.nn.init.normal_(p, std=0.02)

@@ -1,0 +1,305 @@
+/**
+ * The LM head and the token-weighted loss fused, computed chunk by chunk of rows: the idea of Cut
+ * Cross-Entropy (Wijmans et al., 2024) and Liger's fused linear cross entropy, written here for the
+ * project's own kernels.
+ *
+ * Why: with a real vocabulary the logits are the largest tensor of a step. [tokens x vocabulary] logits,
+ * their softmax and their gradient took 5.2 GB at 16 x 192 tokens with Qwen2's 151,646 tokens, for a model
+ * whose weights are 80 MB. Every objective (./objectives.ts) depends on a row's logits only through the gold
+ * token's log-probability l = z_y - logsumexp(z), so a row needs only its log-sum-exp and its gold logit,
+ * and the gradient with respect to its logits is c * (softmax(z) - onehot(y)) with
+ * c = (w / normalizer) * -d loss / d l. Per chunk of rows this file computes the logits h W^T (one
+ * product), their exponentials once, the loss terms, and turns the chunk in place into its gradient rows,
+ * which go straight into dH = G W and dW += G^T h (two products). The chunk is then reused: memory is one
+ * chunk of logits (CHUNK_ELEMENTS floats) plus dH and dW, whatever the number of tokens.
+ *
+ * Training asks for the gradient eagerly: the forward pass already has the exponentials, so computing the
+ * gradient there costs no second pass over the logits (the unfused kernel took exp twice). Callers that
+ * only want the loss (evaluation, `score`) pass `eagerGradient: false`; a gradient requested later anyway
+ * is then recomputed from the inputs.
+ *
+ * It runs on any backend: it reads its inputs' values and computes in JavaScript (with BLAS products where
+ * one is installed, src/backend/matmul.ts), so on a GPU backend the LM head runs on the CPU.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { stridedGemm } from "../backend/matmul.ts";
+import { matmulNT } from "../model/kernels.ts";
+import { checkLossInputs, type LossOptions, WEIGHT_EPS, type WeightedLoss } from "./loss.ts";
+import { objectives } from "./objectives.ts";
+
+type F32 = Float32Array;
+
+/** Floats of logits held at once: 64 MB (110 rows of a 151k vocabulary, 1365 of GPT-2's 49k). */
+export const CHUNK_ELEMENTS = 1 << 24;
+
+export interface HeadLossOptions extends LossOptions {
+  /** Rows per chunk; default CHUNK_ELEMENTS / vocab (at least 1). */
+  readonly chunkRows?: number;
+  /**
+   * Compute the gradient during the forward pass (default true, for training). With false the forward
+   * pass computes the loss only, and a gradient requested later is recomputed from the inputs.
+   */
+  readonly eagerGradient?: boolean;
+}
+
+const valuesOf = (t: tf.Tensor): F32 => {
+  if (t.dtype !== "float32") throw new TypeError(`expected a float32 tensor, got ${t.dtype}`);
+  // On the cpu backend the tensor's own buffer (no copy): read it, never write it.
+  return t.dataSync() as F32;
+};
+
+interface HeadPass {
+  /** log-sum-exp of each row's logits (float64). */
+  readonly lse: Float64Array;
+  /** Each row's gold logit; NaN where the target is outside the vocabulary. */
+  readonly gold: Float64Array;
+  /** dLoss / dH [rows, dim] and dLoss / dW [vocab, dim], when a coefficient function was given. */
+  readonly dh?: F32;
+  readonly dw?: F32;
+}
+
+/**
+ * One walk over the logits h W^T (h [rows, dim], w [vocab, dim]) in chunks of `chunkRows` rows. With
+ * `coefOf` (row, gold log-probability) -> c, also the gradient of sum_i loss_i where
+ * d loss_i / d z_i = c_i * (softmax(z_i) - onehot(y_i)).
+ */
+const headPass = (
+  h: F32,
+  w: F32,
+  rows: number,
+  vocab: number,
+  dim: number,
+  targets: Int32Array,
+  chunkRows: number,
+  coefOf?: (row: number, logProb: number) => number,
+): HeadPass => {
+  const lse = new Float64Array(rows), gold = new Float64Array(rows).fill(NaN);
+  const dh = coefOf ? new Float32Array(rows * dim) : undefined;
+  const dw = coefOf ? new Float32Array(vocab * dim) : undefined;
+  const buf = new Float32Array(Math.min(chunkRows, rows) * vocab);
+  for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+    const n = Math.min(chunkRows, rows - r0);
+    const hc = h.subarray(r0 * dim, (r0 + n) * dim);
+    logitsInto(buf, hc, w, n, vocab, dim);
+    let any = false;
+    for (let i = 0; i < n; i++) {
+      const o = i * vocab, row = r0 + i, t = targets[row];
+      let max = -Infinity;
+      for (let v = 0; v < vocab; v++) if (buf[o + v] > max) max = buf[o + v];
+      if (t >= 0 && t < vocab) gold[row] = buf[o + t];
+      let sum = 0;
+      if (coefOf) {
+        // Keep the exponentials: they become the softmax row of the gradient below.
+        for (let v = 0; v < vocab; v++) {
+          const e = Math.exp(buf[o + v] - max);
+          buf[o + v] = e;
+          sum += e;
+        }
+      } else {
+        for (let v = 0; v < vocab; v++) sum += Math.exp(buf[o + v] - max);
+      }
+      lse[row] = max + Math.log(sum);
+      if (!coefOf) continue;
+      const c = coefOf(row, gold[row] - lse[row]);
+      if (c === 0) {
+        buf.fill(0, o, o + vocab); // exactly zero where the weight is zero
+        continue;
+      }
+      any = true;
+      const s = c / sum;
+      for (let v = 0; v < vocab; v++) buf[o + v] *= s;
+      buf[o + t] -= c;
+    }
+    if (any) gradientInto(dh!, dw!, buf, hc, w, r0, n, vocab, dim);
+  }
+  return { lse, gold, dh, dw };
+};
+
+/** out [n, vocab] = hc [n, dim] w^T. */
+const logitsInto = (out: F32, hc: F32, w: F32, n: number, vocab: number, dim: number) => {
+  const gemm = stridedGemm(n, vocab, dim);
+  if (gemm) {
+    gemm({
+      transA: false,
+      transB: true,
+      m: n,
+      n: vocab,
+      k: dim,
+      a: hc,
+      lda: dim,
+      b: w,
+      ldb: dim,
+      beta: 0,
+      c: out,
+      ldc: vocab,
+    });
+  } else {
+    out.set(matmulNT(hc, w, n, vocab, dim));
+  }
+};
+
+/** dh[r0 .. r0 + n) = g w and dw += g^T hc, for the gradient rows g [n, vocab] of one chunk. */
+const gradientInto = (
+  dh: F32,
+  dw: F32,
+  g: F32,
+  hc: F32,
+  w: F32,
+  r0: number,
+  n: number,
+  vocab: number,
+  dim: number,
+) => {
+  const dhc = dh.subarray(r0 * dim, (r0 + n) * dim);
+  const gemmH = stridedGemm(n, dim, vocab);
+  if (gemmH) {
+    gemmH({
+      transA: false,
+      transB: false,
+      m: n,
+      n: dim,
+      k: vocab,
+      a: g,
+      lda: vocab,
+      b: w,
+      ldb: dim,
+      beta: 0,
+      c: dhc,
+      ldc: dim,
+    });
+  } else {
+    for (let i = 0; i < n; i++) {
+      const acc = new Float64Array(dim);
+      for (let v = 0; v < vocab; v++) {
+        const x = g[i * vocab + v];
+        if (x === 0) continue;
+        for (let d = 0; d < dim; d++) acc[d] += x * w[v * dim + d];
+      }
+      for (let d = 0; d < dim; d++) dhc[i * dim + d] = acc[d];
+    }
+  }
+  const gemmW = stridedGemm(vocab, dim, n);
+  if (gemmW) {
+    gemmW({
+      transA: true,
+      transB: false,
+      m: vocab,
+      n: dim,
+      k: n,
+      a: g,
+      lda: vocab,
+      b: hc,
+      ldb: dim,
+      beta: 1,
+      c: dw,
+      ldc: dim,
+    });
+  } else {
+    for (let i = 0; i < n; i++) {
+      for (let v = 0; v < vocab; v++) {
+        const x = g[i * vocab + v];
+        if (x === 0) continue;
+        for (let d = 0; d < dim; d++) dw[v * dim + d] += x * hc[i * dim + d];
+      }
+    }
+  }
+};
+
+const chunkRowsOf = (vocab: number, requested?: number): number => {
+  const n = requested ?? Math.floor(CHUNK_ELEMENTS / vocab);
+  if (!(Number.isInteger(n) && n >= 1) && requested !== undefined) {
+    throw new RangeError(`chunkRows must be a positive integer, got ${requested}`);
+  }
+  return Math.max(1, n);
+};
+
+const checkShapes = (hidden: tf.Tensor2D, headWeight: tf.Tensor2D): [number, number, number] => {
+  if (hidden.rank !== 2 || headWeight.rank !== 2 || hidden.shape[1] !== headWeight.shape[1]) {
+    throw new RangeError(
+      `head loss: hidden [${hidden.shape}] and head weight [${headWeight.shape}] do not multiply`,
+    );
+  }
+  return [hidden.shape[0], headWeight.shape[0], hidden.shape[1]];
+};
+
+/**
+ * The token-weighted loss of logits = hidden headWeight^T, without ever holding those logits whole:
+ * equal to weightedTokenLoss(linear(hidden, headWeight), targets, weights, options) (./loss.ts), and
+ * differentiable with respect to both `hidden` [rows, dim] (the final norm's output) and `headWeight`
+ * [vocab, dim] (the LM head, or the token embedding when tied: its gradient then adds to the
+ * embedding's own on the tape).
+ */
+export const headLoss = (
+  hidden: tf.Tensor2D,
+  headWeight: tf.Tensor2D,
+  targets: Int32Array,
+  weights: Float32Array,
+  options: HeadLossOptions = {},
+): WeightedLoss => {
+  const [rows, vocab, dim] = checkShapes(hidden, headWeight);
+  const weightSum = checkLossInputs(rows, vocab, targets, weights);
+  const normalizer = options.normalizer ?? Math.max(weightSum, WEIGHT_EPS);
+  const objective = options.objective ?? "ce";
+  const chunkRows = chunkRowsOf(vocab, options.chunkRows);
+  const { value, slope } = objectives[objective];
+  // c_i = (w_i / normalizer) * -d loss / d l (1 for cross entropy).
+  const coefOf = (i: number, l: number) =>
+    weights[i] > 0 ? (weights[i] / normalizer) * (objective === "ce" ? 1 : -slope(l)) : 0;
+  const perToken = new Float32Array(rows);
+  const op = tf.customGrad((ht, wt) => {
+    const hs = valuesOf(ht as tf.Tensor), ws = valuesOf(wt as tf.Tensor);
+    const pass = headPass(
+      hs,
+      ws,
+      rows,
+      vocab,
+      dim,
+      targets,
+      chunkRows,
+      options.eagerGradient === false ? undefined : coefOf,
+    );
+    let total = 0;
+    for (let i = 0; i < rows; i++) {
+      const ce = pass.lse[i] - pass.gold[i];
+      if (!Number.isNaN(ce)) perToken[i] = ce;
+      if (weights[i] > 0) total += weights[i] * (objective === "ce" ? ce : value(-ce));
+    }
+    return {
+      value: tf.scalar(total / normalizer),
+      gradFunc: (dy: tf.Tensor) => {
+        const { dh, dw } = pass.dh ? pass : headPass(hs, ws, rows, vocab, dim, targets, chunkRows, coefOf);
+        // Scaled into new arrays: the eager pass's own stay as computed, whatever asks for them.
+        const s = dy.dataSync()[0];
+        const scaled = (a: F32) => (s === 1 ? a : a.map((x) => x * s));
+        return [tf.tensor2d(scaled(dh!), [rows, dim]), tf.tensor2d(scaled(dw!), [vocab, dim])];
+      },
+    };
+  });
+  return { loss: op(hidden, headWeight) as tf.Scalar, weightSum, perToken };
+};
+
+/**
+ * log softmax(hidden headWeight^T)[i, targets[i]] for every row, in float64, chunk by chunk (what
+ * `score` prints); NaN where a target is outside the vocabulary. Not differentiable.
+ */
+export const goldLogProbs = (
+  hidden: tf.Tensor2D,
+  headWeight: tf.Tensor2D,
+  targets: Int32Array,
+  chunkRows?: number,
+): Float64Array => {
+  const [rows, vocab, dim] = checkShapes(hidden, headWeight);
+  if (targets.length !== rows) {
+    throw new RangeError(`goldLogProbs: ${rows} rows but ${targets.length} targets`);
+  }
+  const pass = headPass(
+    valuesOf(hidden),
+    valuesOf(headWeight),
+    rows,
+    vocab,
+    dim,
+    targets,
+    chunkRowsOf(vocab, chunkRows),
+  );
+  return pass.gold.map((g, i) => g - pass.lse[i]);
+};
