@@ -134,7 +134,7 @@ const json = Options.boolean("json").pipe(Options.withDescription('print {"ids":
 
 export const generateCommand = Command.make(
   "generate",
-  { model, adapter, prompt, ids, maxNewTokens, temperature, topP, seed, stop, json, backend },
+  { model, prompt, ids, maxNewTokens, temperature, topP, seed, stop, json, adapter, backend },
   (a) =>
     Effect.gen(function* () {
       yield* useBackend(a.backend);

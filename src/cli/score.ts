@@ -78,7 +78,7 @@ const json = Options.boolean("json").pipe(
 
 export const scoreCommand = Command.make(
   "score",
-  { model, adapter, text, ids, json, backend },
+  { model, text, ids, json, adapter, backend },
   (a) =>
     Effect.gen(function* () {
       yield* useBackend(a.backend);
