@@ -66,6 +66,15 @@ export class CheckpointMalformed extends Schema.TaggedError<CheckpointMalformed>
   reason: Schema.String,
 }) {}
 
+/**
+ * A LoRA adapter directory (adapter_config.json + adapter_model.safetensors) does not fit: unknown
+ * peft_type, missing or extra modules, a shape that does not match the base model.
+ */
+export class AdapterInvalid extends Schema.TaggedError<AdapterInvalid>()("AdapterInvalid", {
+  path: Schema.String,
+  reason: Schema.String,
+}) {}
+
 /** A configuration value is invalid (unknown field, out of range, wrong type). */
 export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
   where: Schema.String,
@@ -119,6 +128,7 @@ export type ToolkitError =
   | TokenizerMismatch
   | ChatTemplateInvalid
   | CheckpointMalformed
+  | AdapterInvalid
   | InvalidConfig
   | NonFiniteLoss
   | BackendUnavailable
@@ -152,6 +162,8 @@ export const describeError = (e: ToolkitError): string => {
       return `chat template of ${e.template}${e.example ? ` on ${e.example}` : ""}: ${e.reason}`;
     case "CheckpointMalformed":
       return `checkpoint ${e.path}: ${e.reason}`;
+    case "AdapterInvalid":
+      return `adapter ${e.path}: ${e.reason}`;
     case "InvalidConfig":
       return `invalid configuration at ${e.where}: ${e.reason}`;
     case "NonFiniteLoss":

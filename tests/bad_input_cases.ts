@@ -210,6 +210,7 @@ const wording: ReadonlyArray<[string, RegExp]> = [
   ["FileUnreadable", /cannot read /],
   ["TokenizerMismatch", /tokenizer \S+: /],
   ["CheckpointMalformed", /checkpoint \S+: /],
+  ["AdapterInvalid", /adapter \S+: /],
   ["InvalidRow", /\S+:\d+( field "[^"]+")?: /],
 ];
 
@@ -910,6 +911,60 @@ export const cases: ReadonlyArray<BadInputCase> = [
         "--run-dir",
         `${dir}/run`,
       ]);
+    },
+  },
+  {
+    name: "LoRA adapter of another PEFT type",
+    input: 'deno task merge --adapter DIR whose adapter_config.json says peft_type "PREFIX_TUNING"',
+    expected: "AdapterInvalid",
+    mentions: ["adapter_config.json", "PREFIX_TUNING"],
+    via: "cli",
+    run: async (dir) => {
+      const model = await writeModel(`${dir}/model`, tinyConfig(323));
+      await Deno.mkdir(`${dir}/adapter`);
+      await Deno.writeTextFile(
+        `${dir}/adapter/adapter_config.json`,
+        JSON.stringify({ peft_type: "PREFIX_TUNING", task_type: "CAUSAL_LM", num_virtual_tokens: 20 }),
+      );
+      return await cliFailure([
+        "merge",
+        "--model",
+        model,
+        "--adapter",
+        `${dir}/adapter`,
+        "--out",
+        `${dir}/out`,
+      ]);
+    },
+  },
+  {
+    name: "LoRA adapter whose shapes do not fit the model",
+    input: "an adapter of rank 4 whose lora_B of q_proj has 17 rows, the model's q_proj 16 outputs",
+    expected: "AdapterInvalid",
+    mentions: ["adapter_model.safetensors", "q_proj.lora_B.weight", "[17, 4]"],
+    via: "loader",
+    run: async (dir) => {
+      const config = { ...tinyConfig(323), hiddenSize: 16, numHeads: 4, numKvHeads: 4, numLayers: 1 };
+      const a = { shape: [4, 16], data: new Float32Array(64) };
+      const tensors = new Map([
+        ["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", a],
+        ["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", {
+          shape: [17, 4],
+          data: new Float32Array(68),
+        }],
+      ]);
+      await Deno.writeTextFile(
+        `${dir}/adapter_config.json`,
+        JSON.stringify({ peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["q_proj"] }),
+      );
+      await Deno.writeFile(`${dir}/adapter_model.safetensors`, serializeSafetensors(tensors));
+      const { loadAdapter } = await import("../src/model/peft.ts");
+      const params = initParams(config, Rng.seeded(0));
+      try {
+        return await loaderFailure(loadAdapter(dir, config, params));
+      } finally {
+        disposeParams(params);
+      }
     },
   },
   {

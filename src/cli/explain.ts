@@ -12,6 +12,7 @@ const TOOLKIT_TAGS = new Set([
   "TokenizerMismatch",
   "ChatTemplateInvalid",
   "CheckpointMalformed",
+  "AdapterInvalid",
   "InvalidConfig",
   "NonFiniteLoss",
   "BackendUnavailable",

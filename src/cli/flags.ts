@@ -32,6 +32,15 @@ export const requirePositive = (
     }
   });
 
+/** --adapter, for the commands that run a model: a LoRA adapter (PEFT layout) applied to --model. */
+export const adapter = Options.text("adapter").pipe(
+  Options.withPseudoName("DIR"),
+  Options.withDescription(
+    "a LoRA adapter (PEFT layout: adapter_config.json, adapter_model.safetensors) to apply",
+  ),
+  Options.optional,
+);
+
 /** --backend, for every command that computes with a model (the launcher scopes ffi by its value). */
 export const backend = Options.choice("backend", BackendName.literals).pipe(
   Options.withDescription(

@@ -16,7 +16,8 @@ import { useBackend } from "../backend/backend.ts";
 import { InvalidConfig } from "../errors.ts";
 import { generate } from "../model/generate.ts";
 import { Rng } from "../util/rng.ts";
-import { backend } from "./flags.ts";
+import { adapter, backend } from "./flags.ts";
+import { loadAdapter } from "../model/peft.ts";
 import { checkLength, eosIds, inputIds, loadModelDir } from "./hf_model.ts";
 
 export interface GenerateRequest {
@@ -24,6 +25,8 @@ export interface GenerateRequest {
   readonly prompt?: string;
   readonly ids?: string;
   readonly maxNewTokens: number;
+  /** A LoRA adapter directory applied to the model. */
+  readonly adapter?: string;
   readonly temperature?: number;
   readonly topP?: number;
   readonly seed?: number;
@@ -59,6 +62,7 @@ export const runGenerate = (req: GenerateRequest) =>
     if (!(topP > 0 && topP <= 1)) return yield* invalid("--top-p", `must be in (0, 1], got ${topP}`);
     if (stops.some((s) => s === "")) return yield* invalid("--stop", "a stop string cannot be empty");
     const model = yield* loadModelDir(req.model);
+    if (req.adapter !== undefined) yield* loadAdapter(req.adapter, model.config, model.params);
     if (stops.length > 0 && !model.tokenizer) {
       return yield* invalid(
         "--stop",
@@ -130,12 +134,13 @@ const json = Options.boolean("json").pipe(Options.withDescription('print {"ids":
 
 export const generateCommand = Command.make(
   "generate",
-  { model, prompt, ids, maxNewTokens, temperature, topP, seed, stop, json, backend },
+  { model, prompt, ids, maxNewTokens, temperature, topP, seed, stop, json, adapter, backend },
   (a) =>
     Effect.gen(function* () {
       yield* useBackend(a.backend);
       const result = yield* runGenerate({
         model: a.model,
+        adapter: Option.getOrUndefined(a.adapter),
         prompt: Option.getOrUndefined(a.prompt),
         ids: Option.getOrUndefined(a.ids),
         maxNewTokens: a.maxNewTokens,

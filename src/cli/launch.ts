@@ -1,13 +1,13 @@
 /**
  * The least-privilege launcher behind the command tasks (`deno task pipeline | status | export | generate |
- * score | eval`). Deno fixes a process's permission scopes before the program can read its arguments, and the
+ * score | eval | merge`). Deno fixes a process's permission scopes before the program can read its arguments, and the
  * paths a run touches are arguments (`--data ~/d/train.jsonl --run-dir /scratch/r1`). So the task starts
  * this small program, which reads the arguments, and then runs src/cli/main.ts in a child Deno whose scopes
  * are exactly what that command needs:
  *
  * - read: the project (code, fixtures, node_modules), the --data and --test files, the --tokenizer file
  *   with the files its loader reads beside it (or the tokenizer directory), the directory of a pipeline
- *   file (its imports), the --model directory, the run directory, the --out directory, and the OpenBLAS
+ *   file (its imports), the --model and --adapter directories, the run directory, the --out directory, and the OpenBLAS
  *   library when the backend may use it;
  * - write: the run directory (default runs/, inside the project) and --out, nothing else;
  * - ffi: the OpenBLAS files the loader may open (src/backend/blas.ts, or SFTKEY_BLAS_LIB), only for the
@@ -38,7 +38,7 @@ const REAPER = `${PROJECT}/src/cli/reaper.ts`;
 /** Flags whose value is a file the run reads, and nothing beside it. */
 const FILE_FLAGS = ["--data", "--test"] as const;
 /** Flags whose value is a directory the run reads. */
-const DIR_FLAGS = ["--model"] as const;
+const DIR_FLAGS = ["--model", "--adapter"] as const;
 /** Flags whose value is a directory the run writes. */
 const WRITE_FLAGS = ["--run-dir", "--out"] as const;
 

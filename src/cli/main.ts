@@ -24,6 +24,8 @@ import { type BudgetFlags, budgetFromFlags, budgetOptions } from "./budget_flags
 import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
 import { generateCommand } from "./generate.ts";
 import { scoreCommand } from "./score.ts";
+import { mergeCommand } from "./merge.ts";
+import { type LoraFlags, loraFromFlags, loraOptions } from "./lora_flags.ts";
 
 const pipelineName = Args.text({ name: "pipeline" }).pipe(
   Args.withDescription(
@@ -100,9 +102,10 @@ const selection = {
   runDir,
   ...dataOptions,
   ...budgetOptions,
+  ...loraOptions,
 };
 
-type Selection = DataFlags & BudgetFlags & {
+type Selection = DataFlags & BudgetFlags & LoraFlags & {
   pipelineName: string;
   data: Option.Option<string>;
   test: Option.Option<string>;
@@ -145,7 +148,10 @@ const resolve = (a: Selection) =>
       });
     }
     const dataFlags = yield* dataFromFlags(a);
-    const budget = yield* budgetFromFlags(a);
+    const flagBudget = yield* budgetFromFlags(a);
+    const lora = yield* loraFromFlags(a);
+    // --lora reaches every training node through the budget's train settings.
+    const budget = lora ? { ...flagBudget, train: { ...flagBudget?.train, lora } } : flagBudget;
     const pipeline = yield* loadPipeline(a.pipelineName, {
       budget,
       train: Option.getOrUndefined(a.data),
@@ -211,6 +217,7 @@ export const helps: Record<string, () => string> = {
   export: () => helpText(exportCommand, "deno task export"),
   generate: () => helpText(generateCommand, "deno task generate"),
   score: () => helpText(scoreCommand, "deno task score"),
+  merge: () => helpText(mergeCommand, "deno task merge"),
 };
 
 const root = Command.make("sftkey").pipe(
@@ -222,6 +229,7 @@ const root = Command.make("sftkey").pipe(
     scoreCommand,
     exportCommand,
     evalCommand,
+    mergeCommand,
   ]),
 );
 

@@ -12,8 +12,9 @@ import * as tf from "@tensorflow/tfjs";
 import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
 import { headInputAt, lmHeadWeight } from "../model/model.ts";
+import { loadAdapter } from "../model/peft.ts";
 import { goldLogProbs } from "../train/head_loss.ts";
-import { backend } from "./flags.ts";
+import { adapter, backend } from "./flags.ts";
 import { checkLength, inputIds, loadModelDir } from "./hf_model.ts";
 
 export interface ScoredToken {
@@ -23,9 +24,12 @@ export interface ScoredToken {
 }
 
 /** Every token of the input with its log-probability given the tokens before it. */
-export const runScore = (req: { readonly model: string; readonly text?: string; readonly ids?: string }) =>
+export const runScore = (
+  req: { readonly model: string; readonly adapter?: string; readonly text?: string; readonly ids?: string },
+) =>
   Effect.scoped(Effect.gen(function* () {
     const model = yield* loadModelDir(req.model);
+    if (req.adapter !== undefined) yield* loadAdapter(req.adapter, model.config, model.params);
     const ids = yield* inputIds(model, req.text, req.ids, { text: "--text", ids: "--ids" });
     yield* checkLength(model.config, ids.length, "--text / --ids");
     // Position t - 1 predicts token t; the LM head and log-softmax go chunk by chunk (never [T x vocab]).
@@ -74,12 +78,13 @@ const json = Options.boolean("json").pipe(
 
 export const scoreCommand = Command.make(
   "score",
-  { model, text, ids, json, backend },
+  { model, text, ids, json, adapter, backend },
   (a) =>
     Effect.gen(function* () {
       yield* useBackend(a.backend);
       const result = yield* runScore({
         model: a.model,
+        adapter: Option.getOrUndefined(a.adapter),
         text: Option.getOrUndefined(a.text),
         ids: Option.getOrUndefined(a.ids),
       });

@@ -10,6 +10,7 @@ import { cachedAttention } from "./cache.ts";
 import { headDim, type ModelConfig } from "./config.ts";
 import type { Decoder } from "./decoder.ts";
 import { causalAttention, columns, conv1d, embedding, gelu, layerNorm } from "./ops.ts";
+import { withLora } from "./lora.ts";
 import { param, type Params } from "./params.ts";
 
 const shapes = (c: ModelConfig): Map<string, number[]> => {
@@ -47,8 +48,14 @@ const norm = (params: Params, c: ModelConfig, name: string, x: tf.Tensor2D): tf.
     c.rmsNormEps,
   );
 
+/** The Conv1D `name` applied to x, plus its LoRA term when adapted (./lora.ts). */
 const dense = (params: Params, name: string, x: tf.Tensor2D): tf.Tensor2D =>
-  conv1d(x, param(params, `${name}.weight`) as tf.Tensor2D, param(params, `${name}.bias`) as tf.Tensor1D);
+  withLora(
+    params,
+    name,
+    x,
+    conv1d(x, param(params, `${name}.weight`) as tf.Tensor2D, param(params, `${name}.bias`) as tf.Tensor1D),
+  );
 
 export const gpt2Decoder: Decoder = {
   shapes,

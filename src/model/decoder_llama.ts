@@ -22,6 +22,7 @@ import {
   ropeTables,
   swiglu,
 } from "./ops.ts";
+import { withLora } from "./lora.ts";
 import { param, type Params } from "./params.ts";
 
 const shapes = (c: ModelConfig): Map<string, number[]> => {
@@ -73,11 +74,16 @@ const project = (
   const p = (name: string) => param(params, `${prefix}self_attn.${name}`);
   let y = linear(a, p(`${which}_proj.weight`) as tf.Tensor2D);
   if (c.architecture === "qwen2") y = addBias(y, p(`${which}_proj.bias`) as tf.Tensor1D);
+  y = withLora(params, `${prefix}self_attn.${which}_proj`, a, y);
   if (c.architecture === "qwen3" && which !== "v") {
     y = headNorm(y, p(`${which}_norm.weight`) as tf.Tensor1D, heads, c.rmsNormEps);
   }
   return y;
 };
+
+/** A bias-free block projection `name` (e.g. "mlp.up_proj") of x, with its LoRA term if adapted. */
+const dense = (params: Params, prefix: string, name: string, x: tf.Tensor2D): tf.Tensor2D =>
+  withLora(params, prefix + name, x, linear(x, param(params, `${prefix}${name}.weight`) as tf.Tensor2D));
 
 const block = (
   params: Params,
@@ -98,11 +104,11 @@ const block = (
   const att = cache
     ? cachedAttention(cache, layer, q, k, v, heads, tq)
     : causalAttention(q, k, v, { batch, tq, tk: tq, ...heads, qOffset: 0 });
-  const h = tf.add(x, linear(att, p("self_attn.o_proj.weight") as tf.Tensor2D)) as tf.Tensor2D;
+  const h = tf.add(x, dense(params, prefix, "self_attn.o_proj", att)) as tf.Tensor2D;
   const m = rmsNorm(h, p("post_attention_layernorm.weight") as tf.Tensor1D, c.rmsNormEps);
-  const gate = linear(m, p("mlp.gate_proj.weight") as tf.Tensor2D);
-  const up = linear(m, p("mlp.up_proj.weight") as tf.Tensor2D);
-  return tf.add(h, linear(swiglu(gate, up), p("mlp.down_proj.weight") as tf.Tensor2D)) as tf.Tensor2D;
+  const gate = dense(params, prefix, "mlp.gate_proj", m);
+  const up = dense(params, prefix, "mlp.up_proj", m);
+  return tf.add(h, dense(params, prefix, "mlp.down_proj", swiglu(gate, up))) as tf.Tensor2D;
 };
 
 export const llamaDecoder: Decoder = {

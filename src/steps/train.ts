@@ -9,6 +9,13 @@
  * comes next. A killed run restarted with the same inputs continues from the last checkpoint and ends
  * with exactly the weights of an uninterrupted run, since tfjs' cpu kernels are deterministic too.
  *
+ * With `lora` (src/model/lora.ts) the base weights are frozen and only a LoRA adapter is trained: its
+ * checkpoints hold the adapter (PEFT layout) and the adapter's AdamW moments, the base being rebuilt from
+ * `init` (or the seeded fresh model) on resume, so a resumed LoRA run is exact too. It writes adapter/
+ * (PEFT layout) besides model/, which is then the merged checkpoint (W + scaling B A), so every later
+ * step (a stage two, evaluation, sampling) reads model/ unchanged. A stage two given `lora` therefore
+ * trains a NEW adapter on stage one's merged model.
+ *
  * Output: model/ (a Hugging Face checkpoint: config.json, model.safetensors, tokenizer files),
  * train_log.jsonl (loss, lr, gradient norm, tokens per step), train_summary.json, and train.meta.json
  * (wall time, backend: run facts, excluded from the content digest).
@@ -31,7 +38,16 @@ import { defineStep, type Step, type StepContext } from "../engine/step.ts";
 import { modelDirOf } from "./shared.ts";
 import { contextLength, ModelConfig, type ModelConfigEncoded } from "../model/config.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
-import { disposeParams, initParams, type Params } from "../model/model.ts";
+import { disposeParams, initParams, type Params, paramShapes } from "../model/model.ts";
+import {
+  attachFreshAdapter,
+  defaultTargets,
+  LoraSettings,
+  mergeAdapter,
+  trainableParams,
+  withLoraDropout,
+} from "../model/lora.ts";
+import { loadAdapter, saveAdapter } from "../model/peft.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
 import { AdamW } from "../train/adamw.ts";
 import { batchIndices, microBatches, type Sequence, sequenceExtent } from "../train/batches.ts";
@@ -71,6 +87,11 @@ export const TrainConfig: Schema.Schema<
    * config then, so the cache keys of runs made before objectives existed stay valid.
    */
   objective: Schema.optional(Objective),
+  /**
+   * Train a LoRA adapter instead of every weight (src/model/lora.ts). Absent means full fine-tuning, and
+   * it is left out of the encoded config then, so earlier cache keys stay valid.
+   */
+  lora: Schema.optional(LoraSettings),
 });
 
 /**
@@ -132,6 +153,7 @@ const saveTrainingCheckpoint = (
   params: Params,
   optimizer: AdamW,
   state: TrainState,
+  lora: LoraSettings | undefined,
 ) =>
   Effect.gen(function* () {
     const root = checkpointDir(dir);
@@ -141,7 +163,8 @@ const saveTrainingCheckpoint = (
       try: () => removeIfExists(tmp).then(() => Deno.mkdir(tmp, { recursive: true })),
       catch: (e) => new WriteFailed({ path: tmp, reason: reason(e) }),
     });
-    yield* saveCheckpoint(tmp, config, params);
+    if (lora) yield* saveAdapter(tmp, config, params, lora, lora.targets ?? defaultTargets(config), "(base)");
+    else yield* saveCheckpoint(tmp, config, params);
     yield* saveOptimizerState(`${tmp}/${OPTIMIZER_FILE}`, optimizer.exportState());
     yield* writeFileAtomic(`${tmp}/state.json`, JSON.stringify(state));
     // Sealed last: a resume trusts only a checkpoint whose files all match their digests.
@@ -169,7 +192,11 @@ const saveTrainingCheckpoint = (
  * is reported and removed, and the stage restarts from its beginning, which ends with the same weights;
  * failing instead would block every later attempt, and loading it regardless could resume from wrong weights.
  */
-const loadTrainingCheckpoint = (dir: string, log: (line: string) => void) =>
+const loadTrainingCheckpoint = <E extends ToolkitError>(
+  dir: string,
+  log: (line: string) => void,
+  loadModel: (path: string) => Effect.Effect<{ config: ModelConfig; params: Params }, E>,
+) =>
   Effect.gen(function* () {
     const root = checkpointDir(dir);
     const latest = (yield* Effect.promise(() => Deno.readTextFile(`${root}/LATEST`).catch(() => "")))
@@ -181,9 +208,9 @@ const loadTrainingCheckpoint = (dir: string, log: (line: string) => void) =>
         ? yield* Effect.promise(() => checkSeal(path))
         : `LATEST names "${latest.slice(0, 40)}"`;
       if (problem) return yield* Effect.fail(problem);
-      const { config, params } = yield* loadCheckpoint(path);
+      const { config, params } = yield* loadModel(path);
       const rest = Effect.gen(function* () {
-        const optimizer = yield* loadOptimizerState(`${path}/${OPTIMIZER_FILE}`, params);
+        const optimizer = yield* loadOptimizerState(`${path}/${OPTIMIZER_FILE}`, trainableParams(params));
         // Only the fields TrainState has: older checkpoints also carry `cursor` and `rng`, dropped here.
         const state = yield* Effect.try((): TrainState => {
           const { step, log, seconds } = JSON.parse(Deno.readTextFileSync(`${path}/state.json`));
@@ -205,28 +232,55 @@ const loadTrainingCheckpoint = (dir: string, log: (line: string) => void) =>
     return undefined;
   });
 
-/** Where training starts: a resumed checkpoint, else the init checkpoint, else a fresh model. */
-const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepContext) =>
+/** The model training starts from before any adapter: the init checkpoint, else a fresh seeded model. */
+const baseModel = (config: TrainConfig, init: string | undefined, ctx: StepContext) =>
   Effect.gen(function* () {
-    const resumed = ctx.resumed
-      ? yield* loadTrainingCheckpoint(ctx.dir, (line) => ctx.reporter.log(`[${ctx.node}] ${line}`))
-      : undefined;
-    if (resumed) return { modelConfig: resumed.config, params: resumed.params, resumed };
     if (init) {
       const loaded = yield* loadCheckpoint(yield* Effect.promise(() => modelDirOf(init)));
-      return { modelConfig: loaded.config, params: loaded.params, resumed };
+      return { config: loaded.config, params: loaded.params };
     }
     if (config.model) {
-      return {
-        modelConfig: config.model,
-        params: initParams(config.model, Rng.seeded(config.seed)),
-        resumed,
-      };
+      return { config: config.model, params: initParams(config.model, Rng.seeded(config.seed)) };
     }
     return yield* new InvalidConfig({
       where: `${ctx.node}.config.model`,
       reason: "no starting checkpoint is connected, so a model architecture is required",
     });
+  });
+
+/**
+ * Where training starts: a resumed checkpoint, else the init checkpoint, else a fresh model; with `lora`,
+ * the base from init (or fresh) plus the checkpoint's adapter, else a fresh adapter (PEFT's init, drawn
+ * from seed + 1 so that it differs from the fresh model's draw).
+ */
+const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepContext) =>
+  Effect.gen(function* () {
+    const lora = config.lora;
+    const log = (line: string) => ctx.reporter.log(`[${ctx.node}] ${line}`);
+    const resumed = !ctx.resumed
+      ? undefined
+      : lora
+      ? yield* loadTrainingCheckpoint(ctx.dir, log, (path) =>
+        Effect.gen(function* () {
+          const base = yield* baseModel(config, init, ctx);
+          return yield* loadAdapter(path, base.config, base.params).pipe(
+            Effect.map(({ params }) => ({ config: base.config, params })),
+            Effect.tapError(() => Effect.sync(() => disposeParams(base.params))),
+          );
+        }))
+      : yield* loadTrainingCheckpoint(ctx.dir, log, loadCheckpoint);
+    if (resumed) return { modelConfig: resumed.config, params: resumed.params, resumed };
+    const base = yield* baseModel(config, init, ctx);
+    if (lora) {
+      attachFreshAdapter(
+        base.params,
+        base.config,
+        paramShapes(base.config),
+        lora,
+        Rng.seeded(config.seed + 1),
+      );
+    }
+    return { modelConfig: base.config, params: base.params, resumed };
   });
 
 /** Every row's token ids fit the model's vocabulary and its exactly computed context. */
@@ -281,17 +335,22 @@ const trainingLoop = (
         totalSteps: config.steps,
         minLrRatio: config.minLrRatio,
       });
-      const result = optimizerStep(
-        params,
-        modelConfig,
-        optimizer,
-        microBatches(batch, config.microBatchSize, padId),
-        {
-          lr,
-          clipNorm: config.clipNorm,
-          objective: config.objective,
-        },
-      );
+      // LoRA dropout masks are a function of (seed, step), like the batch: resume stays exact.
+      const dropoutRng = config.lora && config.lora.dropout > 0
+        ? Rng.seeded(((config.seed >>> 0) ^ Math.imul(state.step + 1, 0x9e3779b1)) >>> 0)
+        : undefined;
+      const result = withLoraDropout(dropoutRng, () =>
+        optimizerStep(
+          params,
+          modelConfig,
+          optimizer,
+          microBatches(batch, config.microBatchSize, padId),
+          {
+            lr,
+            clipNorm: config.clipNorm,
+            objective: config.objective,
+          },
+        ));
       if (!Number.isFinite(result.loss)) {
         return yield* new NonFiniteLoss({
           step: state.step + 1,
@@ -324,7 +383,14 @@ const trainingLoop = (
         windowTokens = 0;
       }
       if (state.step % config.checkpointEvery === 0 && state.step < config.steps) {
-        lastCheckpoint = yield* saveTrainingCheckpoint(ctx.dir, modelConfig, params, optimizer, state);
+        lastCheckpoint = yield* saveTrainingCheckpoint(
+          ctx.dir,
+          modelConfig,
+          params,
+          optimizer,
+          state,
+          config.lora,
+        );
       }
     }
     progress.finish();
@@ -352,7 +418,8 @@ export const trainStep: Step<typeof TrainConfig.Type, "data" | "init" | "tokeniz
           node: ctx.node,
         });
 
-        const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
+        // With LoRA only the adapter is trainable: no moments for the frozen base weights.
+        const optimizer = new AdamW(trainableParams(params), { weightDecay: config.weightDecay });
         let start = { state: { step: 0, log: [], seconds: 0 } as TrainState, lastCheckpoint: "(none yet)" };
         if (resumed) {
           optimizer.importState(resumed.optimizer);
@@ -384,6 +451,19 @@ const writeOutputs = (
         | Record<string, unknown>
         | undefined
       : undefined;
+    if (config.lora) {
+      const lora = config.lora;
+      yield* saveAdapter(
+        `${ctx.dir}/adapter`,
+        model.modelConfig,
+        model.params,
+        lora,
+        lora.targets ?? defaultTargets(model.modelConfig),
+        initDir ?? "(a fresh model drawn from the train step's seed)",
+      );
+      if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/adapter`);
+      mergeAdapter(model.params, model.modelConfig);
+    }
     yield* saveCheckpoint(`${ctx.dir}/model`, model.modelConfig, model.params, {}, {
       baseConfig,
       copySideFilesFrom: initDir,
@@ -402,6 +482,7 @@ const writeOutputs = (
           examples,
           weightedTokens: tokens,
           objective: config.objective ?? "ce",
+          ...(config.lora ? { lora: config.lora } : {}),
           finalLoss: state.log.at(-1)?.loss,
         },
         null,

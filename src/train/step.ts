@@ -90,7 +90,8 @@ export const optimizerStep = (
   const tokens = used.reduce((sum, u) => sum + u.weights.reduce((a, b) => a + b, 0), 0);
   if (!(tokens > WEIGHT_EPS)) return { loss: 0, gradNorm: 0, tokens, applied: false };
 
-  const names = [...params.keys()];
+  // Gradients for trainable variables only: with a LoRA adapter the frozen base weights get none.
+  const names = [...params].filter(([, v]) => v.trainable).map(([name]) => name);
   const variables = names.map((n) => params.get(n)!);
   const nameOf = new Map(variables.map((v, i) => [v.name, names[i]]));
   const grads = new Map(variables.map((v, i) => [names[i], new Float32Array(v.size)]));

@@ -1,0 +1,134 @@
+/**
+ * The train step with `lora` (src/steps/train.ts, src/model/lora.ts): it writes a PEFT adapter and the
+ * merged checkpoint, its training checkpoints hold only the adapter and the adapter's AdamW moments, and a
+ * run interrupted after a checkpoint resumes to exactly the adapter of an uninterrupted run (LoRA dropout
+ * on, so the per-step masks must be reproduced too).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { Effect } from "effect";
+import { assert, assertEquals } from "./assert.ts";
+import { PipelineBuilder } from "../src/engine/pipeline.ts";
+import { runPipeline } from "../src/engine/runner.ts";
+import { ArtifactStore } from "../src/engine/store.ts";
+import { type Reporter, silentReporter } from "../src/engine/progress.ts";
+import { useBackend } from "../src/backend/backend.ts";
+import { locateKeyStep } from "../src/steps/locate_key.ts";
+import { tokeniseStep } from "../src/steps/tokenise.ts";
+import { buildMasksStep } from "../src/steps/build_masks.ts";
+import { trainStep } from "../src/steps/train.ts";
+import { tinyModel, tokenizerVocabSize } from "../pipelines/data.ts";
+import { loadCheckpoint } from "../src/model/checkpoint.ts";
+import { disposeParams, forward, initParams } from "../src/model/model.ts";
+import { loadAdapter, readAdapter } from "../src/model/peft.ts";
+import { readSafetensorsFile } from "../src/model/safetensors.ts";
+import { Rng } from "../src/util/rng.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const tokenizer = `${root}/fixtures/arith/tokenizer.json`;
+const MODEL = { ...tinyModel(tokenizerVocabSize(tokenizer)), hiddenSize: 32, intermediateSize: 64 };
+const LORA = { r: 4, alpha: 8, dropout: 0.1 };
+
+const pipeline = (data: string) => {
+  const p = new PipelineBuilder("train-lora");
+  const src = p.source("data", data);
+  const tok = p.source("tokenizer", tokenizer);
+  const examples = p.add("keys", locateKeyStep, { format: "tags", onMissingKey: "fail" }, { data: src });
+  const tokens = p.add("tokens", tokeniseStep, {
+    template: "{prompt}\n",
+    maxLength: 64,
+    onTruncatedKey: "fail",
+  }, { examples, tokenizer: tok });
+  const masks = p.add("masks", buildMasksStep, { mask: { kind: "response" } }, { tokens });
+  p.add("stage", trainStep, {
+    steps: 4,
+    batchSize: 4,
+    microBatchSize: 2,
+    lr: 1e-2,
+    warmupSteps: 1,
+    minLrRatio: 0.1,
+    weightDecay: 0.01,
+    clipNorm: 1,
+    checkpointEvery: 2,
+    seed: 0,
+    model: MODEL,
+    lora: LORA,
+  }, { data: masks, tokenizer: tok });
+  return p.build();
+};
+
+const crashingAt = (at: number): Reporter => ({
+  ...silentReporter(),
+  progress: () => ({
+    update: (p) => {
+      if (p.done === at) throw new Error("simulated crash");
+    },
+    finish: () => {},
+  }),
+});
+
+const run = async (dir: string, data: string, reporter: Reporter) => {
+  const backend = await Effect.runPromise(useBackend("cpu"));
+  return await Effect.runPromise(runPipeline(pipeline(data), {
+    store: new ArtifactStore(`${dir}/artifacts`),
+    reporter,
+    backend,
+  }));
+};
+
+const setup = async () => {
+  const dir = await Deno.makeTempDir();
+  const lines = (await Deno.readTextFile(`${root}/fixtures/arith/train.jsonl`)).split("\n").slice(0, 16);
+  await Deno.writeTextFile(`${dir}/train.jsonl`, lines.join("\n") + "\n");
+  return { dir, data: `${dir}/train.jsonl` };
+};
+
+const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+Deno.test("train lora: adapter/ in PEFT layout, model/ is the merge, and an interrupted run resumes bit-exactly", async () => {
+  const first = await setup();
+  const uninterrupted = await run(first.dir, first.data, silentReporter());
+  const out = uninterrupted.outputs.get("stage")!;
+  const adapterBytes = await Deno.readFile(`${out}/adapter/adapter_model.safetensors`);
+
+  // The adapter: PEFT names, trained (B moved off zero).
+  const adapter = await Effect.runPromise(readAdapter(`${out}/adapter`));
+  assertEquals(adapter.tensors.size, MODEL.numLayers * 7 * 2);
+  const b = adapter.tensors.get("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight")!;
+  assertEquals(b.shape, [MODEL.hiddenSize, 4]);
+  assert(b.data.some((x) => x !== 0), "lora_B was trained");
+
+  // model/ equals the fresh base (the step's seed) with the adapter applied.
+  await tf.setBackend("cpu");
+  const merged = await Effect.runPromise(loadCheckpoint(`${out}/model`));
+  const base = initParams(merged.config, Rng.seeded(0));
+  await Effect.runPromise(loadAdapter(`${out}/adapter`, merged.config, base));
+  const ids = tf.tensor2d([[1, 5, 9, 3, 7, 2]], undefined, "int32");
+  const a = forward(merged.params, merged.config, ids).dataSync() as Float32Array,
+    c = forward(base, merged.config, ids).dataSync() as Float32Array;
+  const diff = a.reduce((m, x, i) => Math.max(m, Math.abs(x - c[i])), 0);
+  assert(diff <= 1e-5, `merged vs adapted logits differ by ${diff}`);
+  disposeParams(merged.params);
+  disposeParams(base);
+
+  // Interrupted after the step-2 checkpoint: the checkpoint holds the adapter and its moments only.
+  const second = await setup();
+  let crashed = false;
+  await run(second.dir, second.data, crashingAt(3)).catch(() => (crashed = true));
+  assert(crashed);
+  const partial = (await Array.fromAsync(Deno.readDir(`${second.dir}/artifacts/train`)))[0].name;
+  const ckpt = `${second.dir}/artifacts/train/${partial}/checkpoints/step-0000002`;
+  const files = (await Array.fromAsync(Deno.readDir(ckpt))).map((e) => e.name).sort();
+  assert(
+    files.includes("adapter_model.safetensors") && !files.includes("model.safetensors"),
+    files.join(","),
+  );
+  const moments = await Effect.runPromise(readSafetensorsFile(`${ckpt}/optimizer.safetensors`));
+  assertEquals(moments.tensors.size, 2 * adapter.tensors.size);
+  const lines: string[] = [];
+  const resumed = await run(second.dir, second.data, silentReporter(lines));
+  assert(lines.some((l) => l.includes("resuming at optimizer step 2/4")), lines.join("\n"));
+  const resumedBytes = await Deno.readFile(
+    `${resumed.outputs.get("stage")}/adapter/adapter_model.safetensors`,
+  );
+  assert(bytesEqual(resumedBytes, adapterBytes), "the resumed adapter differs from the uninterrupted one");
+});
