@@ -6,7 +6,7 @@
 import { Args, Command, Options } from "@effect/cli";
 import { Effect, Exit, Option } from "effect";
 import { DataFormat } from "../data/formats.ts";
-import { BackendName, useBackend } from "../backend/backend.ts";
+import { useBackend } from "../backend/backend.ts";
 import { FileUnreadable, InvalidConfig } from "../errors.ts";
 import { loadCheckpointConfig } from "../model/checkpoint.ts";
 import { backend } from "./flags.ts";

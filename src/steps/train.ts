@@ -123,6 +123,8 @@ export interface TrainConfig {
   readonly model?: ModelConfig;
   /** The per-token objective (src/train/objectives.ts); absent means "ce". */
   readonly objective?: "ce" | "dft" | "tv" | "chi2" | "hellinger" | "js";
+  /** Train a LoRA adapter instead of every weight; absent means full fine-tuning. */
+  readonly lora?: typeof LoraSettings.Type;
 }
 
 interface LogRow {
