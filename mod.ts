@@ -4,13 +4,15 @@
  */
 export * from "./src/errors.ts";
 export { PipelineBuilder } from "./src/engine/pipeline.ts";
-export type { NodeRef, Pipeline } from "./src/engine/pipeline.ts";
+export type { Inputs, NodeRef, Pipeline, PipelineNode, SourceNode, StepNode } from "./src/engine/pipeline.ts";
 export { defineStep } from "./src/engine/step.ts";
-export type { Step, StepContext } from "./src/engine/step.ts";
+export type { AnyStep, Step, StepContext, StepOutcome } from "./src/engine/step.ts";
 export { pipelineStatus, runPipeline, StepFailed } from "./src/engine/runner.ts";
 export { ArtifactStore } from "./src/engine/store.ts";
+export type { Lookup, Manifest } from "./src/engine/store.ts";
+export type { RunOptions } from "./src/engine/runner.ts";
 export { consoleReporter, silentReporter } from "./src/engine/progress.ts";
-export { runAndSummarise } from "./src/cli/run.ts";
+export type { Progress, ProgressUpdate, Reporter } from "./src/engine/progress.ts";
 export { locateKeyStep } from "./src/steps/locate_key.ts";
 export { tokeniseStep } from "./src/steps/tokenise.ts";
 export { buildMasksStep } from "./src/steps/build_masks.ts";
@@ -26,18 +28,17 @@ export { exportTrlStep } from "./src/steps/export_trl.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
 export { buildMask, MaskSpec } from "./src/data/masks.ts";
+export type { MixPart } from "./src/data/masks.ts";
 export { loadTokenizer } from "./src/data/tokenizer.ts";
 export { ModelConfig } from "./src/model/config.ts";
 export { useBackend } from "./src/backend/backend.ts";
+/** SFTKey: the method (`sftkey`) and its pipeline (`build`). */
 export * as sftkey from "./pipelines/sftkey.ts";
 export { methods } from "./pipelines/methods.ts";
-export type { Method, MethodContext, PipelineOptions } from "./pipelines/common.ts";
-export {
-  answerJudging,
-  evaluate,
-  methodContext,
-  prepareData,
-  runMethods,
-  train,
-} from "./pipelines/common.ts";
+export type { Data, PipelineOptions } from "./pipelines/data.ts";
+export type { Budget } from "./pipelines/budget.ts";
+export type { Method, MethodContext } from "./pipelines/method_context.ts";
+export { prepareData } from "./pipelines/data.ts";
+export { answerJudging, evaluate, methodContext, runMethods, train } from "./pipelines/method_context.ts";
+/** The plain SFT baseline: the method (`sft`) and its pipeline (`build`). */
 export * as sft from "./pipelines/sft.ts";

@@ -11,10 +11,10 @@ import { tokeniseExample } from "../src/data/tokenise.ts";
 import { loadTokenizer } from "../src/data/tokenizer.ts";
 import { decodeModelConfig, type ModelConfig } from "../src/model/config.ts";
 import { generate } from "../src/model/generate.ts";
-import { disposeParams, initParams } from "../src/model/llama.ts";
+import { disposeParams, initParams } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
-import { Rng } from "../src/train/rng.ts";
-import { trainStep } from "../src/train/step.ts";
+import { Rng } from "../src/util/rng.ts";
+import { optimizerStep } from "../src/train/step.ts";
 import { type BenchModelConfig, PREPROCESS } from "./models.ts";
 
 export type BenchItem =
@@ -79,7 +79,7 @@ const train = (item: Extract<BenchItem, { task: "train" }>): number[] => {
     batch: item.batch,
     seqLen: item.seq,
   };
-  const step = () => trainStep(params, c, opt, [mb], { lr: 1e-3, clipNorm: 1 });
+  const step = () => optimizerStep(params, c, opt, [mb], { lr: 1e-3, clipNorm: 1 });
   step(); // warm-up: JIT, first allocations
   const samples = Array.from({ length: item.reps }, () => n / seconds(step));
   disposeParams(params);

@@ -9,10 +9,10 @@ import * as tf from "@tensorflow/tfjs";
 import { Effect } from "effect";
 import { decodeModelConfig, type ModelConfig } from "../src/model/config.ts";
 import { generate } from "../src/model/generate.ts";
-import { countParams, initParams } from "../src/model/llama.ts";
+import { countParams, initParams } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
-import { Rng } from "../src/train/rng.ts";
-import { trainStep } from "../src/train/step.ts";
+import { Rng } from "../src/util/rng.ts";
+import { optimizerStep } from "../src/train/step.ts";
 
 await tf.setBackend(Deno.env.get("TFJS_BACKEND") ?? "cpu");
 const [mode, dims, ...rest] = Deno.args;
@@ -40,9 +40,9 @@ if (mode === "train") {
   // the last `fraction` of every row is weighted, like a response (or key span) after a prompt
   const weights = Float32Array.from({ length: b * t }, (_, i) => (i % t) >= t * (1 - fraction) ? 1 : 0);
   const mb = { ids, weights, batch: b, seqLen: t };
-  trainStep(params, c, opt, [mb], { lr: 1e-3, clipNorm: 1 }); // warm-up (JIT)
+  optimizerStep(params, c, opt, [mb], { lr: 1e-3, clipNorm: 1 }); // warm-up (JIT)
   const t0 = performance.now();
-  for (let i = 0; i < steps; i++) trainStep(params, c, opt, [mb], { lr: 1e-3, clipNorm: 1 });
+  for (let i = 0; i < steps; i++) optimizerStep(params, c, opt, [mb], { lr: 1e-3, clipNorm: 1 });
   const ms = (performance.now() - t0) / steps;
   console.log(
     `train ${tf.getBackend()} D=${d} L=${l} H=${h} kv=${kv} FF=${ff} V=${v} B=${b} T=${t} weighted=${fraction} ` +

@@ -17,15 +17,8 @@
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
 import { criticalTokensStep } from "../src/steps/critical_tokens.ts";
-import {
-  answerJudging,
-  type Method,
-  type PipelineOptions,
-  prepareData,
-  responseStage,
-  runMethods,
-  trainOn,
-} from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { answerJudging, type Method, responseStage, runMethods, trainOn } from "./method_context.ts";
 import { sft } from "./sft.ts";
 
 /** Examples searched for critical tokens (full / --quick). */

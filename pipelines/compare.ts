@@ -17,17 +17,10 @@ import { type NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
 import type { Step } from "../src/engine/step.ts";
 import { type BootstrapOptions, DEFAULT_BOOTSTRAP } from "../src/report/stats.ts";
 import { addReport, type ReportConfig } from "../src/steps/report.ts";
-import {
-  type Budget,
-  evaluate,
-  type Method,
-  methodContext,
-  type PipelineOptions,
-  prepareData,
-} from "./common.ts";
+import { fixture, type PipelineOptions, prepareData } from "./data.ts";
+import { type Budget } from "./budget.ts";
+import { evaluate, type Method, methodContext } from "./method_context.ts";
 import { methods as registry } from "./methods.ts";
-
-const fixture = (path: string) => new URL(`../fixtures/${path}`, import.meta.url).pathname;
 
 export interface DatasetSpec {
   /** Short name: the node prefix and the name in the report. */
@@ -60,7 +53,7 @@ export interface CompareConfig {
 }
 
 /**
- * The full comparison's budget: half the optimizer steps of a single method's pipeline (common.ts:
+ * The full comparison's budget: half the optimizer steps of a single method's pipeline (budget.ts:
  * 400 + 150). The registry's methods x 3 seeds x 2 datasets add up to 84 distinct training runs, 30,900
  * optimizer steps at the single-pipeline budget. Measured on two cores with the cpu-blas backend
  * (2026-12-02): 731 s at this halved budget and 1127 s at the single-pipeline one, run side by side; the
@@ -74,7 +67,7 @@ export const COMPARE_BUDGET: NonNullable<PipelineOptions["budget"]> = {
 
 /**
  * `--quick` for the comparison: the whole comparison must finish within 10 minutes on two cores, so
- * each training run gets fewer and smaller steps than a single pipeline's quick budget (common.ts). The
+ * each training run gets fewer and smaller steps than a single pipeline's quick budget (budget.ts). The
  * numbers are meaningless; the run proves the whole comparison works end to end.
  */
 export const COMPARE_QUICK_BUDGET: NonNullable<PipelineOptions["budget"]> = {

@@ -12,7 +12,8 @@
  * scratch, where p(y_t) is about 1/vocab at first and DFT's steps are correspondingly small.
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
-import { type Method, type PipelineOptions, prepareData, runMethods, train } from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { type Method, runMethods, train } from "./method_context.ts";
 import { sft } from "./sft.ts";
 
 export const dft: Method = (ctx) => ({

@@ -19,7 +19,8 @@
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
 import type { Objective } from "../src/train/objectives.ts";
-import { type Method, type PipelineOptions, prepareData, runMethods, train } from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { type Method, runMethods, train } from "./method_context.ts";
 import { sft } from "./sft.ts";
 
 /** The f-divergences other than KL (KL is plain SFT). */

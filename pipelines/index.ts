@@ -1,6 +1,6 @@
 /** The shipped pipelines, by name. `deno task pipeline <name>` runs one; a path to a .ts file works too. */
 import type { Pipeline } from "../src/engine/pipeline.ts";
-import type { PipelineOptions } from "./common.ts";
+import type { PipelineOptions } from "./data.ts";
 import * as cft from "./cft.ts";
 import * as compare from "./compare.ts";
 import * as dft from "./dft.ts";

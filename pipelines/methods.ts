@@ -2,7 +2,7 @@
  * Every method by name, for pipelines that combine them (the comparison). Each is a `Method`: it adds
  * its training nodes and returns the models to evaluate. One method per file, citing its paper.
  */
-import type { Method } from "./common.ts";
+import type { Method } from "./method_context.ts";
 import { cft } from "./cft.ts";
 import { dft } from "./dft.ts";
 import { fdiv, sftLowLr } from "./fdiv.ts";
@@ -12,6 +12,7 @@ import { sft } from "./sft.ts";
 import { sftkey } from "./sftkey.ts";
 import { upft, upftSelf } from "./upft.ts";
 
+/** The registry: method name -> method. */
 export const methods: Readonly<Record<string, Method>> = {
   sft,
   sftkey,

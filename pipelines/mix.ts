@@ -9,14 +9,8 @@
  * cache trains it once when both methods run in one pipeline.
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
-import {
-  type Method,
-  type PipelineOptions,
-  prepareData,
-  responseStage,
-  runMethods,
-  train,
-} from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { type Method, responseStage, runMethods, train } from "./method_context.ts";
 import { sft } from "./sft.ts";
 import { sftkey } from "./sftkey.ts";
 

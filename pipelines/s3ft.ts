@@ -13,15 +13,8 @@
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
 import { PARAPHRASE_TEMPLATE, s3ftSelectStep } from "../src/steps/s3ft_select.ts";
-import {
-  answerJudging,
-  type Method,
-  type PipelineOptions,
-  prepareData,
-  responseStage,
-  runMethods,
-  trainOn,
-} from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { answerJudging, type Method, responseStage, runMethods, trainOn } from "./method_context.ts";
 import { sft } from "./sft.ts";
 
 /** With --quick, targets are selected for (and trained on) this many examples only. */

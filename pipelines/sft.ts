@@ -4,8 +4,10 @@
  * in compute.
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
-import { type Method, type PipelineOptions, prepareData, runMethods, train } from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { type Method, runMethods, train } from "./method_context.ts";
 
+/** Plain SFT on every response token for both stages' steps together. */
 export const sft: Method = (ctx) => ({
   sft: train(ctx, "sft", { kind: "response" }, ctx.data.base, {
     ...ctx.budget.train,
@@ -13,6 +15,7 @@ export const sft: Method = (ctx) => ({
   }),
 });
 
+/** The SFT baseline alone. */
 export const build = (opts: PipelineOptions = {}) => {
   const p = new PipelineBuilder("sft", "plain SFT on the whole response");
   runMethods(p, prepareData(p, opts), [sft]);

@@ -8,9 +8,11 @@
  * Both stages are evaluated.
  */
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
-import { type Method, type PipelineOptions, prepareData, runMethods, train } from "./common.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
+import { type Method, runMethods, train } from "./method_context.ts";
 import { sft } from "./sft.ts";
 
+/** SFTKey: stage one on the whole response, stage two from it on the answer part only. */
 export const sftkey: Method = (ctx) => {
   const b = ctx.budget;
   // Stage one: every response token (thinking and answer) carries weight 1.

@@ -30,16 +30,15 @@ import { PipelineBuilder } from "../src/engine/pipeline.ts";
 import { sampleResponsesStep } from "../src/steps/sample_responses.ts";
 import { UPFT_INSTRUCTION, upftDataStep } from "../src/steps/upft_data.ts";
 import type { NodeRef } from "../src/engine/pipeline.ts";
+import { type PipelineOptions, prepareData } from "./data.ts";
 import {
   answerJudging,
   type Method,
   type MethodContext,
-  type PipelineOptions,
-  prepareData,
   responseStage,
   runMethods,
   trainOn,
-} from "./common.ts";
+} from "./method_context.ts";
 import { sft } from "./sft.ts";
 
 /** With --quick, only this many examples are sampled (and trained on) in the unsupervised setting. */

@@ -109,6 +109,7 @@ export class PipelineInvalid extends Schema.TaggedError<PipelineInvalid>()("Pipe
   reason: Schema.String,
 }) {}
 
+/** Every error a user can act on. */
 export type ToolkitError =
   | FileUnreadable
   | InvalidRow

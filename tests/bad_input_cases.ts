@@ -1,6 +1,7 @@
 /**
  * The bad-input table: one row per way a user's input can be wrong, each run through the real code
- * (the runner and its steps in-process for most, the CLI as a subprocess for pipeline files, command-line
+ * (the runner and its steps in-process for most, the CLI's pipeline loader in-process for pipeline files
+ * that are missing or fail in build(), the CLI as a subprocess for other pipeline files, command-line
  * mistakes and the checks that finished steps stay cached). A row names the tagged error it must produce
  * and what its one-line message must mention (file:line, field, step). tests/bad_input.test.ts runs every
  * row; tools/bad_input_table.ts runs them and writes docs/bad-input.md.
@@ -20,10 +21,10 @@ import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { trainStep } from "../src/steps/train.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
-import { disposeParams, initParams } from "../src/model/llama.ts";
+import { disposeParams, initParams } from "../src/model/model.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { parseSafetensors, serializeSafetensors } from "../src/model/safetensors.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 
 export const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const fixtureTokenizer = `${root}/fixtures/arith/tokenizer.json`;
@@ -171,6 +172,12 @@ const loaderFailure = async (effect: Effect.Effect<unknown, unknown>): Promise<O
     throw new Error(`internal error, not a typed one:\n${Cause.pretty(exit.cause)}`);
   }
   return observe(failure.value);
+};
+
+/** The CLI's own pipeline loader (src/cli/load_pipeline.ts), in-process: faster than a CLI run per row. */
+const loadPipelineFailure = async (file: string) => {
+  const { loadPipeline } = await import("../src/cli/load_pipeline.ts");
+  return await loaderFailure(loadPipeline(file, {}));
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -768,6 +775,104 @@ export const cases: ReadonlyArray<BadInputCase> = [
       await Deno.remove(`${model}/config.json`);
       return await loaderFailure(loadCheckpoint(model));
     },
+  },
+  {
+    name: "--tokenizer that does not exist",
+    input: "deno task pipeline --tokenizer missing/tokenizer.json",
+    expected: "FileUnreadable",
+    mentions: ["missing/tokenizer.json"],
+    via: "cli",
+    run: (dir) =>
+      cliFailure(["run", "--tokenizer", `${dir}/missing/tokenizer.json`, "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "--tokenizer that is not JSON",
+    input: "deno task pipeline --tokenizer notes.json (two lines of text)",
+    expected: "TokenizerMismatch",
+    mentions: ["notes.json", "not valid JSON"],
+    via: "cli",
+    run: async (dir) => {
+      await Deno.writeTextFile(`${dir}/notes.json`, "vocab: a b c\nmerges: none\n");
+      return await cliFailure(["run", "--tokenizer", `${dir}/notes.json`, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "--model directory that does not exist",
+    input: "deno task pipeline --model no-such-model",
+    expected: "FileUnreadable",
+    mentions: ["no-such-model", "--model"],
+    via: "cli",
+    run: (dir) => cliFailure(["run", "--model", `${dir}/no-such-model`, "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "--model with a malformed config.json",
+    input: "deno task pipeline --model DIR whose config.json is cut off",
+    expected: "CheckpointMalformed",
+    mentions: ["model/config.json", "not JSON"],
+    via: "cli",
+    run: async (dir) => {
+      const model = await writeModel(`${dir}/model`, tinyConfig(323));
+      const text = await Deno.readTextFile(`${model}/config.json`);
+      await Deno.writeTextFile(`${model}/config.json`, text.slice(0, text.length / 2));
+      return await cliFailure([
+        "run",
+        "--model",
+        model,
+        "--tokenizer",
+        fixtureTokenizer,
+        "--run-dir",
+        `${dir}/run`,
+      ]);
+    },
+  },
+  {
+    name: "pipeline file that does not exist",
+    input: "deno task pipeline mine.ts (no such file)",
+    expected: "FileUnreadable",
+    mentions: ["mine.ts"],
+    via: "loader",
+    run: (dir) => loadPipelineFailure(`${dir}/mine.ts`),
+  },
+  {
+    name: "pipeline file without build",
+    input: "a pipeline file that exports no build function",
+    expected: "PipelineInvalid",
+    mentions: ["pipeline.ts", "does not export build()"],
+    via: "loader",
+    run: async (dir) => loadPipelineFailure(await pipelineFile(dir, "export const pipeline = 1;")),
+  },
+  {
+    name: "pipeline file that does not parse",
+    input: "a pipeline file with a syntax error on its line 6",
+    expected: "PipelineInvalid",
+    mentions: ["pipeline.ts:6:"],
+    via: "cli",
+    run: async (dir) => {
+      const file = await pipelineFile(dir, "export const build = ( => p;");
+      return await cliFailure(["run", file, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
+    name: "pipeline file whose build throws",
+    input: "a pipeline file whose build() throws an Error",
+    expected: "PipelineInvalid",
+    mentions: ["pipeline.ts", "build() threw", "no dataset configured"],
+    via: "loader",
+    run: async (dir) => {
+      const file = await pipelineFile(
+        dir,
+        'export const build = () => {\n  throw new Error("no dataset configured\\nsee the docs");\n};',
+      );
+      return await loadPipelineFailure(file);
+    },
+  },
+  {
+    name: "--force with an unknown node",
+    input: "deno task pipeline --force sftkey-stage-on (a typo)",
+    expected: "InvalidConfig",
+    mentions: ["--force", '"sftkey-stage-on"', "sftkey-stage-one", "eval-sft"],
+    via: "cli",
+    run: (dir) => cliFailure(["run", "--quick", "--force", "sftkey-stage-on", "--run-dir", `${dir}/run`]),
   },
   {
     name: "run directory in use",

@@ -9,7 +9,16 @@ const tok = await Effect.runPromise(
   loadTokenizer(new URL("../fixtures/arith/tokenizer.json", import.meta.url).pathname),
 );
 const gpt2Path = new URL("../../shared/data/tokenizers/gpt2/tokenizer.json", import.meta.url).pathname;
-const gpt2 = await Effect.runPromise(Effect.either(loadTokenizer(gpt2Path)));
+// The GPT-2 test skips only when the shared tokenizer is not on this machine; a tokenizer that is there but
+// fails to load fails the test.
+const gpt2Present = (() => {
+  try {
+    return Deno.statSync(gpt2Path).isFile;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+})();
 
 const ex: RawExample = {
   source: "t:1",
@@ -81,10 +90,11 @@ Deno.test("multi-token key is partially truncated", () => {
 });
 
 Deno.test({
-  name: "GPT-2: segment-wise key is exact where joint encoding would merge the leading space",
-  ignore: Either.isLeft(gpt2),
-  fn: () => {
-    const g = Either.getOrThrow(gpt2);
+  name:
+    "GPT-2 (skipped when shared/data/tokenizers/gpt2 is absent): segment-wise key is exact where joint encoding would merge the leading space",
+  ignore: !gpt2Present,
+  fn: async () => {
+    const g = await Effect.runPromise(loadTokenizer(gpt2Path));
     const e = { source: "g:1", prompt: "q", response: "5*9=<<5*9=45>>45\n45+27=72\n#### 72" };
     const span = locateKey(e.response, { kind: "gsm8k" })!;
     const t = tokeniseExample(g, e, span, { template: "{prompt}\n", maxLength: 512 });

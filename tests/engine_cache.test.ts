@@ -46,15 +46,58 @@ Deno.test("cache: rerun is cached; a config change reruns only that node and wha
   assertEquals(statuses(await run(dir, build(file, "?", 2), ["up"])), ["up:ran", "count:cached"]);
 });
 
+const root = new URL("..", import.meta.url).pathname;
+
+/**
+ * Runs the toy pipeline in a separate deno process on store `storeDir` and input `file`; returns each
+ * node's name, status and key as that process saw them.
+ */
+const runInProcess = async (storeDir: string, file: string) => {
+  const code = `import { Effect } from "effect";
+import { PipelineBuilder } from "${root}/src/engine/pipeline.ts";
+import { runPipeline } from "${root}/src/engine/runner.ts";
+import { ArtifactStore } from "${root}/src/engine/store.ts";
+import { silentReporter } from "${root}/src/engine/progress.ts";
+import { count, upper } from "${root}/tests/engine_test_helpers.ts";
+const p = new PipelineBuilder("toy");
+const text = p.source("text", ${JSON.stringify(file)});
+const up = p.add("up", upper, { suffix: "!" }, { text });
+p.add("count", count, { scale: 1 }, { upper: up });
+const r = await Effect.runPromise(runPipeline(p.build(), {
+  store: new ArtifactStore(${JSON.stringify(`${storeDir}/artifacts`)}),
+  reporter: silentReporter(),
+  backend: "none",
+}));
+console.log(JSON.stringify({ pid: Deno.pid, records: r.records.map((x) => ({ name: x.name, status: x.status, key: x.key })) }));`;
+  const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], cwd: root, stdout: "piped" })
+    .output();
+  assert(out.success, `child process exited with ${out.code}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    pid: number;
+    records: Array<{ name: string; status: string; key: string }>;
+  };
+};
+
 Deno.test("cache: keys are stable across processes (canonical config, content digests)", async () => {
   const dir = await Deno.makeTempDir();
-  const file = `${dir}/in.txt`;
-  await Deno.writeTextFile(file, "abc");
-  const a = await run(dir, build(file, "!", 1));
+  await Deno.writeTextFile(`${dir}/in.txt`, "abc");
+  // Two processes on one store: the second finds everything the first computed.
+  const first = await runInProcess(dir, `${dir}/in.txt`);
+  const second = await runInProcess(dir, `${dir}/in.txt`);
+  assert(first.pid !== second.pid && first.pid !== Deno.pid);
+  assertEquals(first.records.map((r) => `${r.name}:${r.status}`), ["up:ran", "count:ran"]);
+  assertEquals(second.records.map((r) => `${r.name}:${r.status}`), ["up:cached", "count:cached"]);
+  assertEquals(second.records.map((r) => r.key), first.records.map((r) => r.key));
+  // A third process, another store, the same content at another path: the same keys (content digests).
   const dir2 = await Deno.makeTempDir();
-  await Deno.writeTextFile(`${dir2}/in.txt`, "abc");
-  const b = await run(dir2, build(`${dir2}/in.txt`, "!", 1));
-  assertEquals(a.records.map((r) => r.key), b.records.map((r) => r.key));
+  await Deno.writeTextFile(`${dir2}/other-name.txt`, "abc");
+  const elsewhere = await runInProcess(dir2, `${dir2}/other-name.txt`);
+  assertEquals(elsewhere.records.map((r) => `${r.name}:${r.status}`), ["up:ran", "count:ran"]);
+  assertEquals(elsewhere.records.map((r) => r.key), first.records.map((r) => r.key));
+  // And this process, on the first store: cached under the same keys.
+  const here = await run(dir, build(`${dir}/in.txt`, "!", 1));
+  assertEquals(statuses(here), ["up:cached", "count:cached"]);
+  await Promise.all([dir, dir2].map((d) => Deno.remove(d, { recursive: true })));
 });
 
 Deno.test("cache: a corrupted artifact is detected, reported and recomputed", async () => {

@@ -107,6 +107,12 @@ Deno.test("permissions: the launcher grants each command only the paths and libr
   assertEquals(scopesFor("run", ["--backend", "cpu"], cwd).ffi, []);
   assertEquals(scopesFor("status", [], cwd).ffi, []);
   assert(scopesFor("generate", ["--model", "/m", "--ids", "1,2"], cwd).ffi.includes(BLAS_CANDIDATES[0]));
+  // generate and score take --backend too: cpu loads no library, cpu-blas the BLAS files.
+  assertEquals(scopesFor("generate", ["--model", "/m", "--backend", "cpu"], cwd).ffi, []);
+  assertEquals(scopesFor("score", ["--model", "/m", "--backend=cpu"], cwd).ffi, []);
+  assert(
+    scopesFor("score", ["--model", "/m", "--backend", "cpu-blas"], cwd).ffi.includes(BLAS_CANDIDATES[0]),
+  );
   assertEquals(scopesFor("generate", ["--model=/m"], cwd).write, []);
   assert(scopesFor("score", ["--model=/m"], cwd).read.includes("/m"));
   // The default run directory is runs/ in the project; export also writes its --out.

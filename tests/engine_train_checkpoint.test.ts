@@ -18,7 +18,7 @@ import { locateKeyStep } from "../src/steps/locate_key.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { trainStep } from "../src/steps/train.ts";
-import { tinyModel, tokenizerVocabSize } from "../pipelines/common.ts";
+import { tinyModel, tokenizerVocabSize } from "../pipelines/data.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const tokenizer = `${root}/fixtures/arith/tokenizer.json`;

@@ -7,11 +7,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { weightedCrossEntropy } from "../src/train/loss.ts";
-import { trainStep } from "../src/train/step.ts";
+import { optimizerStep } from "../src/train/step.ts";
 import { AdamW } from "../src/train/adamw.ts";
-import { initParams, logitsAt } from "../src/model/llama.ts";
+import { initParams, logitsAt } from "../src/model/model.ts";
 import { weightedPositions } from "../src/train/loss.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertAlmostEquals } from "./assert.ts";
 import { registerReferenceBackend, tinyConfig } from "./model_test_helpers.ts";
 import { randomCase, softmax64 } from "./method_test_helpers.ts";
@@ -73,7 +73,7 @@ Deno.test("dft: the train step's objective option is the loss it optimises", () 
     const dft = direct("dft"), ce = direct("ce");
     assert(Math.abs(dft - ce) > 1e-3, `dft ${dft} and ce ${ce} should differ`);
     // lr 0: nothing moves, the reported loss is the objective of the current weights.
-    const step = trainStep(params, config, new AdamW(params, { weightDecay: 0 }), [mb], {
+    const step = optimizerStep(params, config, new AdamW(params, { weightDecay: 0 }), [mb], {
       lr: 0,
       clipNorm: 1,
       objective: "dft",

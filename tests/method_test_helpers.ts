@@ -1,5 +1,5 @@
 /** Shared helpers of the tests/method_*.test.ts files. */
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 
 /** Softmax of one row in float64. */
 export const softmax64 = (row: ArrayLike<number>): Float64Array => {

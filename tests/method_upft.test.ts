@@ -10,7 +10,7 @@ import type { TokenRecord } from "../src/data/records.ts";
 import { tokeniseExample } from "../src/data/tokenise.ts";
 import { loadTokenizer } from "../src/data/tokenizer.ts";
 import { isPrefixExample, UPFT_INSTRUCTION, upftRecord } from "../src/steps/upft_data.ts";
-import { TEMPLATE } from "../pipelines/common.ts";
+import { TEMPLATE } from "../pipelines/data.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const root = new URL("..", import.meta.url).pathname;

@@ -1,5 +1,5 @@
 /**
- * Every architecture through the entry points callers use (initParams, forward, logitsAt via trainStep,
+ * Every architecture through the entry points callers use (initParams, forward, logitsAt via optimizerStep,
  * createCache, generate): the cpu kernels equal the stock-tfjs path in values and gradients, the KV cache
  * with left padding reproduces the full forward pass bit for bit, training lowers the loss, and limits a
  * model cannot compute exactly are refused.
@@ -10,8 +10,8 @@ import { decodeModelConfig, type ModelConfig } from "../src/model/config.ts";
 import { generate } from "../src/model/generate.ts";
 import { createCache, disposeParams, forward, initParams, paramShapes } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
-import { Rng } from "../src/train/rng.ts";
-import { trainStep } from "../src/train/step.ts";
+import { Rng } from "../src/util/rng.ts";
+import { optimizerStep } from "../src/train/step.ts";
 import { shiftedLoss } from "../src/train/loss.ts";
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "./assert.ts";
 import { registerReferenceBackend } from "./model_test_helpers.ts";
@@ -138,7 +138,7 @@ for (const [name, c] of Object.entries(CONFIGS)) {
     const batch = { ids: [[1, 5, 9, 13, 17, 21, 25, 29]], weights: [[0, 1, 1, 1, 1, 1, 1, 1]] };
     const losses: number[] = [];
     for (let i = 0; i < 12; i++) {
-      losses.push(trainStep(params, c, optimizer, [batch], { lr: 1e-2, clipNorm: 1 }).loss);
+      losses.push(optimizerStep(params, c, optimizer, [batch], { lr: 1e-2, clipNorm: 1 }).loss);
     }
     assert(losses.every(Number.isFinite) && losses.at(-1)! < 0.5 * losses[0], `losses ${losses}`);
     disposeParams(params);

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { generate } from "../src/model/generate.ts";
-import { createCache, forward, initParams, type Params } from "../src/model/llama.ts";
-import { Rng } from "../src/train/rng.ts";
+import { createCache, forward, initParams, type Params } from "../src/model/model.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
 
@@ -88,11 +88,40 @@ Deno.test("rows stop at EOS (not included), independently of each other", () => 
   params.forEach((v) => v.dispose());
 });
 
-Deno.test("sampling is deterministic given the rng and needs one", () => {
+/**
+ * Sampling the slow way: every step recomputes each row's full forward pass, and draws from
+ * softmax(logits / temperature) by inverse CDF over the ids in order, rows drawing in turn.
+ */
+const sampleRecompute = (params: Params, ps: number[][], n: number, temperature: number, rng: Rng) => {
+  const seqs = ps.map((p) => [...p]);
+  for (let step = 0; step < n; step++) {
+    for (const seq of seqs) {
+      const logits = tf.tidy(() =>
+        forward(params, config, tf.tensor2d([seq], undefined, "int32")).dataSync().slice(
+          (seq.length - 1) * config.vocabSize,
+        )
+      );
+      const max = Math.max(...logits);
+      const weights = Array.from(logits, (x) => Math.exp((x - max) / temperature));
+      let u = rng.next() * weights.reduce((a, b) => a + b, 0);
+      let token = weights.findIndex((w) => (u -= w) < 0);
+      if (token < 0) token = weights.length - 1;
+      seq.push(token);
+    }
+  }
+  return seqs.map((seq, i) => seq.slice(ps[i].length));
+};
+
+Deno.test("sampling draws from softmax(logits / T) with the given rng, and needs one", () => {
   const params = model(5);
-  const run = () =>
-    generate(params, config, prompts, { maxNewTokens: 5, temperature: 1, rng: Rng.seeded(9) });
-  assertEquals(run(), run());
+  for (const temperature of [1, 0.5]) {
+    const got = generate(params, config, prompts, { maxNewTokens: 5, temperature, rng: Rng.seeded(9) });
+    assertEquals(got, sampleRecompute(params, prompts, 5, temperature, Rng.seeded(9)), `T = ${temperature}`);
+    // Not greedy in disguise: sampling departs from the most probable tokens somewhere.
+    assert(
+      temperature !== 1 || got.some((row, i) => row.join() !== greedyRecompute(params, prompts[i], 5).join()),
+    );
+  }
   assertThrows(() => generate(params, config, prompts, { maxNewTokens: 5, temperature: 1 }), RangeError);
   params.forEach((v) => v.dispose());
 });

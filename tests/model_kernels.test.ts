@@ -6,7 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import * as fast from "../src/model/kernels.ts";
 import * as reference from "../src/model/reference_ops.ts";
 import { referenceCrossEntropy, weightedCrossEntropy } from "../src/train/loss.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 await tf.setBackend("cpu");

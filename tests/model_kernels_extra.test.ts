@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs";
 import * as extra from "../src/model/kernels_extra.ts";
 import * as reference from "../src/model/reference_ops.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 
 await tf.setBackend("cpu");

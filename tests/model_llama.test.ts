@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
-import { countParams, forward, initParams, logitsAt, paramShapes } from "../src/model/llama.ts";
+import { countParams, forward, initParams, logitsAt, paramShapes } from "../src/model/model.ts";
 import { shiftedLoss, weightedCrossEntropy, weightedPositions } from "../src/train/loss.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertAlmostEquals, assertEquals, assertNotEquals } from "./assert.ts";
 import { registerReferenceBackend, tinyConfig } from "./model_test_helpers.ts";
 

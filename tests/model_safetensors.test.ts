@@ -2,9 +2,9 @@ import * as tf from "@tensorflow/tfjs";
 import { Effect, Exit } from "effect";
 import { CheckpointMalformed, FileUnreadable } from "../src/errors.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
-import { initParams } from "../src/model/llama.ts";
+import { initParams } from "../src/model/model.ts";
 import { parseSafetensors, serializeSafetensors } from "../src/model/safetensors.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
 

@@ -8,8 +8,8 @@ import { Effect } from "effect";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
 import { countParams, disposeParams } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
-import { Rng } from "../src/train/rng.ts";
-import { trainStep } from "../src/train/step.ts";
+import { Rng } from "../src/util/rng.ts";
+import { optimizerStep } from "../src/train/step.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const slow = Deno.env.get("SFTKEY_SLOW") === "1";
@@ -51,7 +51,7 @@ Deno.test({
       const ids = Int32Array.from({ length: 2 * seqLen }, () => rng.int(config.vocabSize));
       const weights = Float32Array.from({ length: 2 * seqLen }, (_, i) => (i % seqLen < 8 ? 0 : 1));
       const optimizer = new AdamW(params);
-      const result = trainStep(params, config, optimizer, [{ ids, weights, batch: 2, seqLen }], {
+      const result = optimizerStep(params, config, optimizer, [{ ids, weights, batch: 2, seqLen }], {
         lr: 1e-4,
         clipNorm: 1,
       });

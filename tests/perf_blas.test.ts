@@ -11,8 +11,8 @@ import { type Blas, BlasUnavailable, loadBlas } from "../src/backend/blas.ts";
 import { fastGemm, installedMatmul, installMatmul, MIN_WORK } from "../src/backend/matmul.ts";
 import * as fast from "../src/model/kernels.ts";
 import * as reference from "../src/model/reference_ops.ts";
-import { forward, initParams } from "../src/model/llama.ts";
-import { Rng } from "../src/train/rng.ts";
+import { forward, initParams } from "../src/model/model.ts";
+import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
 
@@ -204,7 +204,7 @@ Deno.test({
   name: "with BLAS, a model's logits (full and through the KV cache) match the JavaScript path",
   ignore,
   fn: async () => {
-    const { createCache } = await import("../src/model/llama.ts");
+    const { createCache } = await import("../src/model/model.ts");
     const c = tinyConfig({ hiddenSize: 64, intermediateSize: 96, vocabSize: 80, numHeads: 4, numKvHeads: 2 });
     const params = initParams(c, Rng.seeded(3));
     const ids = Array.from({ length: 2 }, () => Array.from({ length: 24 }, () => rng.int(80)));

@@ -14,7 +14,7 @@ import { build } from "../pipelines/sftkey.ts";
 import { saveCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
 import type { ModelConfig } from "../src/model/config.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 import { loadTokenizer } from "../src/data/tokenizer.ts";
 
 const shared = new URL("../../shared/data/", import.meta.url).pathname;

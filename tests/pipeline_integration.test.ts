@@ -14,7 +14,7 @@ import { runAndSummarise } from "../src/cli/run.ts";
 import { Summary } from "../src/report/summary.ts";
 import { useBackend } from "../src/backend/backend.ts";
 import { build } from "../pipelines/sftkey.ts";
-import type { PipelineOptions } from "../pipelines/common.ts";
+import type { PipelineOptions } from "../pipelines/data.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 

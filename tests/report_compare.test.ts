@@ -11,7 +11,7 @@ import { runAndSummarise } from "../src/cli/run.ts";
 import { useBackend } from "../src/backend/backend.ts";
 import { build } from "../pipelines/compare.ts";
 import { methods } from "../pipelines/methods.ts";
-import type { PipelineOptions } from "../pipelines/common.ts";
+import type { PipelineOptions } from "../pipelines/data.ts";
 
 /** Three seeds as in the real comparison in the slow tier; two keep the default suite fast. */
 const SEEDS = Deno.env.get("SFTKEY_SLOW") === "1" ? [0, 1, 2] : [0, 1];

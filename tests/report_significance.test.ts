@@ -6,7 +6,7 @@ import { modelResult } from "./report_test_helpers.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { type Comparison, significanceSentences, verdict } from "../src/report/significance.ts";
 import { analyse } from "../src/report/analyse.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 
 const cmp = (dataset: string, model: string, diff: number, lo: number, hi: number): Comparison => ({
   dataset,

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import type { Params } from "../src/model/llama.ts";
+import type { Params } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
 import { loadOptimizerState, saveOptimizerState } from "../src/train/optimizer_state.ts";
 import { Effect, Exit } from "effect";

@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { Effect } from "effect";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
-import { initParams, type Params } from "../src/model/llama.ts";
+import { initParams, type Params } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
 import { loadOptimizerState, saveOptimizerState } from "../src/train/optimizer_state.ts";
-import { Rng } from "../src/train/rng.ts";
-import { type Microbatch, trainStep } from "../src/train/step.ts";
+import { Rng } from "../src/util/rng.ts";
+import { type Microbatch, optimizerStep } from "../src/train/step.ts";
 import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
 
@@ -33,9 +33,9 @@ Deno.test("two microbatches give the same step as one batch holding both", () =>
   };
   const p1 = initParams(config, Rng.seeded(2)), p2 = initParams(config, Rng.seeded(2));
   const before = tf.memory().numTensors;
-  const r1 = trainStep(p1, config, new AdamW(p1), [a, b], { lr: 1e-3, clipNorm: 0 });
-  const r2 = trainStep(p2, config, new AdamW(p2), [both], { lr: 1e-3, clipNorm: 0 });
-  assertEquals(tf.memory().numTensors, before, "trainStep leaked tensors");
+  const r1 = optimizerStep(p1, config, new AdamW(p1), [a, b], { lr: 1e-3, clipNorm: 0 });
+  const r2 = optimizerStep(p2, config, new AdamW(p2), [both], { lr: 1e-3, clipNorm: 0 });
+  assertEquals(tf.memory().numTensors, before, "optimizerStep leaked tensors");
   assertAlmostEquals(r1.loss, r2.loss, 1e-6);
   assertAlmostEquals(r1.gradNorm, r2.gradNorm, 1e-6);
   assertEquals(r1.tokens, r2.tokens);
@@ -52,8 +52,8 @@ Deno.test("row arrays and flat arrays are the same microbatch", () => {
     weights: [[...flat.weights.slice(0, 6)], [...flat.weights.slice(6)]],
   };
   const p1 = initParams(config, Rng.seeded(4)), p2 = initParams(config, Rng.seeded(4));
-  const r1 = trainStep(p1, config, new AdamW(p1), [flat], { lr: 1e-3, clipNorm: 1 });
-  const r2 = trainStep(p2, config, new AdamW(p2), [rows], { lr: 1e-3, clipNorm: 1 });
+  const r1 = optimizerStep(p1, config, new AdamW(p1), [flat], { lr: 1e-3, clipNorm: 1 });
+  const r2 = optimizerStep(p2, config, new AdamW(p2), [rows], { lr: 1e-3, clipNorm: 1 });
   assertEquals(r1, r2);
   assertEquals(snapshot(p1), snapshot(p2));
   [p1, p2].forEach(dispose);
@@ -71,25 +71,24 @@ Deno.test("a tiny model overfits one sequence (loss drops more than 5x in 50 ste
   };
   const losses = Array.from(
     { length: 50 },
-    () => trainStep(params, config, opt, [mb], { lr: 1e-2, clipNorm: 1 }).loss,
+    () => optimizerStep(params, config, opt, [mb], { lr: 1e-2, clipNorm: 1 }).loss,
   );
   assert(losses[49] < losses[0] / 5, `loss ${losses[0]} -> ${losses[49]}`);
   dispose(params);
 });
 
-Deno.test("determinism: same seed, same 3 steps, bit-identical weights; resume is exact", async () => {
+Deno.test("resume is exact: 1 step, save, reload, 2 more steps is bit-identical to 3 steps in one go", async () => {
   const data = (() => {
     const rng = Rng.seeded(7);
     return [0, 1, 2].map(() => batchOf(rng, 2, 8));
   })();
   const run = (steps: number[], params: Params, opt: AdamW) =>
-    steps.forEach((s) => trainStep(params, config, opt, [data[s]], { lr: 3e-3, clipNorm: 0.5 }));
+    steps.forEach((s) => optimizerStep(params, config, opt, [data[s]], { lr: 3e-3, clipNorm: 0.5 }));
 
-  const a = initParams(config, Rng.seeded(8)), b = initParams(config, Rng.seeded(8));
+  // The uninterrupted run is the reference (a second identical run would only compare the code with itself).
+  const a = initParams(config, Rng.seeded(8));
   const optA = new AdamW(a, { weightDecay: 0.1 });
   run([0, 1, 2], a, optA);
-  run([0, 1, 2], b, new AdamW(b, { weightDecay: 0.1 }));
-  assertEquals(snapshot(a), snapshot(b));
 
   // stop after one step, save everything, reload, do the other two
   const c = initParams(config, Rng.seeded(8)), optC = new AdamW(c, { weightDecay: 0.1 });
@@ -103,7 +102,7 @@ Deno.test("determinism: same seed, same 3 steps, bit-identical weights; resume i
   run([1, 2], d, optD);
   assertEquals(snapshot(d), snapshot(a));
   assertEquals(optD.stepCount, 3);
-  [a, b, c, d].forEach(dispose);
+  [a, c, d].forEach(dispose);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -111,7 +110,7 @@ Deno.test("non-finite loss or zero weight: nothing is applied", () => {
   const params = initParams(config, Rng.seeded(9));
   const opt = new AdamW(params);
   const mb = batchOf(Rng.seeded(10), 1, 6);
-  const none = trainStep(params, config, opt, [{ ...mb, weights: new Float32Array(6) }], {
+  const none = optimizerStep(params, config, opt, [{ ...mb, weights: new Float32Array(6) }], {
     lr: 1,
     clipNorm: 1,
   });
@@ -119,7 +118,7 @@ Deno.test("non-finite loss or zero weight: nothing is applied", () => {
   const norm = params.get("model.norm.weight")!;
   tf.tidy(() => norm.assign(tf.fill(norm.shape, NaN)));
   const before = snapshot(params);
-  const r = trainStep(params, config, opt, [mb], { lr: 1, clipNorm: 1 });
+  const r = optimizerStep(params, config, opt, [mb], { lr: 1, clipNorm: 1 });
   assert(!r.applied && Number.isNaN(r.loss));
   assertEquals(opt.stepCount, 0);
   assertEquals(JSON.stringify([...snapshot(params)]), JSON.stringify([...before]));

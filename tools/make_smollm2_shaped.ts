@@ -12,7 +12,7 @@ import { Effect } from "effect";
 import type { ModelConfig } from "../src/model/config.ts";
 import { saveCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
-import { Rng } from "../src/train/rng.ts";
+import { Rng } from "../src/util/rng.ts";
 
 export const SMOLLM2_135M: ModelConfig = {
   architecture: "llama",

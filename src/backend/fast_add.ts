@@ -14,32 +14,33 @@ type CpuBackend = {
   makeTensorInfo(shape: number[], dtype: string, values: Float32Array): tf.TensorInfo;
 };
 
-let installed = false;
+/** The stock cpu Add, which `fastAdd` falls back to; set by `installFastAdd`. */
+let stockAdd: tf.KernelFunc | undefined;
 
 const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
   a.length === b.length && a.every((d, i) => d === b[i]);
 
+/** The replacement kernel function; exported so a test can check that tfjs dispatches Add to it. */
+export const fastAdd: tf.KernelFunc = (args) => {
+  const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+  const backend = args.backend as unknown as CpuBackend;
+  if (a.dtype === "float32" && b.dtype === "float32" && sameShape(a.shape, b.shape)) {
+    const av = backend.data.get(a.dataId).values, bv = backend.data.get(b.dataId).values;
+    if (av instanceof Float32Array && bv instanceof Float32Array) {
+      const out = new Float32Array(av.length);
+      for (let i = 0; i < out.length; i++) out[i] = av[i] + bv[i];
+      return backend.makeTensorInfo([...a.shape], "float32", out);
+    }
+  }
+  return stockAdd!(args);
+};
+
 /** Replaces the cpu backend's Add kernel (once per process); idempotent. */
 export const installFastAdd = (): void => {
-  if (installed) return;
+  if (stockAdd !== undefined) return;
   const stock = tf.getKernel("Add", "cpu");
   if (!stock) return; // no cpu backend registered: nothing to speed up
+  stockAdd = stock.kernelFunc;
   tf.unregisterKernel("Add", "cpu");
-  tf.registerKernel({
-    ...stock,
-    kernelFunc: (args) => {
-      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-      const backend = args.backend as unknown as CpuBackend;
-      if (a.dtype === "float32" && b.dtype === "float32" && sameShape(a.shape, b.shape)) {
-        const av = backend.data.get(a.dataId).values, bv = backend.data.get(b.dataId).values;
-        if (av instanceof Float32Array && bv instanceof Float32Array) {
-          const out = new Float32Array(av.length);
-          for (let i = 0; i < out.length; i++) out[i] = av[i] + bv[i];
-          return backend.makeTensorInfo([...a.shape], "float32", out);
-        }
-      }
-      return stock.kernelFunc(args);
-    },
-  });
-  installed = true;
+  tf.registerKernel({ ...stock, kernelFunc: fastAdd });
 };

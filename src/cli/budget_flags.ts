@@ -1,5 +1,5 @@
 /**
- * Command-line overrides of a pipeline's optimisation budget (pipelines/common.ts, Budget), so that a
+ * Command-line overrides of a pipeline's optimisation budget (pipelines/budget.ts, Budget), so that a
  * shipped method or the comparison runs longer, shorter or at another learning rate without writing code:
  * `--stage-one-steps`, `--stage-two-steps` (a single-stage baseline gets their sum), `--lr` (peak learning
  * rate of stage one and of single-stage methods), `--stage-two-lr`, `--batch-size`, `--micro-batch-size`
@@ -9,7 +9,7 @@
 import { Effect, Option } from "effect";
 import { optionalFloat, optionalInt, requirePositive } from "./flags.ts";
 import { InvalidConfig } from "../errors.ts";
-import type { PipelineOptions } from "../../pipelines/common.ts";
+import type { PipelineOptions } from "../../pipelines/data.ts";
 
 export const budgetOptions = {
   stageOneSteps: optionalInt("stage-one-steps", "optimizer steps of stage one (default 400; --quick 30)"),

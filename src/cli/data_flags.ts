@@ -7,7 +7,7 @@ import { Options } from "@effect/cli";
 import { Effect, Option } from "effect";
 import type { LocatorSpec } from "../data/locate.ts";
 import { InvalidConfig } from "../errors.ts";
-import type { PipelineOptions } from "../../pipelines/common.ts";
+import type { PipelineOptions } from "../../pipelines/data.ts";
 import { optionalInt, requirePositive } from "./flags.ts";
 
 const LOCATOR_KINDS = ["answer-tags", "gsm8k", "field", "boxed", "regex"] as const;
@@ -22,6 +22,7 @@ export const dataOptions = {
     Options.optional,
   ),
   locatorPattern: Options.text("locator-pattern").pipe(
+    Options.withPseudoName("REGEX"),
     Options.withDescription(
       "with --locator regex: a JavaScript regular expression; its first group (or the whole match) is the key",
     ),

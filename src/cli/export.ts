@@ -113,6 +113,7 @@ export const runExport = (pipeline: Pipeline, opts: { runDir: string; out: strin
 
 // A text option: the directory is created if missing, and an existing one is written into.
 const out = Options.text("out").pipe(
+  Options.withPseudoName("DIR"),
   Options.withDescription("directory for <stage>.jsonl (TRL: input_ids, completion_mask) and stages.json"),
 );
 

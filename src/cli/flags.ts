@@ -1,13 +1,24 @@
-/** Small helpers shared by the command-line flag groups (data_flags.ts, budget_flags.ts). */
+/** Small helpers and flags shared by the command-line flag groups and commands. */
 import { Options } from "@effect/cli";
 import { Effect, Option } from "effect";
+import { BackendName } from "../backend/backend.ts";
 import { InvalidConfig } from "../errors.ts";
 
+/** An optional whole number, shown as N in the help (its description says the default). */
 export const optionalInt = (name: string, description: string) =>
-  Options.integer(name).pipe(Options.withDescription(description), Options.optional);
+  Options.integer(name).pipe(
+    Options.withPseudoName("N"),
+    Options.withDescription(description),
+    Options.optional,
+  );
 
+/** An optional number, shown as X in the help (its description says the default). */
 export const optionalFloat = (name: string, description: string) =>
-  Options.float(name).pipe(Options.withDescription(description), Options.optional);
+  Options.float(name).pipe(
+    Options.withPseudoName("X"),
+    Options.withDescription(description),
+    Options.optional,
+  );
 
 /** Fails naming the first flag whose given value is not a finite positive number. */
 export const requirePositive = (
@@ -20,3 +31,11 @@ export const requirePositive = (
       }
     }
   });
+
+/** --backend, for every command that computes with a model (the launcher scopes ffi by its value). */
+export const backend = Options.choice("backend", BackendName.literals).pipe(
+  Options.withDescription(
+    "tfjs backend: auto (fastest available), tensorflow (tfjs-node-gpu), cpu-blas (cpu + OpenBLAS), cpu (default auto)",
+  ),
+  Options.withDefault("auto" as const),
+);

@@ -3,6 +3,7 @@
  *
  *   deno task generate --model DIR (--prompt TEXT | --ids 1,2,3) --max-new-tokens N
  *                      [--temperature T --top-p P --seed S] [--stop STRING]... [--json]
+ *                      [--backend auto|tensorflow|cpu-blas|cpu]
  *
  * Temperature 0 (the default) is greedy. A row stops at an EOS id (config.json / generation_config.json
  * eos_token_id, else the tokenizer's), at a stop string, or after N tokens. With --json it prints
@@ -14,7 +15,8 @@ import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
 import { InvalidConfig } from "../errors.ts";
 import { generate } from "../model/generate.ts";
-import { Rng } from "../train/rng.ts";
+import { Rng } from "../util/rng.ts";
+import { backend } from "./flags.ts";
 import { checkLength, eosIds, inputIds, loadModelDir } from "./hf_model.ts";
 
 export interface GenerateRequest {
@@ -80,40 +82,58 @@ export const runGenerate = (req: GenerateRequest) =>
     return { ids, text } satisfies GenerateResult;
   }));
 
-const model = Options.text("model").pipe(Options.withDescription("Hugging Face checkpoint directory"));
+const model = Options.text("model").pipe(
+  Options.withPseudoName("DIR"),
+  Options.withDescription(
+    "Hugging Face checkpoint directory (config.json, model.safetensors, tokenizer files)",
+  ),
+);
 const prompt = Options.text("prompt").pipe(
+  Options.withPseudoName("TEXT"),
   Options.withDescription("prompt text (encoded without special tokens)"),
   Options.optional,
 );
 const ids = Options.text("ids").pipe(
+  Options.withPseudoName("IDS"),
   Options.withDescription("prompt token ids, e.g. 1,2,3"),
   Options.optional,
 );
 const maxNewTokens = Options.integer("max-new-tokens").pipe(
-  Options.withDescription("upper bound on new tokens"),
+  Options.withPseudoName("N"),
+  Options.withDescription("upper bound on new tokens (default 32)"),
   Options.withDefault(32),
 );
 const temperature = Options.float("temperature").pipe(
-  Options.withDescription("sampling temperature; 0 is greedy"),
+  Options.withPseudoName("T"),
+  Options.withDescription("sampling temperature; 0 is greedy (default 0)"),
   Options.withDefault(0),
 );
 const topP = Options.float("top-p").pipe(
-  Options.withDescription("nucleus sampling: keep the most probable tokens up to this mass"),
+  Options.withPseudoName("P"),
+  Options.withDescription("nucleus sampling: keep the most probable tokens up to this mass (default 1)"),
   Options.withDefault(1),
 );
-const seed = Options.integer("seed").pipe(Options.withDescription("sampling seed"), Options.withDefault(0));
+const seed = Options.integer("seed").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription("sampling seed (default 0)"),
+  Options.withDefault(0),
+);
+// Optional around repeated: without it the usage shows "--stop TEXT..." as if it were required.
 const stop = Options.text("stop").pipe(
+  Options.withPseudoName("TEXT"),
   Options.withDescription("stop when the text contains this string (repeatable)"),
   Options.repeated,
+  Options.optional,
+  Options.map(Option.getOrElse((): ReadonlyArray<string> => [])),
 );
 const json = Options.boolean("json").pipe(Options.withDescription('print {"ids": [...], "text": "..."}'));
 
 export const generateCommand = Command.make(
   "generate",
-  { model, prompt, ids, maxNewTokens, temperature, topP, seed, stop, json },
+  { model, prompt, ids, maxNewTokens, temperature, topP, seed, stop, json, backend },
   (a) =>
     Effect.gen(function* () {
-      yield* useBackend("auto");
+      yield* useBackend(a.backend);
       const result = yield* runGenerate({
         model: a.model,
         prompt: Option.getOrUndefined(a.prompt),

@@ -20,8 +20,11 @@
  * `deno task`, which itself runs in the project directory) and handed to main.ts as absolute paths; the
  * default run directory stays runs/ in the project.
  *
- * The launcher itself may read (to resolve paths) and start processes (the child: Deno's own executable,
- * whose path is only known at run time). It forwards SIGINT/SIGTERM to the child and exits with its status.
+ * The launcher itself may read (to resolve paths) and start processes (the child and the reaper: Deno's own
+ * executable, whose path is only known at run time). It forwards SIGINT/SIGTERM to the child and exits with its status.
+ * Beside the child it starts src/cli/reaper.ts, which kills the child when the launcher dies without having
+ * seen it end (SIGKILL included); a signal to the launcher alone, which is what a job manager or a user
+ * killing the pid they see sends, thus never leaves an orphan run holding the run lock.
  */
 
 import { BLAS_CANDIDATES } from "../backend/blas.ts";
@@ -30,6 +33,7 @@ import { nodeGpuBinding } from "../backend/gpu_binding.ts";
 
 const PROJECT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const MAIN = `${PROJECT}/src/cli/main.ts`;
+const REAPER = `${PROJECT}/src/cli/reaper.ts`;
 
 /** Flags whose value is a file the run reads, and nothing beside it. */
 const FILE_FLAGS = ["--data", "--test"] as const;
@@ -194,7 +198,19 @@ if (import.meta.main) {
       } catch { /* already gone */ }
     });
   }
+  // Its stdin is the pipe whose end-of-file, without the byte written below, says the launcher died.
+  const reaper = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--allow-run", REAPER, String(child.pid)],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const lifeline = reaper.stdin.getWriter();
   const status = await child.status;
+  // The child has ended: release the reaper so that it never signals a pid the system may reuse.
+  await lifeline.write(new Uint8Array([1])).catch(() => {});
+  await lifeline.close().catch(() => {});
+  await reaper.status;
   // A child ended by a signal reports 128 + its number as its code, as a shell does.
   Deno.exit(status.code);
 }

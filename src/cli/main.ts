@@ -6,8 +6,11 @@
 import { Args, Command, Options } from "@effect/cli";
 import { Effect, Exit, Option } from "effect";
 import { DataFormat } from "../data/formats.ts";
-import { BackendName, useBackend } from "../backend/backend.ts";
-import { InvalidConfig } from "../errors.ts";
+import { useBackend } from "../backend/backend.ts";
+import { FileUnreadable, InvalidConfig } from "../errors.ts";
+import { loadCheckpointConfig } from "../model/checkpoint.ts";
+import { backend } from "./flags.ts";
+import { helpText, wantsHelp } from "./help.ts";
 import { explainFailure } from "./explain.ts";
 import { DenoCliLayer } from "./platform.ts";
 import { runAndSummarise, showStatus } from "./run.ts";
@@ -26,10 +29,12 @@ const pipelineName = Args.text({ name: "pipeline" }).pipe(
   Args.withDefault("sftkey"),
 );
 const data = Options.file("data").pipe(
+  Options.withPseudoName("FILE"),
   Options.withDescription("training data (JSONL); replaces the pipeline's dataset"),
   Options.optional,
 );
 const test = Options.file("test").pipe(
+  Options.withPseudoName("FILE"),
   Options.withDescription("test data (JSONL) for evaluation; defaults to --data when that is given"),
   Options.optional,
 );
@@ -39,6 +44,7 @@ const format = Options.choice("format", DataFormat.literals).pipe(
 );
 // Text, not Options.file: a directory with vocab.json + merges.txt is a tokenizer too (loadTokenizer checks).
 const tokenizer = Options.text("tokenizer").pipe(
+  Options.withPseudoName("FILE|DIR"),
   Options.withDescription(
     "tokenizer.json, or a directory with one or with vocab.json + merges.txt (default: the fixture's, " +
       "or the one in --model)",
@@ -46,26 +52,30 @@ const tokenizer = Options.text("tokenizer").pipe(
   Options.optional,
 );
 const model = Options.directory("model").pipe(
+  Options.withPseudoName("DIR"),
   Options.withDescription(
     "Hugging Face checkpoint directory to start from (default: a tiny model from scratch)",
   ),
   Options.optional,
 );
 const runDir = Options.text("run-dir").pipe(
+  Options.withPseudoName("DIR"),
   Options.withDescription("where artifacts, locks and summary.json go (default: runs/<pipeline>)"),
   Options.optional,
 );
+// Optional around repeated: without it the usage shows "--force STEP..." as if it were required.
 const force = Options.text("force").pipe(
-  Options.withDescription("recompute this step even if cached (repeatable)"),
+  Options.withPseudoName("STEP"),
+  Options.withDescription("recompute this node even if cached (repeatable); a name `status` lists"),
   Options.repeated,
+  Options.optional,
+  Options.map(Option.getOrElse((): ReadonlyArray<string> => [])),
 );
-const backend = Options.choice("backend", BackendName.literals).pipe(
-  Options.withDescription(
-    "tfjs backend: auto (fastest available), tensorflow (tfjs-node-gpu), cpu-blas (cpu + OpenBLAS), cpu",
-  ),
-  Options.withDefault("auto" as const),
+const seed = Options.integer("seed").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription("training seed (default 0)"),
+  Options.withDefault(0),
 );
-const seed = Options.integer("seed").pipe(Options.withDescription("training seed"), Options.withDefault(0));
 const quick = Options.boolean("quick").pipe(Options.withDescription("a small budget for smoke tests"));
 
 const selection = {
@@ -105,6 +115,19 @@ const resolve = (a: Selection) =>
         reason: "--data needs --format (tags, gsm8k, ...)",
       });
     }
+    // A --model directory is checked before the pipeline is built: a missing one or a broken config.json
+    // is reported now, naming the file, rather than when the training step reaches it.
+    if (modelDir) {
+      const isDir = yield* Effect.sync(() => {
+        try {
+          return Deno.statSync(modelDir).isDirectory;
+        } catch {
+          return false;
+        }
+      });
+      if (!isDir) return yield* new FileUnreadable({ path: modelDir, reason: "no such directory (--model)" });
+      yield* loadCheckpointConfig(modelDir);
+    }
     const dataFlags = yield* dataFromFlags(a);
     const budget = yield* budgetFromFlags(a);
     const pipeline = yield* loadPipeline(a.pipelineName, {
@@ -128,6 +151,15 @@ const runCommand = Command.make("run", { ...selection, force, backend }, (a) =>
     if (Option.isSome(a.data) && Option.isNone(a.test)) {
       console.log("note: no --test given; evaluating on the training data");
     }
+    const names = pipeline.nodes.map((n) => n.name);
+    const unknown = a.force.filter((f) => !names.includes(f));
+    if (unknown.length > 0) {
+      return yield* new InvalidConfig({
+        where: "--force",
+        reason: `no node named ${unknown.map((u) => `"${u}"`).join(", ")} in pipeline ${pipeline.name}; ` +
+          `its nodes are ${names.join(", ")}`,
+      });
+    }
     const used = yield* useBackend(a.backend);
     yield* runAndSummarise(pipeline, { runDir: dir, force: a.force, backend: used });
   })).pipe(
@@ -142,6 +174,15 @@ const statusCommand = Command.make("status", selection, (a) =>
 
 const exportCommand = makeExportCommand(selection, resolve);
 
+/** The help of each command by the word the launcher passes first, under the task a user types. */
+export const helps: Record<string, () => string> = {
+  run: () => helpText(runCommand, "deno task pipeline"),
+  status: () => helpText(statusCommand, "deno task status"),
+  export: () => helpText(exportCommand, "deno task export"),
+  generate: () => helpText(generateCommand, "deno task generate"),
+  score: () => helpText(scoreCommand, "deno task score"),
+};
+
 const root = Command.make("sftkey").pipe(
   Command.withDescription("token-selective supervised fine-tuning (SFTKey and related methods)"),
   Command.withSubcommands([runCommand, statusCommand, generateCommand, scoreCommand, exportCommand]),
@@ -150,6 +191,11 @@ const root = Command.make("sftkey").pipe(
 const cli = Command.run(root, { name: "sftkey", version: "0.1.0" });
 
 if (import.meta.main) {
+  const [word = "", ...rest] = Deno.args;
+  if (Object.hasOwn(helps, word) && wantsHelp(rest)) {
+    console.log(helps[word]());
+    Deno.exit(0);
+  }
   const exit = await Effect.runPromiseExit(
     cli(["deno", "sftkey", ...Deno.args]).pipe(Effect.provide(DenoCliLayer)),
   );

@@ -1,7 +1,7 @@
 /**
  * `score`: the log-probability a Hugging Face checkpoint gives each token of a text.
  *
- *   deno task score --model DIR (--text TEXT | --ids 1,2,3) [--json]
+ *   deno task score --model DIR (--text TEXT | --ids 1,2,3) [--json] [--backend auto|tensorflow|cpu-blas|cpu]
  *
  * With --json it prints {"tokens": [{"id", "text", "logprob"}, ...]}: logprob is
  * log p(token_t | tokens_<t) (natural log), null for the first token; text is the token's text, or null
@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
 import { forward, tidyValues } from "../model/model.ts";
+import { backend } from "./flags.ts";
 import { checkLength, inputIds, loadModelDir } from "./hf_model.ts";
 
 export interface ScoredToken {
@@ -47,12 +48,19 @@ export const runScore = (req: { readonly model: string; readonly text?: string; 
     return { tokens };
   }));
 
-const model = Options.text("model").pipe(Options.withDescription("Hugging Face checkpoint directory"));
+const model = Options.text("model").pipe(
+  Options.withPseudoName("DIR"),
+  Options.withDescription(
+    "Hugging Face checkpoint directory (config.json, model.safetensors, tokenizer files)",
+  ),
+);
 const text = Options.text("text").pipe(
+  Options.withPseudoName("TEXT"),
   Options.withDescription("text to score (encoded without special tokens)"),
   Options.optional,
 );
 const ids = Options.text("ids").pipe(
+  Options.withPseudoName("IDS"),
   Options.withDescription("token ids to score, e.g. 1,2,3"),
   Options.optional,
 );
@@ -60,26 +68,30 @@ const json = Options.boolean("json").pipe(
   Options.withDescription('print {"tokens": [{"id", "text", "logprob"}, ...]}'),
 );
 
-export const scoreCommand = Command.make("score", { model, text, ids, json }, (a) =>
-  Effect.gen(function* () {
-    yield* useBackend("auto");
-    const result = yield* runScore({
-      model: a.model,
-      text: Option.getOrUndefined(a.text),
-      ids: Option.getOrUndefined(a.ids),
-    });
-    if (a.json) console.log(JSON.stringify(result));
-    else {
-      for (const t of result.tokens) {
+export const scoreCommand = Command.make(
+  "score",
+  { model, text, ids, json, backend },
+  (a) =>
+    Effect.gen(function* () {
+      yield* useBackend(a.backend);
+      const result = yield* runScore({
+        model: a.model,
+        text: Option.getOrUndefined(a.text),
+        ids: Option.getOrUndefined(a.ids),
+      });
+      if (a.json) console.log(JSON.stringify(result));
+      else {
+        for (const t of result.tokens) {
+          console.log(
+            `${String(t.id).padStart(8)}  ${
+              t.logprob === null ? "       -" : t.logprob.toFixed(4).padStart(8)
+            }  ${JSON.stringify(t.text)}`,
+          );
+        }
+        const total = result.tokens.reduce((s, t) => s + (t.logprob ?? 0), 0);
         console.log(
-          `${String(t.id).padStart(8)}  ${
-            t.logprob === null ? "       -" : t.logprob.toFixed(4).padStart(8)
-          }  ${JSON.stringify(t.text)}`,
+          `total log-probability ${total.toFixed(4)} over ${result.tokens.length - 1} predicted tokens`,
         );
       }
-      const total = result.tokens.reduce((s, t) => s + (t.logprob ?? 0), 0);
-      console.log(
-        `total log-probability ${total.toFixed(4)} over ${result.tokens.length - 1} predicted tokens`,
-      );
-    }
-  })).pipe(Command.withDescription("log-probability of each token under a Hugging Face checkpoint"));
+    }),
+).pipe(Command.withDescription("log-probability of each token under a Hugging Face checkpoint"));

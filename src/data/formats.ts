@@ -11,7 +11,14 @@ import type { LocatorSpec } from "./locate.ts";
 import type { ChatMessage } from "./chat.ts";
 
 /** The supported row formats. */
-export const DataFormat = Schema.Literal("tags", "gsm8k", "reasoning", "math", "messages");
+export const DataFormat: Schema.Literal<["tags", "gsm8k", "reasoning", "math", "messages"]> = Schema.Literal(
+  "tags",
+  "gsm8k",
+  "reasoning",
+  "math",
+  "messages",
+);
+/** A supported row format's name. */
 export type DataFormat = typeof DataFormat.Type;
 
 /** One example in format-independent form. */

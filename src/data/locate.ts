@@ -36,18 +36,23 @@ const groupCount = (pattern: string): number => new RegExp(`${pattern}|`).exec("
 
 const NonEmpty = Schema.String.pipe(Schema.minLength(1));
 
+/** @internal One member of LocatorSpec. */
 const AnswerTags = Schema.Struct({
   kind: Schema.Literal("answer-tags"),
   open: Schema.optional(NonEmpty),
   close: Schema.optional(NonEmpty),
 });
 
+/** @internal One member of LocatorSpec. */
 const Gsm8k = Schema.Struct({ kind: Schema.Literal("gsm8k") });
 
+/** @internal One member of LocatorSpec. */
 const Field = Schema.Struct({ kind: Schema.Literal("field") });
 
+/** @internal One member of LocatorSpec. */
 const Boxed = Schema.Struct({ kind: Schema.Literal("boxed") });
 
+/** @internal One member of LocatorSpec. */
 const Regex = Schema.Struct({
   kind: Schema.Literal("regex"),
   pattern: NonEmpty.pipe(
@@ -62,7 +67,10 @@ const Regex = Schema.Struct({
 );
 
 /** How to find the key in a response; decoded from configuration, tagged by `kind`. */
-export const LocatorSpec = Schema.Union(AnswerTags, Gsm8k, Field, Boxed, Regex);
+export const LocatorSpec: Schema.Union<
+  [typeof AnswerTags, typeof Gsm8k, typeof Field, typeof Boxed, typeof Regex]
+> = Schema.Union(AnswerTags, Gsm8k, Field, Boxed, Regex);
+/** A key locator as plain data. */
 export type LocatorSpec = typeof LocatorSpec.Type;
 
 const DEFAULT_OPEN = "<Answer>";

@@ -16,6 +16,7 @@
 import { Schema } from "effect";
 import type { TokenisedExample } from "./tokenise.ts";
 
+/** Which tokens a mask weighs, as plain data (see above). */
 export type MaskSpec =
   | { readonly kind: "response" }
   | { readonly kind: "key" }
@@ -23,8 +24,11 @@ export type MaskSpec =
   | { readonly kind: "prefix"; readonly k: number }
   | { readonly kind: "mix"; readonly parts: ReadonlyArray<MixPart> };
 
+/** One part of a "mix" mask: `weight` times the weights of `mask`. */
 export interface MixPart {
+  /** Non-negative factor. */
   readonly weight: number;
+  /** The mask it scales. */
   readonly mask: MaskSpec;
 }
 

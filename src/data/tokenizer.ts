@@ -11,7 +11,7 @@
  * `decode(encode(x)) === x` for byte-level tokenizers and key spans map to exact characters.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { Effect } from "effect";
+import { Effect, Either } from "effect";
 import { FileUnreadable, TokenizerMismatch } from "../errors.ts";
 export { TOKENIZER_COMPANIONS } from "./tokenizer_files.ts";
 
@@ -62,7 +62,8 @@ const FAMILIES: Readonly<Record<string, Family>> = {
   Qwen2TokenizerFast: "qwen2",
 };
 
-const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+/** An error's message on one line (JSON.parse quotes the offending text, newlines included). */
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, " ");
 
 const readText = (path: string) =>
   Effect.tryPromise({
@@ -517,10 +518,34 @@ export const checkVocab = (
 
 /**
  * The `vocabSize` loadTokenizer reports for `path`, computed synchronously: pipelines size a fresh model's
- * embedding with it while they are being built. Throws an Error naming the file when it cannot be read.
+ * embedding with it while they are being built. Throws the typed error loadTokenizer would give, naming
+ * the file: FileUnreadable when a file is missing or unreadable, TokenizerMismatch when it is not JSON or
+ * not a tokenizer (the command line reports either as one line, at build time).
  */
 export const tokenizerVocabSizeSync = (path: string): number => {
-  const readJson = (file: string) => JSON.parse(Deno.readTextFileSync(file)) as Record<string, unknown>;
+  const readJson = (file: string): Record<string, unknown> => {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch (e) {
+      throw new FileUnreadable({ path: file, reason: message(e) });
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new TokenizerMismatch({ path: file, reason: `not valid JSON (${message(e)})` });
+    }
+    if (!isRecord(json)) throw new TokenizerMismatch({ path: file, reason: "not a JSON object" });
+    return json;
+  };
+  const statSync = (p: string) => {
+    try {
+      return Deno.statSync(p);
+    } catch (e) {
+      throw new FileUnreadable({ path: p, reason: message(e) });
+    }
+  };
   const isFileSync = (file: string) => {
     try {
       return Deno.statSync(file).isFile;
@@ -530,7 +555,7 @@ export const tokenizerVocabSizeSync = (path: string): number => {
   };
   let dir = path.replace(/(.)\/+$/, "$1");
   let file: string | undefined = path;
-  if (Deno.statSync(path).isDirectory) {
+  if (statSync(path).isDirectory) {
     file = isFileSync(`${dir}/tokenizer.json`) ? `${dir}/tokenizer.json` : undefined;
   } else if (/(^|\/)(vocab\.json|merges\.txt)$/.test(path)) [dir, file] = [dirOf(path), undefined];
   else dir = dirOf(path);
@@ -540,6 +565,9 @@ export const tokenizerVocabSizeSync = (path: string): number => {
   };
   if (file !== undefined) {
     const json = readJson(file);
+    if (!isRecord(json.model)) {
+      throw new TokenizerMismatch({ path: file, reason: 'not a tokenizer.json (no "model" object)' });
+    }
     for (
       const id of Object.values(isRecord(json.model) && isRecord(json.model.vocab) ? json.model.vocab : {})
     ) see(id);
@@ -550,8 +578,11 @@ export const tokenizerVocabSizeSync = (path: string): number => {
   }
   const config = isFileSync(`${dir}/tokenizer_config.json`) ? readJson(`${dir}/tokenizer_config.json`) : {};
   const family: Family = FAMILIES[String(config.tokenizer_class)] ?? "gpt2";
-  const vocab = Effect.runSync(parseVocab(`${dir}/vocab.json`, readJson(`${dir}/vocab.json`)));
+  // Their typed failure itself, not the FiberFailure runSync would wrap it in.
+  const orThrow = <A, E>(effect: Effect.Effect<A, E>): A =>
+    Either.getOrThrowWith(Effect.runSync(Effect.either(effect)), (e) => e);
+  const vocab = orThrow(parseVocab(`${dir}/vocab.json`, readJson(`${dir}/vocab.json`)));
   for (const id of Object.values(vocab)) see(id);
-  for (const t of Effect.runSync(addedTokens(dir, vocab, config, family))) see(t.id);
+  for (const t of orThrow(addedTokens(dir, vocab, config, family))) see(t.id);
   return size;
 };

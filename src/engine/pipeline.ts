@@ -24,11 +24,15 @@ export const describeConfigIssues = (error: ParseResult.ParseError): { path: str
 
 /** A handle on a node's output, used to wire it into later steps. */
 export interface NodeRef {
+  /** The node's name in its pipeline. */
   readonly node: string;
 }
 
+/** A node whose output is a file or directory the user gave (data, tokenizer, checkpoint). */
 export interface SourceNode {
+  /** Tells sources from steps. */
   readonly kind: "source";
+  /** The node's name, unique in its pipeline. */
   readonly name: string;
   /** A file or a directory (e.g. a Hugging Face checkpoint); its bytes are part of downstream keys. */
   readonly path: string;
@@ -39,32 +43,45 @@ export interface SourceNode {
   readonly companions?: ReadonlyArray<string>;
 }
 
+/** A node that runs a step on its inputs' outputs. */
 export interface StepNode {
+  /** Tells sources from steps. */
   readonly kind: "step";
+  /** The node's name, unique in its pipeline. */
   readonly name: string;
+  /** What it runs. */
   readonly step: AnyStep;
   /** The config in its encoded (JSON) form: what goes into the cache key. */
   readonly config: unknown;
+  /** Input name -> the name of the node whose output it reads. */
   readonly inputs: Readonly<Record<string, string>>;
 }
 
+/** A node of a pipeline. */
 export type PipelineNode = SourceNode | StepNode;
 
+/** A declarative pipeline: named nodes wired to each other's outputs. Build one with PipelineBuilder. */
 export interface Pipeline {
+  /** Shown in status and summaries. */
   readonly name: string;
+  /** One line on what it does. */
   readonly description: string;
   /** Nodes in an order where every node comes after its inputs. */
   readonly nodes: ReadonlyArray<PipelineNode>;
 }
 
-type Inputs<I extends string> = { readonly [K in I]?: NodeRef };
+/** A step's inputs wired to nodes; unconnected optional inputs are left out. */
+export type Inputs<I extends string> = { readonly [K in I]?: NodeRef };
 
+/** Adds sources and steps one by one and checks the whole when built (names, wiring, configs). */
 export class PipelineBuilder {
   private readonly nodes: PipelineNode[] = [];
   private readonly problems: string[] = [];
 
+  /** A builder for a pipeline named `name`. */
   constructor(readonly name: string, readonly description = "") {}
 
+  /** Records a problem when `name` is already taken. */
   private claim(name: string) {
     if (this.nodes.some((n) => n.name === name)) this.problems.push(`node "${name}" is defined twice`);
   }
@@ -114,6 +131,7 @@ export class PipelineBuilder {
     return { node: name };
   }
 
+  /** The pipeline, or a thrown PipelineInvalid naming every problem found while adding nodes. */
   build(): Pipeline {
     return validate(
       { name: this.name, description: this.description, nodes: [...this.nodes] },

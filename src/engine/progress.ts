@@ -3,23 +3,33 @@
  * files), so a log is readable and still shows that work is moving.
  */
 
+/** Where a long step stands. */
 export interface ProgressUpdate {
+  /** Items (optimizer steps, examples) done so far. */
   readonly done: number;
+  /** Items in all. */
   readonly total: number;
+  /** The latest loss, when the step trains or scores. */
   readonly loss?: number;
   /** Loss-weighted tokens (or other items) processed per second. */
   readonly rate?: number;
+  /** What `rate` counts (default "tok"). */
   readonly unit?: string;
 }
 
+/** One long operation's progress line. */
 export interface Progress {
+  /** Reports where the operation stands (printed at most every few seconds off a terminal). */
   update(p: ProgressUpdate): void;
+  /** Ends the line: prints the last update. */
   finish(): void;
 }
 
+/** Where a run tells the user what it does: narrative lines and progress lines. */
 export interface Reporter {
   /** A line of narrative output ("stage-one: cached", the final table, ...). */
   log(line: string): void;
+  /** A progress line for one long operation, shown with `label`. */
   progress(label: string): Progress;
 }
 
@@ -41,6 +51,7 @@ const describe = (label: string, p: ProgressUpdate, elapsed: number): string => 
 
 const encoder = new TextEncoder();
 
+/** Reports to the console: a rewritten line on a terminal, a line every `intervalSeconds` (10) otherwise. */
 export const consoleReporter = (opts: { interactive?: boolean; intervalSeconds?: number } = {}): Reporter => {
   const interactive = opts.interactive ?? Deno.stderr.isTerminal();
   const interval = (opts.intervalSeconds ?? 10) * 1000;

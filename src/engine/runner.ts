@@ -41,9 +41,13 @@ export interface RunResult {
   readonly outputs: ReadonlyMap<string, string>;
 }
 
+/** How to run a pipeline. */
 export interface RunOptions {
+  /** Where artifacts are looked up and committed. */
   readonly store: ArtifactStore;
+  /** Where lines and progress go. */
   readonly reporter: Reporter;
+  /** The backend in use, passed to steps. */
   readonly backend: string;
   /** Node names to recompute even when cached. */
   readonly force?: ReadonlyArray<string>;
@@ -95,6 +99,7 @@ export const nodeKey = (node: StepNode, inputDigests: Readonly<Record<string, st
 const inputDigestsOf = (node: StepNode, digests: ReadonlyMap<string, string>) =>
   Object.fromEntries(Object.entries(node.inputs).map(([k, from]) => [k, digests.get(from)!]));
 
+/** Runs every node in order: reuses cached artifacts, resumes interrupted ones, runs the rest. */
 export const runPipeline = (
   pipeline: Pipeline,
   opts: RunOptions,

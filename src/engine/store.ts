@@ -18,10 +18,15 @@ import { exists, isTempFile, listFiles, removeIfExists, writeFileAtomic } from "
 
 export const MANIFEST = "manifest.json";
 
+/** manifest.json of an artifact: what produced it and the digests of its files. */
 export interface Manifest {
+  /** The cache key it was stored under. */
   readonly key: string;
+  /** Name of the step that produced it. */
   readonly step: string;
+  /** That step's version. */
   readonly version: number;
+  /** The pipeline node that produced it. */
   readonly node: string;
   /** SHA-256 of each file, by path relative to the artifact directory (manifest.json excluded). */
   readonly files: Readonly<Record<string, string>>;
@@ -30,22 +35,29 @@ export interface Manifest {
    * depend on this, not on `key`.
    */
   readonly digest: string;
+  /** When it was committed (ISO 8601). */
   readonly created: string;
+  /** Seconds the step ran. */
   readonly seconds: number;
 }
 
+/** What the store holds under a key: a verified artifact, nothing, or a corrupt artifact and why. */
 export type Lookup =
   | { readonly kind: "hit"; readonly dir: string; readonly manifest: Manifest }
   | { readonly kind: "miss" }
   | { readonly kind: "corrupt"; readonly dir: string; readonly reason: string };
 
+/** The content-addressed store of artifacts: `<root>/<step>/<key>/`, each with its manifest. */
 export class ArtifactStore {
+  /** A store rooted at `root` (a run directory's artifacts/). */
   constructor(readonly root: string) {}
 
+  /** Where the artifact of `step` under `key` lives once committed. */
   dir(step: string, key: string): string {
     return `${this.root}/${step}/${key}`;
   }
 
+  /** The working directory of an attempt at that artifact, renamed to `dir` on commit. */
   partialDir(step: string, key: string): string {
     return `${this.dir(step, key)}.partial`;
   }

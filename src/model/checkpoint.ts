@@ -29,7 +29,9 @@ export const SIDE_FILES = [
   "chat_template.jinja",
 ];
 
-const message = (e: unknown): string => e instanceof Error ? e.message : String(e);
+/** An error's message on one line (JSON.parse quotes the offending text, newlines included). */
+const message = (e: unknown): string =>
+  (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, " ");
 const join = (dir: string, name: string): string => `${dir.replace(/\/+$/, "")}/${name}`;
 
 const exists = (path: string): Effect.Effect<boolean> =>
@@ -183,13 +185,13 @@ export interface LoadedCheckpoint {
 }
 
 /**
- * Loads a checkpoint directory written by `saveCheckpoint` or by transformers. Every expected tensor
- * must be present with the shape config.json implies; unknown tensors are refused rather than silently
- * dropped.
+ * The model configuration of a checkpoint directory (its config.json), without the weights: the command
+ * line checks a --model directory with it before building a pipeline, so a missing or malformed one is
+ * reported at once rather than when the training step reaches it.
  */
-export const loadCheckpoint = (
+export const loadCheckpointConfig = (
   dir: string,
-): Effect.Effect<LoadedCheckpoint, CheckpointMalformed | FileUnreadable> =>
+): Effect.Effect<{ config: ModelConfig; json: unknown }, CheckpointMalformed | FileUnreadable> =>
   Effect.gen(function* () {
     const configPath = join(dir, CONFIG_FILE);
     const configText = new TextDecoder().decode(yield* readFile(configPath));
@@ -201,7 +203,19 @@ export const loadCheckpoint = (
         new CheckpointMalformed({ path: configPath, reason: `not JSON: ${message(e)}` }),
       );
     }
-    const config = yield* fromHfConfig(json, configPath);
+    return { config: yield* fromHfConfig(json, configPath), json };
+  });
+
+/**
+ * Loads a checkpoint directory written by `saveCheckpoint` or by transformers. Every expected tensor
+ * must be present with the shape config.json implies; unknown tensors are refused rather than silently
+ * dropped.
+ */
+export const loadCheckpoint = (
+  dir: string,
+): Effect.Effect<LoadedCheckpoint, CheckpointMalformed | FileUnreadable> =>
+  Effect.gen(function* () {
+    const { config, json } = yield* loadCheckpointConfig(dir);
 
     const { tensors, where } = yield* readTensors(dir);
     const fail = (reason: string) => Effect.fail(new CheckpointMalformed({ path: where, reason }));

@@ -18,7 +18,8 @@ const PositiveNumber = Schema.Number.pipe(Schema.positive(), Schema.finite());
 export const Architecture = Schema.Literal("llama", "mistral", "qwen2", "qwen3", "gpt2");
 export type Architecture = typeof Architecture.Type;
 
-export const ModelConfig = Schema.Struct({
+/** @internal The schema's inferred type; use `ModelConfig`. */
+const ModelConfigSchema = Schema.Struct({
   architecture: Architecture,
   vocabSize: PositiveInt,
   hiddenSize: PositiveInt,
@@ -76,7 +77,10 @@ export const ModelConfig = Schema.Struct({
     return undefined;
   }),
 );
-export type ModelConfig = typeof ModelConfig.Type;
+/** A model's architecture and sizes as plain data (read from and written to HF config.json). */
+export type ModelConfig = typeof ModelConfigSchema.Type;
+/** Decoder for model configs in step configuration. */
+export const ModelConfig: Schema.Schema<ModelConfig, typeof ModelConfigSchema.Encoded> = ModelConfigSchema;
 
 /** Positions this implementation computes exactly: maxPositions, capped by a sliding window. */
 export const contextLength = (c: ModelConfig): number =>

@@ -7,7 +7,7 @@
  * head for the last position only.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Rng } from "../train/rng.ts";
+import type { Rng } from "../util/rng.ts";
 import type { ModelConfig } from "./config.ts";
 import { createCache, forward, type KvCache, type Params, tidyValues } from "./model.ts";
 

@@ -8,7 +8,7 @@
  * cpu backend, stock tfjs elsewhere).
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Rng } from "../train/rng.ts";
+import type { Rng } from "../util/rng.ts";
 import { emptyCache, type KvCache } from "./cache.ts";
 import { contextLength, headDim, type ModelConfig } from "./config.ts";
 import type { Decoder } from "./decoder.ts";

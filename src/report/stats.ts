@@ -13,7 +13,7 @@
  * is the 2.5th to 97.5th percentile of those replicate means (percentile bootstrap). Drawing from a seeded
  * generator makes the interval a pure function of the data, the number of replicates and the seed.
  */
-import { Rng } from "../train/rng.ts";
+import { Rng } from "../util/rng.ts";
 
 export const mean = (xs: ReadonlyArray<number>): number =>
   xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -6,16 +6,17 @@
  * (the "silently empty mask" failure of other SFT tools): the step reports them by file:line and fails.
  */
 import { Effect, Schema } from "effect";
-import { EmptyDataset } from "../errors.ts";
+import { EmptyDataset, type ToolkitError } from "../errors.ts";
 import { buildMask, MaskSpec, maskWeightSum } from "../data/masks.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
-import { SHOWN } from "./locate_key.ts";
+import { defineStep, type Step } from "../engine/step.ts";
+import { SHOWN } from "./shared.ts";
 
 export const BuildMasksConfig = Schema.Struct({ mask: MaskSpec });
 
-export const buildMasksStep = defineStep({
+/** The `buildMasks` step: compute a loss weight for every token from a mask spec. */
+export const buildMasksStep: Step<typeof BuildMasksConfig.Type, "tokens", ToolkitError> = defineStep({
   name: "buildMasks",
   version: 1,
   description: "compute a loss weight for every token from a mask spec",

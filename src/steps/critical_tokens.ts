@@ -27,14 +27,14 @@ import { DataFormat, defaultLocator } from "../data/formats.ts";
 import { LocatorSpec } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
-import { loadTokenizer } from "../data/tokenizer.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
-import { loadCheckpoint } from "../model/checkpoint.ts";
+import type { ToolkitError } from "../errors.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { disposeParams, forward, type Params, tidyValues } from "../model/llama.ts";
-import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
-import { modelDirOf } from "./train.ts";
+import { forward, type Params, tidyValues } from "../model/model.ts";
+import { acceptedGeneration, answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
+import type { TextTokenizer } from "../data/tokenizer.ts";
+import { loadModel } from "./shared.ts";
 
 export const CriticalTokensConfig = Schema.Struct({
   format: DataFormat,
@@ -138,18 +138,128 @@ export const topK = (logits: Float32Array, row: number, vocab: number, n: number
 };
 
 /** The model's replacements at every position: its top tokens there, the solution's own token excluded. */
-const modelAlternatives = (params: Params, c: ModelConfig, count: number) => (s: Solution): number[][] => {
-  const ids = [...s.prompt, ...s.response];
-  const logits = tidyValues(() =>
-    forward(params, c, tf.tensor2d(Int32Array.from(ids), [1, ids.length], "int32"))
-  );
-  // Logits at position p predict token p + 1: response token t is predicted at prompt.length + t - 1.
-  return s.response.map((token, t) =>
-    topK(logits, s.prompt.length + t - 1, c.vocabSize, count + 1).filter((v) => v !== token).slice(0, count)
-  );
+export const modelAlternatives =
+  (params: Params, c: ModelConfig, count: number) => (s: Solution): number[][] => {
+    const ids = [...s.prompt, ...s.response];
+    const logits = tidyValues(() =>
+      forward(params, c, tf.tensor2d(Int32Array.from(ids), [1, ids.length], "int32"))
+    );
+    // Logits at position p predict token p + 1: response token t is predicted at prompt.length + t - 1.
+    return s.response.map((token, t) =>
+      topK(logits, s.prompt.length + t - 1, c.vocabSize, count + 1).filter((v) => v !== token).slice(0, count)
+    );
+  };
+
+/**
+ * Greedy continuations of prefixes in one batched call. A continuation gets the budget its solution had
+ * left, maxNewTokens minus the response tokens already in the prefix, so a perturbed solution is never
+ * longer than a greedy one could be; rows do not influence each other, so each keeps only its own budget
+ * of the batch's longest run.
+ */
+export const modelContinuations = (
+  params: Params,
+  c: ModelConfig,
+  eosId: number,
+  maxNewTokens: number,
+  onBatch: (rows: number) => void = () => {},
+) =>
+(prefixes: ReadonlyArray<Prefix>): number[][] => {
+  const budgets = prefixes.map((p) => Math.max(0, maxNewTokens - p.response.length));
+  const out = generateAll(params, c, prefixes.map((p) => [...p.prompt, ...p.response]), {
+    maxNewTokens: Math.max(...budgets),
+    batchSize: prefixes.length,
+    eosId,
+  });
+  onBatch(prefixes.length);
+  return out.map((g, k) => g.ids.slice(0, budgets[k]));
 };
 
-export const criticalTokensStep = defineStep({
+/** What the search found, ready to write: the training records and the counts for report.json. */
+interface CriticalData {
+  readonly records: MaskedRecord[];
+  readonly examined: number;
+  readonly correctSolutions: number;
+  readonly continuations: number;
+  readonly responseTokensSearched: number;
+  readonly criticalTokens: number;
+  /** No examined solution has a critical token: `records` are the solutions with every weight 0. */
+  readonly nothingToTrain: boolean;
+}
+
+/**
+ * The whole computation, without I/O: the model's greedy solutions of `rows`, the judge, the
+ * counterfactual search on the correct ones, and the records weighted on their critical tokens.
+ * `onContinuations` is told how many continuations ran, for progress.
+ */
+const criticalTokenData = (
+  model: { readonly tok: TextTokenizer; readonly config: ModelConfig; readonly params: Params },
+  rows: ReadonlyArray<TokenRecord>,
+  config: typeof CriticalTokensConfig.Type,
+  locator: LocatorSpec,
+  onContinuations: (done: number, total: number) => void,
+): CriticalData => {
+  const { tok, config: mc, params } = model;
+  const prompts = rows.map((r) => r.input_ids.slice(0, r.prompt_length));
+
+  // 1. The model's greedy solutions; the judge keeps the correct ones.
+  const greedy = generateAll(params, mc, prompts, {
+    maxNewTokens: config.maxNewTokens,
+    batchSize: config.batchSize,
+    eosId: tok.eosId,
+  });
+  const correctIdx = rows.map((_, j) => j).filter((j) =>
+    // A solution must have ended (EOS): a cut-off one is not a solution to learn from.
+    acceptedGeneration(tok, greedy[j], rows[j].answer, locator)
+  );
+  const solutions: Solution[] = correctIdx.map((j) => ({ prompt: prompts[j], response: greedy[j].ids }));
+
+  // 2. Counterfactual continuations, batched.
+  const total = solutions.reduce((n, s) => n + s.response.length * config.alternatives, 0);
+  let done = 0;
+  const result = findCriticalTokens(solutions, {
+    alternatives: modelAlternatives(params, mc, config.alternatives),
+    continueAll: modelContinuations(params, mc, tok.eosId, config.maxNewTokens, (n) => {
+      done += n;
+      onContinuations(done, total);
+    }),
+    correct: (i, response) => answerMatches(tok.decode(response), rows[correctIdx[i]].answer, locator),
+  }, config.batchSize);
+
+  // 3. Records: the correct solutions, weight 1 on their critical tokens.
+  const records: MaskedRecord[] = [];
+  correctIdx.forEach((j, i) => {
+    const r = generatedRecord(tok, locator, rows[j].source, prompts[j], greedy[j], rows[j].answer);
+    const weights = r.input_ids.map((_, t) => {
+      const at = t - r.prompt_length;
+      return at >= 0 && at < result.critical[i].length && result.critical[i][at] ? 1 : 0;
+    });
+    if (weights.some((w) => w > 0)) records.push({ ...r, weights });
+  });
+  const criticalTokens = records.reduce((n, r) => n + r.weights.reduce((a, b) => a + b, 0), 0);
+  const nothingToTrain = records.length === 0;
+  if (nothingToTrain) {
+    rows.forEach((r, j) => {
+      const g = generatedRecord(tok, locator, r.source, prompts[j], greedy[j], r.answer);
+      records.push({ ...g, weights: g.input_ids.map(() => 0) });
+    });
+  }
+  return {
+    records,
+    examined: rows.length,
+    correctSolutions: solutions.length,
+    continuations: result.continuations,
+    responseTokensSearched: solutions.reduce((n, s) => n + s.response.length, 0),
+    criticalTokens,
+    nothingToTrain,
+  };
+};
+
+/** The `criticalTokens` step: CFT: tokens of correct self-generated solutions whose every replacement gives a wrong answer. */
+export const criticalTokensStep: Step<
+  typeof CriticalTokensConfig.Type,
+  "model" | "data" | "tokenizer",
+  ToolkitError
+> = defineStep({
   name: "criticalTokens",
   // 2: only finished (EOS-terminated) greedy solutions count as correct.
   version: 2,
@@ -159,104 +269,40 @@ export const criticalTokensStep = defineStep({
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
-      const tok = yield* loadTokenizer(inputs.tokenizer!);
-      const { config: mc, params } = yield* loadCheckpoint(
-        yield* Effect.promise(() => modelDirOf(inputs.model!)),
-      );
-      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      const model = yield* loadModel(inputs.model!, inputs.tokenizer!);
       const all = yield* readJsonl<TokenRecord>(`${inputs.data}/tokens.jsonl`);
       const started = performance.now();
       const prompts = all.map((r) => r.input_ids.slice(0, r.prompt_length));
-      const chosen = stableSubset(config.seed, prompts, config.maxExamples ?? all.length);
-      const rows = chosen.map((i) => all[i]);
+      const rows = stableSubset(config.seed, prompts, config.maxExamples ?? all.length).map((i) => all[i]);
 
-      // 1. The model's greedy solutions; the judge keeps the correct ones.
-      const greedy = generateAll(params, mc, chosen.map((i) => prompts[i]), {
-        maxNewTokens: config.maxNewTokens,
-        batchSize: config.batchSize,
-        eosId: tok.eosId,
-      });
-      const correctIdx = rows.map((_, j) => j).filter((j) =>
-        // A solution must have ended (EOS): a cut-off one is not a solution to learn from.
-        greedy[j].finished && greedy[j].ids.length > 0 &&
-        answerMatches(tok.decode(greedy[j].ids), rows[j].answer, locator)
-      );
-      const solutions: Solution[] = correctIdx.map((j) => ({
-        prompt: prompts[chosen[j]],
-        response: greedy[j].ids,
-      }));
-
-      // 2. Counterfactual continuations, batched.
       const progress = ctx.reporter.progress(`[${ctx.node}]`);
-      const total = solutions.reduce((n, s) => n + s.response.length * config.alternatives, 0);
-      let done = 0;
-      const result = findCriticalTokens(solutions, {
-        alternatives: modelAlternatives(params, mc, config.alternatives),
-        continueAll: (prefixes) => {
-          const out = generateAll(params, mc, prefixes.map((p) => [...p.prompt, ...p.response]), {
-            maxNewTokens: Math.max(...prefixes.map((p) => config.maxNewTokens - p.response.length)),
-            batchSize: prefixes.length,
-            eosId: tok.eosId,
-          });
-          done += prefixes.length;
-          progress.update({
-            done,
-            total,
-            rate: done / ((performance.now() - started) / 1000),
-            unit: "cont",
-          });
-          // Each row keeps only what its own budget allows (rows do not influence each other).
-          return out.map((g, k) =>
-            g.ids.slice(0, Math.max(0, config.maxNewTokens - prefixes[k].response.length))
-          );
-        },
-        correct: (i, response) => answerMatches(tok.decode(response), rows[correctIdx[i]].answer, locator),
-      }, config.batchSize);
+      const found = criticalTokenData(model, rows, config, locator, (done, total) =>
+        progress.update({ done, total, rate: done / ((performance.now() - started) / 1000), unit: "cont" }));
       progress.finish();
 
-      // 3. Records: the correct solutions, weight 1 on their critical tokens.
-      const records: MaskedRecord[] = [];
-      correctIdx.forEach((j, i) => {
-        const r = generatedRecord(
-          tok,
-          locator,
-          rows[j].source,
-          prompts[chosen[j]],
-          greedy[j],
-          rows[j].answer,
-        );
-        const weights = r.input_ids.map((_, t) => {
-          const at = t - r.prompt_length;
-          return at >= 0 && at < result.critical[i].length && result.critical[i][at] ? 1 : 0;
-        });
-        if (weights.some((w) => w > 0)) records.push({ ...r, weights });
-      });
-      const criticalTokens = records.reduce((n, r) => n + r.weights.reduce((a, b) => a + b, 0), 0);
-      const nothingToTrain = records.length === 0;
-      if (nothingToTrain) {
-        rows.forEach((r, j) => {
-          const g = generatedRecord(tok, locator, r.source, prompts[chosen[j]], greedy[j], r.answer);
-          records.push({ ...g, weights: g.input_ids.map(() => 0) });
-        });
-      }
-      yield* writeJsonl(`${ctx.dir}/masked.jsonl`, records);
-      const responseTokens = solutions.reduce((n, s) => n + s.response.length, 0);
+      yield* writeJsonl(`${ctx.dir}/masked.jsonl`, found.records);
+      const { records, ...counts } = found;
       const report = {
-        examined: rows.length,
-        correctSolutions: solutions.length,
-        continuations: result.continuations,
-        responseTokensSearched: responseTokens,
-        criticalTokens,
-        criticalShare: responseTokens > 0 ? criticalTokens / responseTokens : 0,
-        examplesKept: nothingToTrain ? 0 : records.length,
-        nothingToTrain,
+        examined: counts.examined,
+        correctSolutions: counts.correctSolutions,
+        continuations: counts.continuations,
+        responseTokensSearched: counts.responseTokensSearched,
+        criticalTokens: counts.criticalTokens,
+        criticalShare: counts.responseTokensSearched > 0
+          ? counts.criticalTokens / counts.responseTokensSearched
+          : 0,
+        examplesKept: counts.nothingToTrain ? 0 : records.length,
+        nothingToTrain: counts.nothingToTrain,
         seconds: (performance.now() - started) / 1000,
       };
       yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
       ctx.reporter.log(
-        `[${ctx.node}] ${solutions.length}/${rows.length} greedy solutions correct; ${result.continuations} ` +
-          `continuations; ${criticalTokens} critical of ${responseTokens} tokens in ${report.examplesKept} examples` +
-          (nothingToTrain ? " — nothing to train on: every weight is 0 and the model will not change" : ""),
+        `[${ctx.node}] ${report.correctSolutions}/${report.examined} greedy solutions correct; ` +
+          `${report.continuations} continuations; ${report.criticalTokens} critical of ` +
+          `${report.responseTokensSearched} tokens in ${report.examplesKept} examples` +
+          (report.nothingToTrain
+            ? " — nothing to train on: every weight is 0 and the model will not change"
+            : ""),
       );
     }),
 });

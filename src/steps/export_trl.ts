@@ -15,10 +15,10 @@
  * something else than the pipeline does, so the step refuses it, naming the first such example.
  */
 import { Effect, Schema } from "effect";
-import { InvalidConfig } from "../errors.ts";
+import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { type MaskedRecord, readJsonl, writeJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 
 /** The file the step writes. */
 export const TRL_FILE = "trl.jsonl";
@@ -38,7 +38,8 @@ export const trlRow = (r: MaskedRecord): TrlRow | undefined => {
   return { input_ids: r.input_ids, completion_mask: mask };
 };
 
-export const exportTrlStep = defineStep({
+/** The `exportTrl` step: write a masked dataset as TRL SFTTrainer JSONL (input_ids, completion_mask). */
+export const exportTrlStep: Step<Record<never, never>, "data", ToolkitError> = defineStep({
   name: "exportTrl",
   version: 1,
   description: "write a masked dataset as TRL SFTTrainer JSONL (input_ids, completion_mask)",

@@ -9,14 +9,13 @@
  * (the first few by file:line), then dropped or the step fails, as `onMissingKey` says.
  */
 import { Effect, Schema } from "effect";
-import { EmptyDataset, InvalidRow, KeyNotFound } from "../errors.ts";
+import { EmptyDataset, InvalidRow, KeyNotFound, type ToolkitError } from "../errors.ts";
 import { DataFormat, defaultLocator, readExamples } from "../data/formats.ts";
 import { answerPartStart, locateKey as locate, LocatorSpec } from "../data/locate.ts";
 import { type LocatedRecord, writeJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
-
-export const OnProblem = Schema.Literal("drop", "fail");
+import { defineStep, type Step } from "../engine/step.ts";
+import { OnProblem, SHOWN } from "./shared.ts";
 
 export const LocateKeyConfig = Schema.Struct({
   format: DataFormat,
@@ -33,10 +32,8 @@ export const LocateKeyConfig = Schema.Struct({
 /** Far beyond any context length trained here (a token covers a few characters). */
 export const MAX_ROW_CHARS = 1_000_000;
 
-/** How many problems to name by file:line in reports and errors. */
-export const SHOWN = 5;
-
-export const locateKeyStep = defineStep({
+/** The `locateKey` step: validate the data rows and find the key (answer) span in every response. */
+export const locateKeyStep: Step<typeof LocateKeyConfig.Type, "data", ToolkitError> = defineStep({
   name: "locateKey",
   // 3: rows with several answer blocks or above maxRowChars are rejected.
   version: 3,

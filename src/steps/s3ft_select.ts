@@ -23,13 +23,12 @@ import { DataFormat, defaultLocator } from "../data/formats.ts";
 import { LocatorSpec } from "../data/locate.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
-import { loadTokenizer } from "../data/tokenizer.ts";
+import type { TextTokenizer } from "../data/tokenizer.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
-import { loadCheckpoint } from "../model/checkpoint.ts";
-import { disposeParams } from "../model/llama.ts";
-import { answerMatches, generateAll, type Generated, generatedRecord } from "./self_generation.ts";
-import { modelDirOf } from "./train.ts";
+import type { ToolkitError } from "../errors.ts";
+import { defineStep, type Step } from "../engine/step.ts";
+import { acceptedGeneration, generateAll, type Generated, generatedRecord } from "./self_generation.ts";
+import { loadModel } from "./shared.ts";
 
 /** `{prompt}`: the rendered prompt (it ends with the template's newline); `{response}`: the gold response. */
 export const PARAPHRASE_TEMPLATE =
@@ -50,6 +49,19 @@ export const S3ftSelectConfig = Schema.Struct({
   maxExamples: Schema.optional(Schema.Int.pipe(Schema.positive())),
   seed: Schema.Int,
 });
+
+/**
+ * The paraphrase request for one example: the template with {prompt} the decoded prompt tokens and
+ * {response} the decoded gold response, its EOS dropped (it would end the request mid-way). One pass with
+ * a replacer function, so the texts go in as they are: a replacement string would expand "$$", "$&" and
+ * the like (GSM8K writes "$$<<4*15=60.00>>60.00"), and a prompt containing "{response}" would be filled.
+ */
+export const paraphrasePrompt = (tok: TextTokenizer, template: string, record: TokenRecord): string => {
+  const prompt = tok.decode(record.input_ids.slice(0, record.prompt_length));
+  const response = record.input_ids.slice(record.prompt_length);
+  const gold = tok.decode(response.at(-1) === tok.eosId ? response.slice(0, -1) : response);
+  return template.replace(/\{prompt\}|\{response\}/g, (slot) => slot === "{prompt}" ? prompt : gold);
+};
 
 export type Branch = "self" | "paraphrase" | "gold";
 
@@ -82,21 +94,23 @@ export const selectTargets = (
   return choices;
 };
 
-export const s3ftSelectStep = defineStep({
+/** The `s3ftSelect` step: S3FT: train on the model's own correct response, else an accepted paraphrase, else gold. */
+export const s3ftSelectStep: Step<
+  typeof S3ftSelectConfig.Type,
+  "model" | "data" | "tokenizer",
+  ToolkitError
+> = defineStep({
   name: "s3ftSelect",
   // 2: only finished (EOS-terminated) generations are accepted.
-  version: 2,
+  // 3: "$" patterns in the gold response ("$$" in GSM8K) reach the paraphrase request unexpanded.
+  version: 3,
   description: "S3FT: train on the model's own correct response, else an accepted paraphrase, else gold",
   config: S3ftSelectConfig,
   inputs: ["model", "data", "tokenizer"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
-      const tok = yield* loadTokenizer(inputs.tokenizer!);
-      const { config: mc, params } = yield* loadCheckpoint(
-        yield* Effect.promise(() => modelDirOf(inputs.model!)),
-      );
-      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      const { tok, config: mc, params } = yield* loadModel(inputs.model!, inputs.tokenizer!);
       const all = yield* readJsonl<TokenRecord>(`${inputs.data}/tokens.jsonl`);
       const started = performance.now();
       const allPrompts = all.map((r) => r.input_ids.slice(0, r.prompt_length));
@@ -124,23 +138,16 @@ export const s3ftSelectStep = defineStep({
           },
         });
       };
-      const goldText = (r: TokenRecord) => {
-        const response = r.input_ids.slice(r.prompt_length);
-        return tok.decode(response.at(-1) === tok.eosId ? response.slice(0, -1) : response);
-      };
       const choices = selectTargets(
         gen(prompts),
         (indices) => {
           total += indices.length;
-          return gen(indices.map((i) =>
-            tok.encode(
-              config.paraphraseTemplate.replaceAll("{prompt}", tok.decode(prompts[i]))
-                .replaceAll("{response}", goldText(rows[i])),
-            )
-          ));
+          return gen(
+            indices.map((i) => tok.encode(paraphrasePrompt(tok, config.paraphraseTemplate, rows[i]))),
+          );
         },
         // Only a response that ended (EOS) is accepted: a cut-off one would teach the model not to stop.
-        (i, g) => g.finished && g.ids.length > 0 && answerMatches(tok.decode(g.ids), rows[i].answer, locator),
+        (i, g) => acceptedGeneration(tok, g, rows[i].answer, locator),
       );
       progress.finish();
       const out: Array<MaskedRecord & { branch: Branch }> = choices.map((c, i) => {

@@ -15,14 +15,12 @@ import { DataFormat, defaultLocator } from "../data/formats.ts";
 import { LocatorSpec } from "../data/locate.ts";
 import { readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { stableSubset } from "../data/select.ts";
-import { loadTokenizer } from "../data/tokenizer.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
-import { loadCheckpoint } from "../model/checkpoint.ts";
-import { disposeParams } from "../model/llama.ts";
-import { Rng } from "../train/rng.ts";
+import type { ToolkitError } from "../errors.ts";
+import { defineStep, type Step } from "../engine/step.ts";
+import { Rng } from "../util/rng.ts";
 import { answerMatches, generateAll, generatedRecord } from "./self_generation.ts";
-import { modelDirOf } from "./train.ts";
+import { loadModel } from "./shared.ts";
 
 export const SampleResponsesConfig = Schema.Struct({
   format: DataFormat,
@@ -37,7 +35,12 @@ export const SampleResponsesConfig = Schema.Struct({
   maxExamples: Schema.optional(Schema.Int.pipe(Schema.positive())),
 });
 
-export const sampleResponsesStep = defineStep({
+/** The `sampleResponses` step: replace each response by one the model generates from the prompt (unverified). */
+export const sampleResponsesStep: Step<
+  typeof SampleResponsesConfig.Type,
+  "model" | "data" | "tokenizer",
+  ToolkitError
+> = defineStep({
   name: "sampleResponses",
   version: 1,
   description: "replace each response by one the model generates from the prompt (unverified)",
@@ -46,11 +49,7 @@ export const sampleResponsesStep = defineStep({
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
-      const tok = yield* loadTokenizer(inputs.tokenizer!);
-      const { config: modelConfig, params } = yield* loadCheckpoint(
-        yield* Effect.promise(() => modelDirOf(inputs.model!)),
-      );
-      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      const { tok, config: modelConfig, params } = yield* loadModel(inputs.model!, inputs.tokenizer!);
       const all = yield* readJsonl<TokenRecord>(`${inputs.data}/tokens.jsonl`);
       const allPrompts = all.map((r) => r.input_ids.slice(0, r.prompt_length));
       const chosen = config.maxExamples === undefined

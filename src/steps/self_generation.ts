@@ -17,8 +17,8 @@ import type { TokenRecord } from "../data/records.ts";
 import type { TextTokenizer } from "../data/tokenizer.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { generate } from "../model/generate.ts";
-import type { Params } from "../model/llama.ts";
-import type { Rng } from "../train/rng.ts";
+import type { Params } from "../model/model.ts";
+import type { Rng } from "../util/rng.ts";
 
 export interface Generated {
   /** New tokens, EOS not included. */
@@ -75,6 +75,18 @@ export const answerMatches = (text: string, gold: string, locator: LocatorSpec):
   const predicted = extractAnswer(text, locator);
   return predicted !== undefined && normaliseAnswer(predicted) === normaliseAnswer(gold);
 };
+
+/**
+ * The rule every self-generating method accepts a generation by: it ended with EOS and the judge accepts
+ * its answer. A cut-off generation is never accepted, even with the right answer in it: training on it
+ * would teach the model not to stop.
+ */
+export const acceptedGeneration = (
+  tok: TextTokenizer,
+  g: Generated,
+  gold: string,
+  locator: LocatorSpec,
+): boolean => g.finished && g.ids.length > 0 && answerMatches(tok.decode(g.ids), gold, locator);
 
 /**
  * Token span [start, end) of the tokens that overlap the character span [from, to) of the text that

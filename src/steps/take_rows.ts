@@ -4,7 +4,8 @@
  * data on disk. The rows keep their file:line sources, so messages still point into the original file.
  */
 import { Effect, Schema } from "effect";
-import { defineStep } from "../engine/step.ts";
+import type { ToolkitError } from "../errors.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 import { readJsonl, writeJsonl } from "../data/records.ts";
 
 export const TakeRowsConfig = Schema.Struct({
@@ -13,7 +14,8 @@ export const TakeRowsConfig = Schema.Struct({
   file: Schema.String,
 });
 
-export const takeRowsStep = defineStep({
+/** The `takeRows` step: the first n rows of a JSONL artifact file. */
+export const takeRowsStep: Step<typeof TakeRowsConfig.Type, "from", ToolkitError> = defineStep({
   name: "takeRows",
   version: 1,
   description: "the first n rows of a JSONL artifact file",

@@ -2,11 +2,12 @@
  * Step `train`: token-weighted SFT of a causal LM on a masked dataset. Stage one and stage two of SFTKey
  * are this same step with another mask (the `data` input) and another starting checkpoint (`init`).
  *
- * Resumable: every `checkpointEvery` optimizer steps it writes weights, AdamW moments, the schedule
- * position, the RNG state and the data cursor into its working directory, atomically (a new directory,
- * then the LATEST pointer is swapped by rename). A killed run restarted with the same inputs continues
- * from the last checkpoint and ends with exactly the weights of an uninterrupted run: the data order is
- * a pure function of (seed, step) (train/batches.ts) and tfjs' cpu kernels are deterministic.
+ * Resumable: every `checkpointEvery` optimizer steps it writes weights, AdamW moments and the step count
+ * (with the loss log so far) into its working directory, atomically (a new directory, then the LATEST
+ * pointer is swapped by rename). No RNG state or data cursor is saved because none is needed: the data
+ * order is a pure function of (seed, step) (train/batches.ts), so the step count alone says which batch
+ * comes next. A killed run restarted with the same inputs continues from the last checkpoint and ends
+ * with exactly the weights of an uninterrupted run, since tfjs' cpu kernels are deterministic too.
  *
  * Output: model/ (a Hugging Face checkpoint: config.json, model.safetensors, tokenizer files),
  * train_log.jsonl (loss, lr, gradient norm, tokens per step), train_summary.json, and train.meta.json
@@ -14,21 +15,29 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
-import { describeError, InvalidConfig, NonFiniteLoss, TokenizerMismatch, WriteFailed } from "../errors.ts";
+import {
+  describeError,
+  InvalidConfig,
+  NonFiniteLoss,
+  TokenizerMismatch,
+  type ToolkitError,
+  WriteFailed,
+} from "../errors.ts";
 import { type MaskedRecord, readJsonl } from "../data/records.ts";
 import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
-import { defineStep } from "../engine/step.ts";
+import { defineStep, type Step, type StepContext } from "../engine/step.ts";
+import { modelDirOf } from "./shared.ts";
 import { contextLength, ModelConfig } from "../model/config.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
-import { disposeParams, initParams, type Params } from "../model/llama.ts";
+import { disposeParams, initParams, type Params } from "../model/model.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
 import { AdamW } from "../train/adamw.ts";
 import { batchIndices, microBatches, type Sequence } from "../train/batches.ts";
-import { Rng } from "../train/rng.ts";
+import { Rng } from "../util/rng.ts";
 import { Objective } from "../train/objectives.ts";
 import { lrAt } from "../train/schedule.ts";
-import { trainStep as optimise } from "../train/step.ts";
+import { optimizerStep } from "../train/step.ts";
 
 const PositiveInt = Schema.Int.pipe(Schema.positive());
 const NonNegative = Schema.Number.pipe(Schema.nonNegative(), Schema.finite());
@@ -69,20 +78,16 @@ interface LogRow {
 }
 
 interface TrainState {
-  /** Optimizer steps completed. */
+  /**
+   * Optimizer steps completed; with the seed it fixes the next batch (train/batches.ts). Checkpoints
+   * written before this comment also hold `cursor` and `rng` fields: they were never read and are ignored.
+   */
   readonly step: number;
-  /** Index of the next training example in the epoch-wise shuffled stream. */
-  readonly cursor: number;
-  readonly rng: number[];
   readonly log: LogRow[];
   readonly seconds: number;
 }
 
 const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-/** The model directory inside a train artifact, or a plain checkpoint directory given as a source. */
-export const modelDirOf = async (dir: string) =>
-  (await exists(`${dir}/model/config.json`)) ? `${dir}/model` : dir;
 
 const checkpointDir = (dir: string) => `${dir}/checkpoints`;
 
@@ -144,9 +149,11 @@ const loadTrainingCheckpoint = (dir: string, log: (line: string) => void) =>
       const { config, params } = yield* loadCheckpoint(path);
       const rest = Effect.gen(function* () {
         const optimizer = yield* loadOptimizerState(`${path}/${OPTIMIZER_FILE}`, params);
-        const state = yield* Effect.try(() =>
-          JSON.parse(Deno.readTextFileSync(`${path}/state.json`)) as TrainState
-        );
+        // Only the fields TrainState has: older checkpoints also carry `cursor` and `rng`, dropped here.
+        const state = yield* Effect.try((): TrainState => {
+          const { step, log, seconds } = JSON.parse(Deno.readTextFileSync(`${path}/state.json`));
+          return { step, log, seconds };
+        });
         return { path, config, params, optimizer, state };
       });
       return yield* Effect.tapError(rest, () => Effect.sync(() => disposeParams(params)));
@@ -163,186 +170,219 @@ const loadTrainingCheckpoint = (dir: string, log: (line: string) => void) =>
     return undefined;
   });
 
-export const trainStep = defineStep({
-  name: "train",
-  version: 1,
-  description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
-  config: TrainConfig,
-  inputs: ["data", "init", "tokenizer"] as const,
-  optionalInputs: ["init", "tokenizer"] as const,
-  resumable: true,
-  run: (config, inputs, ctx) =>
-    Effect.gen(function* () {
-      const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
-      const data: Sequence[] = rows.map((r) => ({ ids: r.input_ids, weights: r.weights }));
-
-      // The starting point: a resumed checkpoint, else the init checkpoint, else a fresh model.
-      const resumed = ctx.resumed
-        ? yield* loadTrainingCheckpoint(ctx.dir, (line) => ctx.reporter.log(`[${ctx.node}] ${line}`))
-        : undefined;
-      let modelConfig: ModelConfig;
-      let params: Params;
-      if (resumed) {
-        modelConfig = resumed.config;
-        params = resumed.params;
-      } else if (inputs.init) {
-        const loaded = yield* loadCheckpoint(yield* Effect.promise(() => modelDirOf(inputs.init!)));
-        modelConfig = loaded.config;
-        params = loaded.params;
-      } else if (config.model) {
-        modelConfig = config.model;
-        params = initParams(modelConfig, Rng.seeded(config.seed));
-      } else {
-        return yield* new InvalidConfig({
-          where: `${ctx.node}.config.model`,
-          reason: "no starting checkpoint is connected, so a model architecture is required",
-        });
-      }
-      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
-
-      const maxId = Math.max(...rows.map((r) => Math.max(...r.input_ids)));
-      if (maxId >= modelConfig.vocabSize) {
-        return yield* new TokenizerMismatch({
-          path: inputs.tokenizer ?? inputs.data!,
-          reason: `token id ${maxId} does not fit the model's vocabulary of ${modelConfig.vocabSize}`,
-        });
-      }
-      const longest = Math.max(...rows.map((r) => r.input_ids.length));
-      if (longest > contextLength(modelConfig)) {
-        return yield* new InvalidConfig({
-          where: `${ctx.node}`,
-          reason: `a sequence of ${longest} tokens exceeds the ${
-            contextLength(modelConfig)
-          } positions the model computes exactly`,
-        });
-      }
-
-      const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
-      let state: TrainState = {
-        step: 0,
-        cursor: 0,
-        rng: Rng.seeded(config.seed).state(),
-        log: [],
-        seconds: 0,
+/** Where training starts: a resumed checkpoint, else the init checkpoint, else a fresh model. */
+const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepContext) =>
+  Effect.gen(function* () {
+    const resumed = ctx.resumed
+      ? yield* loadTrainingCheckpoint(ctx.dir, (line) => ctx.reporter.log(`[${ctx.node}] ${line}`))
+      : undefined;
+    if (resumed) return { modelConfig: resumed.config, params: resumed.params, resumed };
+    if (init) {
+      const loaded = yield* loadCheckpoint(yield* Effect.promise(() => modelDirOf(init)));
+      return { modelConfig: loaded.config, params: loaded.params, resumed };
+    }
+    if (config.model) {
+      return {
+        modelConfig: config.model,
+        params: initParams(config.model, Rng.seeded(config.seed)),
+        resumed,
       };
-      let lastCheckpoint = "(none yet)";
-      if (resumed) {
-        optimizer.importState(resumed.optimizer);
-        state = resumed.state;
-        lastCheckpoint = resumed.path;
-        ctx.reporter.log(`[${ctx.node}] resuming at optimizer step ${state.step}/${config.steps}`);
-      }
+    }
+    return yield* new InvalidConfig({
+      where: `${ctx.node}.config.model`,
+      reason: "no starting checkpoint is connected, so a model architecture is required",
+    });
+  });
 
-      const padId = 0;
-      const progress = ctx.reporter.progress(`[${ctx.node}]`);
-      const started = performance.now() - state.seconds * 1000;
-      let windowStart = performance.now();
-      let windowTokens = 0;
-      while (state.step < config.steps) {
-        const batch = batchIndices(data.length, config.batchSize, state.step, config.seed).map((i) =>
-          data[i]
-        );
-        const lr = lrAt(state.step, {
-          lr: config.lr,
-          warmupSteps: config.warmupSteps,
-          totalSteps: config.steps,
-          minLrRatio: config.minLrRatio,
-        });
-        const result = optimise(
-          params,
-          modelConfig,
-          optimizer,
-          microBatches(batch, config.microBatchSize, padId),
-          {
-            lr,
-            clipNorm: config.clipNorm,
-            objective: config.objective,
-          },
-        );
-        if (!Number.isFinite(result.loss)) {
-          return yield* new NonFiniteLoss({
-            step: state.step + 1,
-            loss: result.loss,
-            checkpoint: lastCheckpoint,
-          });
-        }
-        const row: LogRow = {
-          step: state.step + 1,
-          loss: result.loss,
-          lr,
-          gradNorm: result.gradNorm,
-          tokens: result.tokens,
-        };
-        state = {
-          step: state.step + 1,
-          cursor: (state.step + 1) * config.batchSize,
-          rng: state.rng,
-          log: [...state.log, row],
-          seconds: (performance.now() - started) / 1000,
-        };
-        windowTokens += result.tokens;
-        const elapsed = (performance.now() - windowStart) / 1000;
-        progress.update({
-          done: state.step,
-          total: config.steps,
-          loss: result.loss,
-          rate: windowTokens / elapsed,
-        });
-        if (elapsed > 20) {
-          windowStart = performance.now();
-          windowTokens = 0;
-        }
-        if (state.step % config.checkpointEvery === 0 && state.step < config.steps) {
-          lastCheckpoint = yield* saveTrainingCheckpoint(ctx.dir, modelConfig, params, optimizer, state);
-        }
-      }
-      progress.finish();
-
-      // A model fine-tuned from a Hugging Face checkpoint keeps that checkpoint's other config.json fields
-      // (eos_token_id, ...) and side files (generation_config.json, tokenizer files).
-      const initDir = inputs.init ? yield* Effect.promise(() => modelDirOf(inputs.init!)) : undefined;
-      const baseConfig = initDir
-        ? (yield* readJson(`${initDir}/config.json`).pipe(Effect.orElseSucceed(() => undefined))) as
-          | Record<string, unknown>
-          | undefined
-        : undefined;
-      yield* saveCheckpoint(`${ctx.dir}/model`, modelConfig, params, {}, {
-        baseConfig,
-        copySideFilesFrom: initDir,
+/** Every row's token ids fit the model's vocabulary and its exactly computed context. */
+const checkDataFits = (
+  rows: ReadonlyArray<MaskedRecord>,
+  modelConfig: ModelConfig,
+  where: { readonly tokenizer: string; readonly node: string },
+) =>
+  Effect.gen(function* () {
+    const maxId = Math.max(...rows.map((r) => Math.max(...r.input_ids)));
+    if (maxId >= modelConfig.vocabSize) {
+      return yield* new TokenizerMismatch({
+        path: where.tokenizer,
+        reason: `token id ${maxId} does not fit the model's vocabulary of ${modelConfig.vocabSize}`,
       });
-      if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/model`);
-      yield* writeFileAtomic(
-        `${ctx.dir}/train_log.jsonl`,
-        state.log.map((r) => JSON.stringify(r)).join("\n") + "\n",
+    }
+    const longest = Math.max(...rows.map((r) => r.input_ids.length));
+    if (longest > contextLength(modelConfig)) {
+      return yield* new InvalidConfig({
+        where: where.node,
+        reason: `a sequence of ${longest} tokens exceeds the ${
+          contextLength(modelConfig)
+        } positions the model computes exactly`,
+      });
+    }
+  });
+
+/**
+ * The optimisation itself: from `state` to `config.steps`, one optimizer step per batch (the batch a pure
+ * function of seed and step), a checkpoint every `checkpointEvery` steps. Returns the final state.
+ */
+const trainingLoop = (
+  config: TrainConfig,
+  data: ReadonlyArray<Sequence>,
+  model: { readonly modelConfig: ModelConfig; readonly params: Params; readonly optimizer: AdamW },
+  start: { readonly state: TrainState; readonly lastCheckpoint: string },
+  ctx: StepContext,
+) =>
+  Effect.gen(function* () {
+    const { modelConfig, params, optimizer } = model;
+    let { state, lastCheckpoint } = start;
+    const padId = 0;
+    const progress = ctx.reporter.progress(`[${ctx.node}]`);
+    const started = performance.now() - state.seconds * 1000;
+    let windowStart = performance.now();
+    let windowTokens = 0;
+    while (state.step < config.steps) {
+      const batch = batchIndices(data.length, config.batchSize, state.step, config.seed).map((i) => data[i]);
+      const lr = lrAt(state.step, {
+        lr: config.lr,
+        warmupSteps: config.warmupSteps,
+        totalSteps: config.steps,
+        minLrRatio: config.minLrRatio,
+      });
+      const result = optimizerStep(
+        params,
+        modelConfig,
+        optimizer,
+        microBatches(batch, config.microBatchSize, padId),
+        {
+          lr,
+          clipNorm: config.clipNorm,
+          objective: config.objective,
+        },
       );
-      const tokens = state.log.reduce((s, r) => s + r.tokens, 0);
-      yield* writeFileAtomic(
-        `${ctx.dir}/train_summary.json`,
-        JSON.stringify(
-          {
-            steps: state.step,
-            examples: data.length,
-            weightedTokens: tokens,
-            objective: config.objective ?? "ce",
-            finalLoss: state.log.at(-1)?.loss,
-          },
-          null,
-          2,
-        ),
-      );
-      // Timings and the backend describe this run, not the model: kept out of the content digest.
-      yield* writeFileAtomic(
-        `${ctx.dir}/train.meta.json`,
-        JSON.stringify({
-          seconds: state.seconds,
-          backend: ctx.backend,
-          numTensorsAtEnd: tf.memory().numTensors,
-        }),
-      );
-      yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
-      return { resumed: resumed !== undefined };
-    }),
-});
+      if (!Number.isFinite(result.loss)) {
+        return yield* new NonFiniteLoss({
+          step: state.step + 1,
+          loss: result.loss,
+          checkpoint: lastCheckpoint,
+        });
+      }
+      const row: LogRow = {
+        step: state.step + 1,
+        loss: result.loss,
+        lr,
+        gradNorm: result.gradNorm,
+        tokens: result.tokens,
+      };
+      state = {
+        step: state.step + 1,
+        log: [...state.log, row],
+        seconds: (performance.now() - started) / 1000,
+      };
+      windowTokens += result.tokens;
+      const elapsed = (performance.now() - windowStart) / 1000;
+      progress.update({
+        done: state.step,
+        total: config.steps,
+        loss: result.loss,
+        rate: windowTokens / elapsed,
+      });
+      if (elapsed > 20) {
+        windowStart = performance.now();
+        windowTokens = 0;
+      }
+      if (state.step % config.checkpointEvery === 0 && state.step < config.steps) {
+        lastCheckpoint = yield* saveTrainingCheckpoint(ctx.dir, modelConfig, params, optimizer, state);
+      }
+    }
+    progress.finish();
+    return state;
+  });
+
+/** The `train` step: token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints. */
+export const trainStep: Step<typeof TrainConfig.Type, "data" | "init" | "tokenizer", ToolkitError> =
+  defineStep({
+    name: "train",
+    version: 1,
+    description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
+    config: TrainConfig,
+    inputs: ["data", "init", "tokenizer"] as const,
+    optionalInputs: ["init", "tokenizer"] as const,
+    resumable: true,
+    run: (config, inputs, ctx) =>
+      Effect.gen(function* () {
+        const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
+        const data: Sequence[] = rows.map((r) => ({ ids: r.input_ids, weights: r.weights }));
+        const { modelConfig, params, resumed } = yield* startingPoint(config, inputs.init, ctx);
+        yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+        yield* checkDataFits(rows, modelConfig, {
+          tokenizer: inputs.tokenizer ?? inputs.data!,
+          node: ctx.node,
+        });
+
+        const optimizer = new AdamW(params, { weightDecay: config.weightDecay });
+        let start = { state: { step: 0, log: [], seconds: 0 } as TrainState, lastCheckpoint: "(none yet)" };
+        if (resumed) {
+          optimizer.importState(resumed.optimizer);
+          start = { state: resumed.state, lastCheckpoint: resumed.path };
+          ctx.reporter.log(`[${ctx.node}] resuming at optimizer step ${resumed.state.step}/${config.steps}`);
+        }
+        const state = yield* trainingLoop(config, data, { modelConfig, params, optimizer }, start, ctx);
+        yield* writeOutputs(config, { modelConfig, params }, state, data.length, inputs, ctx);
+        yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
+        return { resumed: resumed !== undefined };
+      }),
+  });
+
+/** The artifact: model/ as a Hugging Face checkpoint, the loss log, a summary, and the run's meta facts. */
+const writeOutputs = (
+  config: TrainConfig,
+  model: { readonly modelConfig: ModelConfig; readonly params: Params },
+  state: TrainState,
+  examples: number,
+  inputs: { readonly init?: string; readonly tokenizer?: string },
+  ctx: StepContext,
+) =>
+  Effect.gen(function* () {
+    // A model fine-tuned from a Hugging Face checkpoint keeps that checkpoint's other config.json fields
+    // (eos_token_id, ...) and side files (generation_config.json, tokenizer files).
+    const initDir = inputs.init ? yield* Effect.promise(() => modelDirOf(inputs.init!)) : undefined;
+    const baseConfig = initDir
+      ? (yield* readJson(`${initDir}/config.json`).pipe(Effect.orElseSucceed(() => undefined))) as
+        | Record<string, unknown>
+        | undefined
+      : undefined;
+    yield* saveCheckpoint(`${ctx.dir}/model`, model.modelConfig, model.params, {}, {
+      baseConfig,
+      copySideFilesFrom: initDir,
+    });
+    if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/model`);
+    yield* writeFileAtomic(
+      `${ctx.dir}/train_log.jsonl`,
+      state.log.map((r) => JSON.stringify(r)).join("\n") + "\n",
+    );
+    const tokens = state.log.reduce((s, r) => s + r.tokens, 0);
+    yield* writeFileAtomic(
+      `${ctx.dir}/train_summary.json`,
+      JSON.stringify(
+        {
+          steps: state.step,
+          examples,
+          weightedTokens: tokens,
+          objective: config.objective ?? "ce",
+          finalLoss: state.log.at(-1)?.loss,
+        },
+        null,
+        2,
+      ),
+    );
+    // Timings and the backend describe this run, not the model: kept out of the content digest.
+    yield* writeFileAtomic(
+      `${ctx.dir}/train.meta.json`,
+      JSON.stringify({
+        seconds: state.seconds,
+        backend: ctx.backend,
+        numTensorsAtEnd: tf.memory().numTensors,
+      }),
+    );
+  });
 
 /** Copies tokenizer.json (and tokenizer_config.json beside it) so model/ is a complete HF checkpoint. */
 const copyTokenizerFiles = (tokenizerPath: string, modelDir: string) =>

@@ -15,12 +15,12 @@
  * Output: masked.jsonl (the buildMasks format, one weight per token) and report.json.
  */
 import { Effect, Schema } from "effect";
-import { EmptyDataset, InvalidConfig } from "../errors.ts";
+import { EmptyDataset, InvalidConfig, type ToolkitError } from "../errors.ts";
 import { type MaskedRecord, readJsonl, type TokenRecord, writeJsonl } from "../data/records.ts";
 import { hashUnit } from "../data/select.ts";
 import { loadTokenizer, type TextTokenizer } from "../data/tokenizer.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 
 /** The paper's prefix instruction. */
 export const UPFT_INSTRUCTION =
@@ -75,44 +75,48 @@ export const upftRecord = (
   };
 };
 
-export const upftDataStep = defineStep({
-  name: "upftData",
-  version: 1,
-  description: "UPFT: prefix-only loss and the prefix instruction on a seeded share of examples",
-  config: UpftDataConfig,
-  inputs: ["tokens", "tokenizer"] as const,
-  run: (config, inputs, ctx) =>
-    Effect.gen(function* () {
-      const tok = yield* loadTokenizer(inputs.tokenizer!);
-      const rows = yield* readJsonl<TokenRecord>(`${inputs.tokens}/tokens.jsonl`);
-      if (rows.length === 0) return yield* new EmptyDataset({ what: inputs.tokens!, reason: "no examples" });
-      const out = rows.map((r) => upftRecord(r, tok, config));
-      const longest = out.reduce((m, r) => Math.max(m, r.input_ids.length), 0);
-      if (longest > config.maxLength) {
-        return yield* new InvalidConfig({
-          where: `${ctx.node}.config.instruction`,
-          reason: `with the instruction (${tok.encode(config.instruction).length} tokens) a sequence has ` +
-            `${longest} tokens, more than maxLength ${config.maxLength}; use a shorter instruction or a ` +
-            `model with more positions`,
-        });
-      }
-      yield* writeJsonl(`${ctx.dir}/masked.jsonl`, out);
-      const weightSum = out.reduce((s, r) => s + r.weights.reduce((a, b) => a + b, 0), 0);
-      const responseTokens = out.reduce((s, r) => s + r.input_ids.length - r.prompt_length, 0);
-      const prefixExamples = out.filter((r) => r.prefix).length;
-      const report = {
-        examples: out.length,
-        prefixExamples,
-        k: config.k,
-        share: config.share,
-        weightSum,
-        responseTokens,
-        trainedShare: weightSum / responseTokens,
-      };
-      yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
-      ctx.reporter.log(
-        `[${ctx.node}] ${prefixExamples}/${out.length} examples trained on their first ${config.k} tokens; ` +
-          `${weightSum} weighted tokens, ${(100 * report.trainedShare).toFixed(1)}% of response tokens`,
-      );
-    }),
-});
+/** The `upftData` step: UPFT: prefix-only loss and the prefix instruction on a seeded share of examples. */
+export const upftDataStep: Step<typeof UpftDataConfig.Type, "tokens" | "tokenizer", ToolkitError> =
+  defineStep({
+    name: "upftData",
+    version: 1,
+    description: "UPFT: prefix-only loss and the prefix instruction on a seeded share of examples",
+    config: UpftDataConfig,
+    inputs: ["tokens", "tokenizer"] as const,
+    run: (config, inputs, ctx) =>
+      Effect.gen(function* () {
+        const tok = yield* loadTokenizer(inputs.tokenizer!);
+        const rows = yield* readJsonl<TokenRecord>(`${inputs.tokens}/tokens.jsonl`);
+        if (rows.length === 0) {
+          return yield* new EmptyDataset({ what: inputs.tokens!, reason: "no examples" });
+        }
+        const out = rows.map((r) => upftRecord(r, tok, config));
+        const longest = out.reduce((m, r) => Math.max(m, r.input_ids.length), 0);
+        if (longest > config.maxLength) {
+          return yield* new InvalidConfig({
+            where: `${ctx.node}.config.instruction`,
+            reason: `with the instruction (${tok.encode(config.instruction).length} tokens) a sequence has ` +
+              `${longest} tokens, more than maxLength ${config.maxLength}; use a shorter instruction or a ` +
+              `model with more positions`,
+          });
+        }
+        yield* writeJsonl(`${ctx.dir}/masked.jsonl`, out);
+        const weightSum = out.reduce((s, r) => s + r.weights.reduce((a, b) => a + b, 0), 0);
+        const responseTokens = out.reduce((s, r) => s + r.input_ids.length - r.prompt_length, 0);
+        const prefixExamples = out.filter((r) => r.prefix).length;
+        const report = {
+          examples: out.length,
+          prefixExamples,
+          k: config.k,
+          share: config.share,
+          weightSum,
+          responseTokens,
+          trainedShare: weightSum / responseTokens,
+        };
+        yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
+        ctx.reporter.log(
+          `[${ctx.node}] ${prefixExamples}/${out.length} examples trained on their first ${config.k} tokens; ` +
+            `${weightSum} weighted tokens, ${(100 * report.trainedShare).toFixed(1)}% of response tokens`,
+        );
+      }),
+  });

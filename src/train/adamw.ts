@@ -10,7 +10,7 @@
  * The update runs in JavaScript numbers (float64) and rounds to float32 when storing, deterministically.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Params } from "../model/llama.ts";
+import type { Params } from "../model/model.ts";
 
 export interface AdamWOptions {
   readonly beta1: number;

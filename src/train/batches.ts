@@ -5,7 +5,7 @@
  * from an Rng seeded with (seed, e). The data cursor of optimizer step s is therefore s * batchSize, and a
  * resumed run sees exactly the batches an uninterrupted run would, with nothing to restore but the step.
  */
-import { Rng } from "./rng.ts";
+import { Rng } from "../util/rng.ts";
 
 export interface Sequence {
   readonly ids: ReadonlyArray<number>;

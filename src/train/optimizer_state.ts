@@ -5,7 +5,7 @@
 import { Effect } from "effect";
 import { CheckpointMalformed, type FileUnreadable, type WriteFailed } from "../errors.ts";
 import { readFile, writeFileAtomic } from "../io/fs.ts";
-import type { Params } from "../model/llama.ts";
+import type { Params } from "../model/model.ts";
 import { type NamedTensor, parseSafetensors, serializeSafetensors } from "../model/safetensors.ts";
 import type { AdamWState } from "./adamw.ts";
 

@@ -8,7 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { ModelConfig } from "../model/config.ts";
-import { logitsAt, type Params } from "../model/llama.ts";
+import { logitsAt, type Params } from "../model/model.ts";
 import type { AdamW } from "./adamw.ts";
 import { WEIGHT_EPS, weightedCrossEntropy, weightedPositions } from "./loss.ts";
 import type { Objective } from "./objectives.ts";
@@ -75,7 +75,7 @@ const flatten = (mb: Microbatch): Flat => {
   return { ids: Int32Array.from(rows.flat()), weights: Float32Array.from(wRows.flat()), batch, seqLen };
 };
 
-export const trainStep = (
+export const optimizerStep = (
   params: Params,
   config: ModelConfig,
   optimizer: AdamW,

@@ -1,4 +1,4 @@
-"""PyTorch reference for `deno task bench` (bench/main.ts): the same Llama-style decoder as src/model/llama.ts
+"""PyTorch reference for `deno task bench` (bench/main.ts): the same Llama-style decoder as src/model/model.ts
 (RMSNorm, RoPE in the rotate_half convention, grouped-query attention, SwiGLU MLP, untied LM head), trained
 with the same step (forward, weighted next-token cross entropy, backward, clip to norm 1, AdamW) and decoded
 greedily with a KV cache. Written for Debian's python3-torch (1.13, no scaled_dot_product_attention).

@@ -1,0 +1,120 @@
+/**
+ * The method context: what a method sees (where to add nodes, the prepared data, seed and budget), and
+ * the training and evaluation nodes methods are built from. A method file (sftkey.ts, sft.ts, ...) only
+ * says which masks it trains on, in which order, from which checkpoint.
+ */
+import type { MaskSpec } from "../src/data/masks.ts";
+import type { NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { evaluateStep } from "../src/steps/evaluate.ts";
+import { type TrainConfig, trainStep } from "../src/steps/train.ts";
+import { type Budget, budget } from "./budget.ts";
+import { type Data, locatorOf, tinyModel, tokenizerVocabSize } from "./data.ts";
+
+/**
+ * What every step that judges a generated answer needs: the format, the locator, and how many tokens to
+ * generate. Spread into the configs of evaluate, sampleResponses, criticalTokens and s3ftSelect.
+ */
+export const answerJudging = (ctx: MethodContext) => ({
+  format: ctx.data.options.format,
+  ...locatorOf(ctx.data.options),
+  maxNewTokens: ctx.data.options.maxNewTokens,
+});
+
+/**
+ * What a method sees: where to add nodes, the prepared data, its seed and budget, and how to name its
+ * nodes (a comparison runs many methods x seeds x datasets in one pipeline, so names get a prefix).
+ */
+export interface MethodContext {
+  /** Where the method adds its nodes. */
+  readonly p: PipelineBuilder;
+  /** The prepared data. */
+  readonly data: Data;
+  /** Seed of its training runs. */
+  readonly seed: number;
+  /** Its optimisation budget. */
+  readonly budget: Budget;
+  /** The node name for a local name (adds the comparison's prefix). */
+  readonly name: (local: string) => string;
+}
+
+/** A method adds its training nodes and returns the models to evaluate, by label. */
+export type Method = (ctx: MethodContext) => Readonly<Record<string, NodeRef>>;
+
+/** The context for methods on `data` with `seed`, naming nodes `<prefix><local>`. */
+export const methodContext = (
+  p: PipelineBuilder,
+  data: Data,
+  seed = data.options.seed,
+  prefix = "",
+): MethodContext => ({
+  p,
+  data,
+  seed,
+  budget: budget(data),
+  name: (local) => `${prefix}${local}`,
+});
+
+/** The from-scratch model of a method context: sized by its tokenizer, --max-length and --max-new-tokens. */
+const scratchModel = (ctx: MethodContext): ModelConfig =>
+  tinyModel(
+    tokenizerVocabSize(ctx.data.options.tokenizer),
+    ctx.data.options.maxLength + ctx.data.options.maxNewTokens,
+  );
+
+/**
+ * Trains on `data`, a node whose output is a masked.jsonl (a mask over the training set, or one a method's
+ * own step built: self-generated responses, critical-token weights, ...), from `init` (a checkpoint node)
+ * or from a fresh tiny model.
+ */
+export const trainOn = (
+  ctx: MethodContext,
+  local: string,
+  data: NodeRef,
+  init: NodeRef | undefined,
+  config: Omit<TrainConfig, "seed" | "model">,
+): NodeRef =>
+  ctx.p.add(ctx.name(local), trainStep, {
+    ...config,
+    seed: ctx.seed,
+    model: init ? undefined : scratchModel(ctx),
+  }, { data, init, tokenizer: ctx.data.tokenizer });
+
+/** Trains on `mask` over the training set: `trainOn` the mask's node. */
+export const train = (
+  ctx: MethodContext,
+  local: string,
+  mask: MaskSpec,
+  init: NodeRef | undefined,
+  config: Omit<TrainConfig, "seed" | "model">,
+): NodeRef => trainOn(ctx, local, ctx.data.masks(mask), init, config);
+
+/**
+ * Plain SFT on every response token for `stageOneSteps`, from the base model: SFTKey's stage one. Methods
+ * that fine-tune a model which can already answer (and generate from it) start here; the node has exactly
+ * the config and inputs of SFTKey's stage one, so the content-addressed cache trains it once for all.
+ */
+export const responseStage = (ctx: MethodContext, local: string): NodeRef =>
+  train(ctx, local, { kind: "response" }, ctx.data.base, {
+    ...ctx.budget.train,
+    steps: ctx.budget.stageOneSteps,
+  });
+
+/** Generation-based evaluation of `model` on the test set; the node is named eval-<label>. */
+export const evaluate = (ctx: MethodContext, label: string, model: NodeRef): NodeRef =>
+  ctx.p.add(ctx.name(`eval-${label}`), evaluateStep, {
+    ...answerJudging(ctx),
+    batchSize: 50,
+  }, {
+    model,
+    data: ctx.data.testSet,
+    tokenizer: ctx.data.tokenizer,
+  });
+
+/** Runs each method once and evaluates every model it returns. */
+export const runMethods = (p: PipelineBuilder, data: Data, methods: ReadonlyArray<Method>): void => {
+  const ctx = methodContext(p, data);
+  for (const method of methods) {
+    for (const [label, model] of Object.entries(method(ctx))) evaluate(ctx, label, model);
+  }
+};

@@ -1,0 +1,47 @@
+/**
+ * What several steps share, in one module below every step (a step never imports another step).
+ * Not a step itself: helpers, shared config pieces and the scoped model-and-tokenizer resource.
+ */
+import { Effect, Schema, type Scope } from "effect";
+import type { CheckpointMalformed, FileUnreadable, TokenizerMismatch } from "../errors.ts";
+import { loadTokenizer, type TextTokenizer } from "../data/tokenizer.ts";
+import { exists } from "../io/fs.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { disposeParams, type Params } from "../model/model.ts";
+
+/** What to do with a row that has a problem (key not found, key cut by max length): drop it or fail. */
+export const OnProblem = Schema.Literal("drop", "fail");
+
+/** How many problems to name by file:line in reports and errors. */
+export const SHOWN = 5;
+
+/** The model directory inside a train artifact, or a plain checkpoint directory given as a source. */
+export const modelDirOf = async (dir: string): Promise<string> =>
+  (await exists(`${dir}/model/config.json`)) ? `${dir}/model` : dir;
+
+/** A checkpoint's config and weights with the tokenizer that goes with them. */
+export interface LoadedModel {
+  readonly tok: TextTokenizer;
+  readonly config: ModelConfig;
+  readonly params: Params;
+}
+
+/**
+ * The prologue of every step that runs a model: the tokenizer, then the checkpoint (a train artifact or
+ * a plain checkpoint directory). The weights are a scoped resource: their tfjs tensors are disposed when
+ * the step's scope closes, whether it succeeded, failed or was interrupted.
+ */
+export const loadModel = (
+  model: string,
+  tokenizer: string,
+): Effect.Effect<LoadedModel, FileUnreadable | TokenizerMismatch | CheckpointMalformed, Scope.Scope> =>
+  Effect.gen(function* () {
+    const tok = yield* loadTokenizer(tokenizer);
+    const dir = yield* Effect.promise(() => modelDirOf(model));
+    const { config, params } = yield* Effect.acquireRelease(
+      loadCheckpoint(dir),
+      (loaded) => Effect.sync(() => disposeParams(loaded.params)),
+    );
+    return { tok, config, params };
+  });

@@ -1,0 +1,162 @@
+/**
+ * The command line as a user types it, through the launcher the tasks start (src/cli/launch.ts):
+ * - `--help` shows the task (`deno task pipeline`), optional flags in brackets, and what each value is
+ *   (FILE, DIR, N and its default) instead of @effect/cli's generic type lines;
+ * - `generate` and `score` take `--backend`;
+ * - killing the launcher alone with SIGKILL stops the run within a second and frees its run lock.
+ * (Typed one-line errors for mistakes on the command line: tests/bad_input_cases.ts.)
+ */
+import { helps } from "../src/cli/main.ts";
+import { nodeGpuBinding } from "../src/backend/gpu_binding.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const LAUNCHER = [
+  "run",
+  "--no-prompt",
+  "--allow-read",
+  "--allow-env",
+  "--allow-run",
+  `${root}/src/cli/launch.ts`,
+];
+
+const cli = async (args: string[]) => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...LAUNCHER, ...args],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr).trim() };
+};
+
+Deno.test("help: deno task pipeline --help shows the task, optional flags as optional, and what each value is", async () => {
+  const r = await cli(["run", "--help"]);
+  assertEquals(r.code, 0, r.stderr);
+  const usage = r.stdout.slice(0, r.stdout.indexOf("DESCRIPTION")).replace(/\s+/g, " ");
+  assert(usage.startsWith("USAGE deno task pipeline [<pipeline>] [--data FILE] [--test FILE]"), usage);
+  for (
+    const part of [
+      "[--tokenizer FILE|DIR]",
+      "[--model DIR]",
+      "[--run-dir DIR]",
+      "[--seed N]",
+      "[--force STEP...]",
+    ]
+  ) {
+    assert(usage.includes(part), `usage lacks ${part}: ${usage}`);
+  }
+  // Every flag of the usage is optional: nothing outside brackets but the task and the words in them.
+  assertEquals(usage.replace(/\[[^\]]*\]/g, "").trim().split(/\s+/), ["USAGE", "deno", "task", "pipeline"]);
+  assert(!r.stdout.includes("$ run") && !r.stdout.includes("A user-defined piece of text"), r.stdout);
+  assert(r.stdout.includes("training seed (default 0)"), r.stdout);
+  assert(r.stdout.includes("optimizer steps of stage one (default 400"), r.stdout);
+});
+
+Deno.test("help: status, export, generate and score show their task and placeholders", () => {
+  const usage = (word: string) => {
+    const text = helps[word]();
+    assert(!/A user-defined piece of text|An integer\.|A file\./.test(text), text);
+    return text.slice(0, text.indexOf("DESCRIPTION")).replace(/\s+/g, " ");
+  };
+  assert(usage("status").startsWith("USAGE deno task status [<pipeline>] [--data FILE]"), usage("status"));
+  assert(usage("export").includes(" --out DIR"), usage("export"));
+  const generate = usage("generate");
+  assert(generate.startsWith("USAGE deno task generate --model DIR [--prompt TEXT] [--ids IDS]"), generate);
+  assert(
+    generate.includes("[--stop TEXT...]") &&
+      generate.includes("[--backend auto | tensorflow | cpu-blas | cpu]"),
+  );
+  const score = usage("score");
+  assert(score.startsWith("USAGE deno task score --model DIR [--text TEXT]"), score);
+  assert(score.includes("[--backend auto | tensorflow | cpu-blas | cpu]"), score);
+});
+
+Deno.test("generate and score take --backend: cpu generates; an absent backend is one typed line", async () => {
+  const model = ["--model", `${root}/fixtures/goldens/llama`, "--ids", "1,2,3"];
+  const r = await cli(["generate", ...model, "--max-new-tokens", "4", "--json", "--backend", "cpu"]);
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(JSON.parse(r.stdout).ids.length, 4);
+  if (nodeGpuBinding() === undefined) {
+    // Without tfjs-node-gpu installed, asking for it is refused by name (where it is installed, it works).
+    const r = await cli(["score", ...model, "--backend", "tensorflow"]);
+    assertEquals(r.code, 1);
+    assert(
+      /^error: backend "tensorflow" is not available: /.test(r.stderr) && !r.stderr.includes("\n"),
+      r.stderr,
+    );
+  } else {
+    const r = await cli(["score", ...model, "--json", "--backend", "tensorflow"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(JSON.parse(r.stdout).tokens.map((t: { id: number }) => t.id), [1, 2, 3]);
+  }
+});
+
+/** Whether a process is still running (a zombie, dead but not yet reaped, counts as gone). */
+const alive = (pid: number) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return false;
+  }
+};
+
+Deno.test({
+  name: "kill -9 of the launcher alone stops the run within a second and frees the run lock",
+  ignore: Deno.build.os !== "linux", // reads /proc to see whether the child is alive
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "launcher-kill-" });
+    const runDir = `${dir}/run`;
+    const launcher = new Deno.Command(Deno.execPath(), {
+      args: [...LAUNCHER, "run", "--quick", "--run-dir", runDir],
+      cwd: root,
+      stdout: "piped",
+      stderr: "null",
+      stdin: "null",
+    }).spawn();
+    try {
+      // Wait until training runs: the child's JavaScript thread is busy for seconds at a time then.
+      const reader = launcher.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      while (!seen.includes("running train")) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the run ended before training:\n${seen}`);
+        seen += value;
+      }
+      reader.releaseLock();
+      await launcher.stdout.cancel().catch(() => {});
+      // The run lock holds the pid of its owner, main.ts in the launcher's child.
+      const child = parseInt(await Deno.readTextFile(`${runDir}/.lock`), 10);
+      assert(child !== launcher.pid && alive(child), `lock holder ${child}`);
+      launcher.kill("SIGKILL");
+      await launcher.status;
+      const killed = performance.now();
+      while (alive(child) && performance.now() - killed < 1000) await new Promise((r) => setTimeout(r, 20));
+      assert(!alive(child), `main.ts (pid ${child}) still runs 1s after its launcher was killed`);
+      // A second run can take the lock.
+      const code = `import { Effect } from "effect";
+import { lockRunDir } from "${root}/src/engine/lock.ts";
+await Effect.runPromise(Effect.scoped(lockRunDir(${JSON.stringify(runDir)})));
+console.log("locked");`;
+      const second = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", code],
+        cwd: root,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assertEquals(
+        new TextDecoder().decode(second.stdout).trim(),
+        "locked",
+        new TextDecoder().decode(second.stderr),
+      );
+    } finally {
+      try {
+        launcher.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await launcher.status;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
