@@ -20,7 +20,7 @@ import { exists, readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep } from "../engine/step.ts";
 import { contextLength, ModelConfig } from "../model/config.ts";
-import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
+import { loadCheckpoint, modelDirOf, saveCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params } from "../model/llama.ts";
 import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
 import { AdamW } from "../train/adamw.ts";
@@ -80,9 +80,8 @@ interface TrainState {
 
 const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-/** The model directory inside a train artifact, or a plain checkpoint directory given as a source. */
-export const modelDirOf = async (dir: string) =>
-  (await exists(`${dir}/model/config.json`)) ? `${dir}/model` : dir;
+// Other steps import it from here; it lives with the checkpoint code.
+export { modelDirOf } from "../model/checkpoint.ts";
 
 const checkpointDir = (dir: string) => `${dir}/checkpoints`;
 
@@ -344,12 +343,17 @@ export const trainStep = defineStep({
     }),
 });
 
-/** Copies tokenizer.json (and tokenizer_config.json beside it) so model/ is a complete HF checkpoint. */
+/**
+ * Copies tokenizer.json (and tokenizer_config.json beside it) so model/ is a complete HF checkpoint. The
+ * tokenizer is a file, or a directory holding one (a trainTokenizer artifact).
+ */
 const copyTokenizerFiles = (tokenizerPath: string, modelDir: string) =>
   Effect.tryPromise({
     try: async () => {
-      const dir = tokenizerPath.slice(0, tokenizerPath.lastIndexOf("/") + 1) || "./";
-      await Deno.copyFile(tokenizerPath, `${modelDir}/tokenizer.json`);
+      const isDir = (await Deno.stat(tokenizerPath)).isDirectory;
+      const file = isDir ? `${tokenizerPath}/tokenizer.json` : tokenizerPath;
+      const dir = file.slice(0, file.lastIndexOf("/") + 1) || "./";
+      await Deno.copyFile(file, `${modelDir}/tokenizer.json`);
       if (await exists(`${dir}tokenizer_config.json`)) {
         await Deno.copyFile(`${dir}tokenizer_config.json`, `${modelDir}/tokenizer_config.json`);
       }
