@@ -1,5 +1,6 @@
 /**
- * Step `lossChart`: a training run's loss curve (the train artifact's train_log.jsonl) as a Vega-Lite chart,
+ * Step `lossChart`: a training run's loss curve (the train artifact's train_log.jsonl, after the one of the
+ * run it continued, `before`, when given) as a Vega-Lite chart,
  * rendered to SVG with the report's chart code (src/report/charts.ts), with the spec beside it. The run
  * copies both into the run directory when it ends.
  *
@@ -26,20 +27,32 @@ export const lossChartStep = defineStep({
   version: 1,
   description: "the training loss curve as a chart",
   config: LossChartConfig,
-  inputs: ["train"] as const,
+  inputs: ["train", "before"] as const,
+  optionalInputs: ["before"] as const,
   publishes: LOSS_CHART_FILES,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const log = yield* readJsonl<{ step: number; loss: number }>(`${inputs.train}/train_log.jsonl`);
-      const points: LossPoint[] = log
-        .filter((r) => r.step % config.every === 0 || r.step === 1 || r.step === log.length)
-        .map((r) => ({
-          dataset: "corpus",
-          method: config.label,
-          stage: "train",
-          step: r.step,
-          loss: r.loss,
-        }));
+      type Row = { step: number; loss: number };
+      const log = yield* readJsonl<Row>(`${inputs.train}/train_log.jsonl`);
+      const earlier = inputs.before ? yield* readJsonl<Row>(`${inputs.before}/train_log.jsonl`) : [];
+      const legs = earlier.length > 0
+        ? [{ stage: "first leg", rows: earlier, offset: 0 }, {
+          stage: "second leg",
+          rows: log,
+          offset: earlier.length,
+        }]
+        : [{ stage: "train", rows: log, offset: 0 }];
+      const points: LossPoint[] = legs.flatMap(({ stage, rows, offset }) =>
+        rows
+          .filter((r) => r.step % config.every === 0 || r.step === 1 || r.step === rows.length)
+          .map((r) => ({
+            dataset: "corpus",
+            method: config.label,
+            stage,
+            step: offset + r.step,
+            loss: r.loss,
+          }))
+      );
       const spec = lossSpec(points, [config.label]);
       const svg = yield* Effect.tryPromise({
         try: () => renderSvg(spec),
@@ -47,6 +60,6 @@ export const lossChartStep = defineStep({
       });
       yield* writeFileAtomic(`${ctx.dir}/loss_curve.svg`, svg);
       yield* writeFileAtomic(`${ctx.dir}/loss_curve.vl.json`, JSON.stringify(spec, null, 2) + "\n");
-      ctx.reporter.log(`[${ctx.node}] loss curve of ${log.length} steps`);
+      ctx.reporter.log(`[${ctx.node}] loss curve of ${earlier.length + log.length} steps`);
     }),
 });
