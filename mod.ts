@@ -25,6 +25,15 @@ export { criticalTokensStep } from "./src/steps/critical_tokens.ts";
 export { s3ftSelectStep } from "./src/steps/s3ft_select.ts";
 export { takeRowsStep } from "./src/steps/take_rows.ts";
 export { exportTrlStep } from "./src/steps/export_trl.ts";
+// Pretraining (pipelines/pretrain.ts): corpus, tokenizer, packed blocks, held-out loss, chart, BF16.
+export { generateCorpusStep } from "./src/steps/generate_corpus.ts";
+export { trainTokenizerStep } from "./src/steps/train_tokenizer.ts";
+export { tokeniseCorpusStep } from "./src/steps/tokenise_corpus.ts";
+export { packBlocksStep } from "./src/steps/pack_blocks.ts";
+export { heldoutLossStep } from "./src/steps/heldout_loss.ts";
+export { lossChartStep } from "./src/steps/loss_chart.ts";
+export { convertCheckpointStep } from "./src/steps/convert_checkpoint.ts";
+export { readCorpus } from "./src/data/corpus.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
 export { buildMask, MaskSpec } from "./src/data/masks.ts";
@@ -42,3 +51,4 @@ export { prepareData } from "./pipelines/data.ts";
 export { answerJudging, evaluate, methodContext, runMethods, train } from "./pipelines/method_context.ts";
 /** The plain SFT baseline: the method (`sft`) and its pipeline (`build`). */
 export * as sft from "./pipelines/sft.ts";
+export * as pretrain from "./pipelines/pretrain.ts";

@@ -6,6 +6,7 @@ import * as compare from "./compare.ts";
 import * as dft from "./dft.ts";
 import * as fdiv from "./fdiv.ts";
 import * as mix from "./mix.ts";
+import * as pretrain from "./pretrain.ts";
 import * as s3ft from "./s3ft.ts";
 import * as sft from "./sft.ts";
 import * as sftkey from "./sftkey.ts";
@@ -23,6 +24,7 @@ export const pipelines: Record<string, PipelineFactory> = {
   cft: cft.build,
   s3ft: s3ft.build,
   compare: (opts) => compare.build(opts),
+  pretrain: pretrain.build,
 };
 
 export const DEFAULT_PIPELINE = "sftkey";

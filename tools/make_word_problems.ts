@@ -342,7 +342,7 @@ export const makeWordProblems = (opts: WordProblemOptions): { train: unknown[]; 
     seen.add(p.question);
     problems.push(p);
   }
-  const row = opts.gsm8k ? gsm8kRow : tagsRow;
+  const row = (p: WorkedProblem): unknown => (opts.gsm8k ? gsm8kRow(p) : tagsRow(p));
   return {
     train: problems.slice(0, opts.train).map(row),
     test: problems.slice(opts.train).map(row),

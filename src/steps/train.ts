@@ -384,12 +384,17 @@ const writeOutputs = (
     );
   });
 
-/** Copies tokenizer.json (and tokenizer_config.json beside it) so model/ is a complete HF checkpoint. */
+/**
+ * Copies tokenizer.json (and tokenizer_config.json beside it) so model/ is a complete HF checkpoint. The
+ * tokenizer is a file, or a directory holding one (a trainTokenizer artifact).
+ */
 const copyTokenizerFiles = (tokenizerPath: string, modelDir: string) =>
   Effect.tryPromise({
     try: async () => {
-      const dir = tokenizerPath.slice(0, tokenizerPath.lastIndexOf("/") + 1) || "./";
-      await Deno.copyFile(tokenizerPath, `${modelDir}/tokenizer.json`);
+      const isDir = (await Deno.stat(tokenizerPath)).isDirectory;
+      const file = isDir ? `${tokenizerPath}/tokenizer.json` : tokenizerPath;
+      const dir = file.slice(0, file.lastIndexOf("/") + 1) || "./";
+      await Deno.copyFile(file, `${modelDir}/tokenizer.json`);
       if (await exists(`${dir}tokenizer_config.json`)) {
         await Deno.copyFile(`${dir}tokenizer_config.json`, `${modelDir}/tokenizer_config.json`);
       }
