@@ -15,7 +15,8 @@ import * as upft from "./upft.ts";
 export type PipelineFactory = (opts: PipelineOptions) => Pipeline;
 
 export const pipelines: Record<string, PipelineFactory> = {
-  sftkey: sftkey.build,
+  sftkey: sftkey.buildFineTune,
+  "sftkey-scratch": sftkey.build,
   sft: sft.build,
   dft: dft.build,
   fdiv: fdiv.build,
