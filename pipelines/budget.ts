@@ -53,8 +53,8 @@ export type BudgetOverrides =
  * on a validation split carved from fixtures/word-tags/train.jsonl, never the test set.
  */
 export const FINE_TUNING = {
-  stageOneEpochs: 3,
-  stageTwoEpochs: 1,
+  stageOneEpochs: 2,
+  stageTwoEpochs: 0.5,
   lr: 1e-3,
   stageTwoLr: 1e-4,
   warmupRatio: 0.1,

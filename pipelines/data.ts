@@ -179,6 +179,9 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     if (!made.has(name)) made.set(name, p.add(name, buildMasksStep, { mask: spec }, { tokens: trainTokens }));
     return made.get(name)!;
   };
+  // A from-scratch model is sized by the tokenizer while the graph is built, which checks it; a checkpoint
+  // is not, so a missing or broken --tokenizer is checked here, to be reported before any step runs.
+  if (base) tokenizerVocabSize(options.tokenizer);
   // Only fine-tuning budgets need the count; a from-scratch pipeline does not read the data at build time.
   const trainRows = base
     ? Math.min(countRows(options.train), opts.limit?.train ?? Number.POSITIVE_INFINITY)

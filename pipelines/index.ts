@@ -25,6 +25,13 @@ export const pipelines: Record<string, PipelineFactory> = {
   cft: cft.build,
   s3ft: s3ft.build,
   compare: (opts) => compare.build(opts),
+  // The comparison in the fine-tuning regime: the shipped base unless --model names another checkpoint.
+  "compare-finetune": (opts) =>
+    compare.build({
+      ...opts,
+      model: opts.model ?? sftkey.SHIPPED_BASE.model,
+      tokenizer: opts.tokenizer ?? (opts.model ? undefined : sftkey.SHIPPED_BASE.tokenizer),
+    }),
   pretrain: pretrain.build,
 };
 

@@ -101,3 +101,19 @@ Deno.test("--epochs, --stage-two-epochs and --warmup-ratio set the fine-tuning b
   const refused = await Effect.runPromiseExit(budgetFromFlags(flags({ warmupRatio: 1.5 })));
   assert(refused._tag === "Failure" && JSON.stringify(refused.cause).includes("--warmup-ratio"));
 });
+
+Deno.test("compare-finetune: every method fine-tunes the base with the same budget over 5 seeds, plus the base's row", () => {
+  const p = pipelines["compare-finetune"]({});
+  const t = trainConfigs(p);
+  const one = stepsForEpochs(FINE_TUNING.stageOneEpochs, ROWS, FINE_TUNING.batchSize);
+  for (const d of ["word-tags", "word-gsm8k"]) {
+    for (const seed of [0, 1, 2, 3, 4]) {
+      assertEquals(t[`${d}/s${seed}/sftkey/sftkey-stage-one`].steps, one);
+      assertEquals(t[`${d}/s${seed}/sftkey/sftkey-stage-one`].lr, FINE_TUNING.lr);
+      const evalBase = p.nodes.find((n) => n.name === `${d}/s${seed}/base/eval-base`) as StepNode;
+      assertEquals(evalBase.inputs.model, `${d}/base-model`);
+    }
+  }
+  assert(!Object.keys(t).some((n) => n.includes("/s5/")), "five seeds, not more");
+  assert(p.settings?.budget?.startsWith("fine-tuning defaults"), p.settings?.budget);
+});

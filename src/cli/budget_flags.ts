@@ -18,9 +18,9 @@ export const budgetOptions = {
   stageTwoSteps: optionalInt("stage-two-steps", "optimizer steps of stage two (default 150; --quick 10)"),
   epochs: optionalFloat(
     "epochs",
-    "fine-tuning: epochs of stage one; single-stage methods train it plus --stage-two-epochs (default 3)",
+    "fine-tuning: epochs of stage one; single-stage methods train it plus --stage-two-epochs (default 2)",
   ),
-  stageTwoEpochs: optionalFloat("stage-two-epochs", "fine-tuning: epochs of stage two (default 1)"),
+  stageTwoEpochs: optionalFloat("stage-two-epochs", "fine-tuning: epochs of stage two (default 0.5)"),
   warmupRatio: optionalFloat(
     "warmup-ratio",
     "fine-tuning: linear warm-up as a fraction of each stage's steps (default 0.1)",
