@@ -77,7 +77,9 @@ export const FINE_TUNE_DATASETS: ReadonlyArray<DatasetSpec> = [
 export const FINE_TUNE_SEEDS = 5;
 
 /** The starting checkpoint's own row: evaluated as it is, the same node for every seed (cached once). */
-export const baseRow: Method = (ctx) => (ctx.data.base ? { base: ctx.data.base } : {});
+export const baseRow: Method = (
+  ctx,
+): Record<string, NodeRef> => (ctx.data.base ? { base: ctx.data.base } : {});
 
 export interface CompareConfig {
   readonly datasets?: ReadonlyArray<DatasetSpec>;

@@ -69,8 +69,10 @@ Deno.test("the default pipeline fine-tunes the shipped base on the word problems
   );
   assert(p.settings?.budget?.startsWith("fine-tuning defaults"), p.settings?.budget);
   // A user's own model brings its own tokenizer (the command line fills it in), not the base's.
-  const own = buildFineTune({ model: "/m", tokenizer: "/m/tokenizer.json", train: words });
-  assertEquals((own.nodes.find((n) => n.name === "tokenizer") as SourceNode).path, "/m/tokenizer.json");
+  const ownTokenizer = fixture("arith/tokenizer.json");
+  const own = buildFineTune({ model: "/m", tokenizer: ownTokenizer, train: words });
+  assertEquals((own.nodes.find((n) => n.name === "tokenizer") as SourceNode).path, ownTokenizer);
+  assertEquals((own.nodes.find((n) => n.name === "base-model") as SourceNode).path, "/m");
 });
 
 Deno.test("--epochs, --stage-two-epochs and --warmup-ratio set the fine-tuning budget; step flags win", async () => {
