@@ -124,6 +124,7 @@ const fineTuning = (data: Data, o: BudgetOverrides): Budget => {
   };
 };
 
+/** The budget for `data`: fine-tuning defaults when it has a starting checkpoint, else from-scratch ones, under the user's overrides. */
 export const budget = (data: Data): Budget => {
   const o: BudgetOverrides = data.options.budget;
   const defaults = data.base ? fineTuning(data, o) : fromScratch(data);
