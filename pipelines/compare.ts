@@ -182,8 +182,9 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
       : fineTuning
       ? FINE_TUNE_DATASETS
       : DEFAULT_DATASETS);
+  // Its own name, so that the two regimes get their own run directories (runs/compare-finetune/).
   const p = new WiringBuilder(
-    "compare",
+    fineTuning ? "compare-finetune" : "compare",
     `${Object.keys(methods).join(", ")} over seeds ${seeds.join(", ")} on ${
       datasets.map((d) => d.name).join(", ")
     }`,

@@ -106,6 +106,7 @@ Deno.test("--epochs, --stage-two-epochs and --warmup-ratio set the fine-tuning b
 
 Deno.test("compare-finetune: every method fine-tunes the base with the same budget over 5 seeds, plus the base's row", () => {
   const p = pipelines["compare-finetune"]({});
+  assertEquals(p.name, "compare-finetune");
   const t = trainConfigs(p);
   const one = stepsForEpochs(FINE_TUNING.stageOneEpochs, ROWS, FINE_TUNING.batchSize);
   for (const d of ["word-tags", "word-gsm8k"]) {
