@@ -148,6 +148,11 @@ Deno.test("pretrain --quick: EOS-joined blocks, every weight 1, falling loss, he
     JSON.stringify(trainLog.map((r) => r.loss)),
   );
 
+  // The second leg continues from the first: it starts near where the first ended, far below a fresh start.
+  const moreLog = await jsonl<{ loss: number }>(`${out("base-more")}/train_log.jsonl`);
+  assertEquals(moreLog.length, QUICK_PLAN.more!.steps);
+  assert(moreLog[0].loss < trainLog[0].loss - 0.5, `${moreLog[0].loss} vs ${trainLog[0].loss}`);
+
   // Held-out: perplexity = exp(loss), better than guessing uniformly over the vocabulary.
   const m = JSON.parse(await Deno.readTextFile(`${out("heldout")}/heldout_metrics.json`));
   assertAlmostEquals(m.perplexity, Math.exp(m.heldout_loss), 1e-9);
@@ -161,7 +166,7 @@ Deno.test("pretrain --quick: EOS-joined blocks, every weight 1, falling loss, he
   );
   assert([...header.dtypes.values()].every((d) => d === "BF16"));
   assert(await Deno.stat(`${shipped}/tokenizer.json`).then(() => true));
-  const f32 = await Effect.runPromise(loadCheckpoint(`${out("base")}/model`));
+  const f32 = await Effect.runPromise(loadCheckpoint(`${out("base-more")}/model`));
   const bf16 = await Effect.runPromise(loadCheckpoint(shipped));
   const name = "model.embed_tokens.weight";
   const [a, b] = [f32.params.get(name)!.dataSync(), bf16.params.get(name)!.dataSync()];
@@ -171,4 +176,7 @@ Deno.test("pretrain --quick: EOS-joined blocks, every weight 1, falling loss, he
   // The loss chart is an SVG of the curve.
   const svg = await Deno.readTextFile(`${out("loss-chart")}/loss_curve.svg`);
   assert(svg.startsWith("<svg") && svg.includes("training loss"));
+  const spec = JSON.parse(await Deno.readTextFile(`${out("loss-chart")}/loss_curve.vl.json`));
+  const steps = (spec.data.values as { step: number }[]).map((v) => v.step);
+  assertEquals(Math.max(...steps), QUICK_PLAN.train.steps + QUICK_PLAN.more!.steps);
 });
