@@ -39,7 +39,7 @@ export const cft: Method = (ctx) => {
       ...b.train,
       steps: b.stageTwoSteps,
       lr: b.stageTwoLr,
-      warmupSteps: 0,
+      warmupSteps: b.stageTwoWarmupSteps,
     }),
   };
 };

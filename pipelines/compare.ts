@@ -9,6 +9,12 @@
  *
  *   deno task pipeline compare            # the full comparison (runs/compare/report.html)
  *   deno task pipeline compare --quick    # a smoke run with a tiny budget (runs/compare-quick/)
+ *   deno task pipeline compare-finetune   # the fine-tuning regime: every method fine-tunes fixtures/base
+ *
+ * Two regimes. From scratch (no --model): tiny models trained on the arithmetic fixtures at the halved
+ * step budget below. Fine-tuning (`compare-finetune`, or `compare --model DIR`): every method fine-tunes
+ * the checkpoint on the word problems with the fine-tuning defaults (budget.ts, in epochs), over five
+ * seeds, and the report gains the checkpoint's own row ("base").
  *
  * A method added to the registry appears in the comparison without any change here.
  */
@@ -19,7 +25,7 @@ import { type BootstrapOptions, DEFAULT_BOOTSTRAP } from "../src/report/stats.ts
 import { addReport, type ReportConfig } from "../src/steps/report.ts";
 import { fixture, type PipelineOptions, prepareData } from "./data.ts";
 import { type Budget } from "./budget.ts";
-import { evaluate, type Method, methodContext } from "./method_context.ts";
+import { evaluate, type Method, methodContext, recordBudget } from "./method_context.ts";
 import { methods as registry } from "./methods.ts";
 
 export interface DatasetSpec {
@@ -28,6 +34,9 @@ export interface DatasetSpec {
   readonly train: string;
   readonly test: string;
   readonly format: DataFormat;
+  /** --max-length and --max-new-tokens for this set (default: the options'). */
+  readonly maxLength?: number;
+  readonly maxNewTokens?: number;
 }
 
 /** The embedded synthetic reasoning set (tag format) and the GSM8K-format set. */
@@ -40,6 +49,37 @@ export const DEFAULT_DATASETS: ReadonlyArray<DatasetSpec> = [
     format: "gsm8k",
   },
 ];
+
+/**
+ * The fine-tuning regime's target tasks, with length budgets that cover them with the base tokenizer
+ * (tools/word_stats.ts: longest training example 259 / 303 tokens, longest test response 133 / 181).
+ */
+export const FINE_TUNE_DATASETS: ReadonlyArray<DatasetSpec> = [
+  {
+    name: "word-tags",
+    train: fixture("word-tags/train.jsonl"),
+    test: fixture("word-tags/test.jsonl"),
+    format: "tags",
+    maxLength: 272,
+    maxNewTokens: 144,
+  },
+  {
+    name: "word-gsm8k",
+    train: fixture("word-gsm8k/train.jsonl"),
+    test: fixture("word-gsm8k/test.jsonl"),
+    format: "gsm8k",
+    maxLength: 320,
+    maxNewTokens: 192,
+  },
+];
+
+/** The fine-tuning regime's seeds: at least five, so that the intervals mean something. */
+export const FINE_TUNE_SEEDS = 5;
+
+/** The starting checkpoint's own row: evaluated as it is, the same node for every seed (cached once). */
+export const baseRow: Method = (
+  ctx,
+): Record<string, NodeRef> => (ctx.data.base ? { base: ctx.data.base } : {});
 
 export interface CompareConfig {
   readonly datasets?: ReadonlyArray<DatasetSpec>;
@@ -82,8 +122,12 @@ export const COMPARE_QUICK_BUDGET: NonNullable<PipelineOptions["budget"]> = {
  */
 export const COMPARE_QUICK_LIMIT = { train: 128, test: 30 } as const;
 
-/** The comparison's budget under the user's overrides (tests pass a tiny one). */
+/**
+ * The comparison's budget under the user's overrides (tests pass a tiny one). Fine-tuning keeps the
+ * fine-tuning defaults (budget.ts, in epochs), the same for every method; --quick still shrinks it.
+ */
 const compareBudget = (opts: PipelineOptions): PipelineOptions["budget"] => {
+  if (opts.model && !opts.quick) return opts.budget;
   const base = opts.quick ? COMPARE_QUICK_BUDGET : COMPARE_BUDGET;
   return {
     ...base,
@@ -127,15 +171,20 @@ class WiringBuilder extends PipelineBuilder {
 }
 
 export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) => {
-  const methods = config.methods ?? registry;
+  const fineTuning = opts.model !== undefined;
+  const methods = config.methods ?? (fineTuning ? { ...registry, base: baseRow } : registry);
   const first = opts.seed ?? 0;
-  const seeds = config.seeds ?? [first, first + 1, first + 2];
+  const seedCount = fineTuning ? FINE_TUNE_SEEDS : 3;
+  const seeds = config.seeds ?? Array.from({ length: seedCount }, (_, i) => first + i);
   const datasets = config.datasets ??
     (opts.train
       ? [{ name: "data", train: opts.train, test: opts.test ?? opts.train, format: opts.format ?? "tags" }]
+      : fineTuning
+      ? FINE_TUNE_DATASETS
       : DEFAULT_DATASETS);
+  // Its own name, so that the two regimes get their own run directories (runs/compare-finetune/).
   const p = new WiringBuilder(
-    "compare",
+    fineTuning ? "compare-finetune" : "compare",
     `${Object.keys(methods).join(", ")} over seeds ${seeds.join(", ")} on ${
       datasets.map((d) => d.name).join(", ")
     }`,
@@ -149,6 +198,10 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
       train: d.train,
       test: d.test,
       format: d.format,
+      ...(d.maxLength !== undefined && opts.maxLength === undefined ? { maxLength: d.maxLength } : {}),
+      ...(d.maxNewTokens !== undefined && opts.maxNewTokens === undefined
+        ? { maxNewTokens: d.maxNewTokens }
+        : {}),
       budget: compareBudget(opts),
       limit: opts.limit ?? (opts.quick ? COMPARE_QUICK_LIMIT : undefined),
     }, `${d.name}/`);
@@ -157,6 +210,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
       for (const [method, add] of Object.entries(methods)) {
         const prefix = `${d.name}/s${seed}/${method}/`;
         const ctx = methodContext(p, data, seed, prefix);
+        recordBudget(p, ctx.budget);
         steps = `${ctx.budget.stageOneSteps} + ${ctx.budget.stageTwoSteps} steps`;
         const models = Object.entries(add(ctx)).map(([label, model]) => ({
           model: label,

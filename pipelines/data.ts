@@ -15,7 +15,8 @@ import { generationLocatorProblem } from "../src/data/formats.ts";
 import { InvalidConfig } from "../src/errors.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { TOKENIZER_COMPANIONS, tokenizerVocabSizeSync } from "../src/data/tokenizer.ts";
-import type { Budget } from "./budget.ts";
+import { FileUnreadable } from "../src/errors.ts";
+import type { BudgetOverrides } from "./budget.ts";
 
 /** A path inside the embedded fixtures/ directory. */
 export const fixture = (path: string): string => new URL(`../fixtures/${path}`, import.meta.url).pathname;
@@ -45,7 +46,10 @@ export interface PipelineOptions {
   readonly evalOnTrain?: boolean;
   /** A tokenizer.json or tokenizer directory; default the fixture's. */
   readonly tokenizer?: string;
-  /** A Hugging Face checkpoint directory to start from; without it a tiny model is initialised. */
+  /**
+   * A Hugging Face checkpoint directory to start from (fine-tuning defaults, budget.ts); without it a tiny
+   * model is initialised (from-scratch defaults).
+   */
   readonly model?: string;
   /** Seed of initialisation, data order and sampling (default 0). */
   readonly seed?: number;
@@ -54,7 +58,7 @@ export interface PipelineOptions {
   /** Use only the first rows of the training / test set (smoke runs of the comparison, tests). */
   readonly limit?: { readonly train?: number; readonly test?: number };
   /** Replaces parts of the optimisation budget (tests, sweeps). */
-  readonly budget?: Partial<Omit<Budget, "train">> & { readonly train?: Partial<Budget["train"]> };
+  readonly budget?: BudgetOverrides;
 }
 
 /** The nodes `prepareData` added, and the options with their defaults filled in. */
@@ -67,6 +71,8 @@ export interface Data {
   readonly testSet: NodeRef;
   /** The starting checkpoint, when the user gave one. */
   readonly base?: NodeRef;
+  /** Rows of the training set (after --limit), counted when fine-tuning: its budget is in epochs. */
+  readonly trainRows?: number;
   /** Masks over the training set; the same spec gives the same node, so methods share it. */
   readonly masks: (spec: MaskSpec) => NodeRef;
   /** The options the data was prepared with, defaults filled in. */
@@ -107,11 +113,28 @@ export const tinyModel = (
  * Size of a tokenizer's vocabulary, added tokens included (for initialising a model from scratch): a
  * tokenizer.json, or a directory with one or with vocab.json + merges.txt.
  *
- * Synchronous on purpose, and the one place building a pipeline touches the disk: pipeline factories are
+ * Synchronous on purpose (with countRows, the only places building a pipeline touches the disk): pipeline factories are
  * plain functions (PipelineOptions => Pipeline), and a from-scratch model's config, which is part of its
  * train node's cache key, needs the vocabulary size while the graph is built.
  */
 export const tokenizerVocabSize = (path: string): number => tokenizerVocabSizeSync(path);
+
+/**
+ * Non-empty lines of a JSONL file, read synchronously while the graph is built (like tokenizerVocabSize):
+ * a fine-tuning budget in epochs becomes optimizer steps in the train nodes' configs, so it needs the row
+ * count then. A row the key locator later rejects fails its step, so lines and rows agree.
+ */
+export const countRows = (path: string): number => {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new FileUnreadable({ path, reason: e instanceof Error ? e.message : String(e) });
+  }
+  let n = 0;
+  for (const line of text.split("\n")) if (line.trim() !== "") n++;
+  return n;
+};
 
 /**
  * The locator entry of a step config: absent unless the user chose one, so that configs (and cache keys)
@@ -190,7 +213,14 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     if (!made.has(name)) made.set(name, p.add(name, buildMasksStep, { mask: spec }, { tokens: trainTokens }));
     return made.get(name)!;
   };
-  return { tokenizer, trainTokens, testSet, base, masks, options };
+  // A from-scratch model is sized by the tokenizer while the graph is built, which checks it; a checkpoint
+  // is not, so a missing or broken --tokenizer is checked here, to be reported before any step runs.
+  if (base) tokenizerVocabSize(options.tokenizer);
+  // Only fine-tuning budgets need the count; a from-scratch pipeline does not read the data at build time.
+  const trainRows = base
+    ? Math.min(countRows(options.train), opts.limit?.train ?? Number.POSITIVE_INFINITY)
+    : undefined;
+  return { tokenizer, trainTokens, testSet, base, trainRows, masks, options };
 };
 
 const maskName = (spec: MaskSpec): string => {

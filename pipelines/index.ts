@@ -6,6 +6,7 @@ import * as compare from "./compare.ts";
 import * as dft from "./dft.ts";
 import * as fdiv from "./fdiv.ts";
 import * as mix from "./mix.ts";
+import * as pretrain from "./pretrain.ts";
 import * as s3ft from "./s3ft.ts";
 import * as sft from "./sft.ts";
 import * as sftkey from "./sftkey.ts";
@@ -15,6 +16,7 @@ export type PipelineFactory = (opts: PipelineOptions) => Pipeline;
 
 export const pipelines: Record<string, PipelineFactory> = {
   sftkey: sftkey.build,
+  "sftkey-finetune": sftkey.buildFineTune,
   sft: sft.build,
   dft: dft.build,
   fdiv: fdiv.build,
@@ -23,6 +25,14 @@ export const pipelines: Record<string, PipelineFactory> = {
   cft: cft.build,
   s3ft: s3ft.build,
   compare: (opts) => compare.build(opts),
+  // The comparison in the fine-tuning regime: the shipped base unless --model names another checkpoint.
+  "compare-finetune": (opts) =>
+    compare.build({
+      ...opts,
+      model: opts.model ?? sftkey.SHIPPED_BASE.model,
+      tokenizer: opts.tokenizer ?? (opts.model ? undefined : sftkey.SHIPPED_BASE.tokenizer),
+    }),
+  pretrain: pretrain.build,
 };
 
 export const DEFAULT_PIPELINE = "sftkey";

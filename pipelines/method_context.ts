@@ -8,7 +8,7 @@ import type { NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { type EvaluateConfig, evaluateStep } from "../src/steps/evaluate.ts";
 import { type TrainConfig, trainStep } from "../src/steps/train.ts";
-import { type Budget, budget } from "./budget.ts";
+import { type Budget, budget, describeBudget } from "./budget.ts";
 import { type Data, locatorOf, tinyModel, tokenizerVocabSize } from "./data.ts";
 
 /** The answer-judging fields of the evaluate, sampleResponses, criticalTokens and s3ftSelect configs. */
@@ -114,9 +114,15 @@ export const evaluate = (ctx: MethodContext, label: string, model: NodeRef): Nod
     tokenizer: ctx.data.tokenizer,
   });
 
+/** Puts which budget applied, and why, into the pipeline's settings (header and summary.json). */
+export const recordBudget = (p: PipelineBuilder, b: Budget): void => {
+  p.setting("budget", describeBudget(b));
+};
+
 /** Runs each method once and evaluates every model it returns. */
 export const runMethods = (p: PipelineBuilder, data: Data, methods: ReadonlyArray<Method>): void => {
   const ctx = methodContext(p, data);
+  recordBudget(p, ctx.budget);
   for (const method of methods) {
     for (const [label, model] of Object.entries(method(ctx))) evaluate(ctx, label, model);
   }

@@ -31,7 +31,7 @@ export const mixWith = (lambda: number): Method => (ctx) => {
       ],
     },
     stageOne,
-    { ...b.train, steps: b.stageTwoSteps, lr: b.stageTwoLr, warmupSteps: 0 },
+    { ...b.train, steps: b.stageTwoSteps, lr: b.stageTwoLr, warmupSteps: b.stageTwoWarmupSteps },
   );
   return { [`mix${lambda}`]: stageTwo };
 };

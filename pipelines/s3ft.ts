@@ -35,7 +35,7 @@ export const s3ft: Method = (ctx) => {
       ...b.train,
       steps: b.stageTwoSteps,
       lr: b.stageTwoLr,
-      warmupSteps: 0,
+      warmupSteps: b.stageTwoWarmupSteps,
     }),
   };
 };

@@ -84,7 +84,7 @@ export const upftWith = (opts: UpftOptions = {}): Method => (ctx: MethodContext)
     ...b.train,
     steps: b.stageTwoSteps,
     lr: b.stageTwoLr,
-    warmupSteps: 0,
+    warmupSteps: b.stageTwoWarmupSteps,
   });
   return { [label]: tuned };
 };

@@ -22,6 +22,7 @@ import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { trainStep } from "../src/steps/train.ts";
 import { addTokensStep } from "../src/steps/add_tokens.ts";
 import { TREE_SEARCH_DEFAULTS, treeSearchStep } from "../src/steps/tree_search.ts";
+import { tokeniseCorpusStep } from "../src/steps/tokenise_corpus.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
 import type { ModelConfig } from "../src/model/config.ts";
@@ -361,6 +362,18 @@ const tinySftkey = async (
       })
     });`,
   );
+
+/** A pretraining corpus tokenised with the fixture tokenizer (pipelines/pretrain.ts's first steps). */
+const corpusPipeline = (corpus: string): Pipeline =>
+  validate({
+    name: "bad-input",
+    description: "",
+    nodes: [
+      { kind: "source", name: "corpus", path: corpus },
+      { kind: "source", name: "tokenizer", path: fixtureTokenizer },
+      step("corpus-tokens", tokeniseCorpusStep, {}, { corpus: "corpus", tokenizer: "tokenizer" }),
+    ],
+  });
 
 const assertThat = (ok: boolean, what: string) => {
   if (!ok) throw new Error(what);
@@ -1090,6 +1103,28 @@ await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
         await holder.status;
         await holder.stdout.cancel().catch(() => {});
       }
+    },
+  },
+  {
+    name: "pretraining corpus row without text",
+    input: 'corpus.jsonl line 2: {"body": "no text"}',
+    expected: "InvalidRow",
+    mentions: ["corpus.jsonl:2", 'field "text"'],
+    via: "step",
+    run: async (dir) => {
+      await Deno.writeTextFile(`${dir}/corpus.jsonl`, '{"text": "1 + 2 = 3"}\n{"body": "no text"}\n');
+      return await failing(dir, corpusPipeline(`${dir}/corpus.jsonl`));
+    },
+  },
+  {
+    name: "pretraining corpus of another kind of file",
+    input: "a corpus path ending in .csv",
+    expected: "FileUnreadable",
+    mentions: ["corpus.csv", ".jsonl or .txt"],
+    via: "step",
+    run: async (dir) => {
+      await Deno.writeTextFile(`${dir}/corpus.csv`, "text\n1 + 2 = 3\n");
+      return await failing(dir, corpusPipeline(`${dir}/corpus.csv`));
     },
   },
 ];

@@ -23,6 +23,9 @@ const flags = (given: Partial<Record<keyof BudgetFlags, number>>): BudgetFlags =
     batchSize: none,
     microBatchSize: none,
     checkpointEvery: none,
+    epochs: none,
+    stageTwoEpochs: none,
+    warmupRatio: none,
   };
   for (const [k, v] of Object.entries(given)) all[k as keyof BudgetFlags] = Option.some(v);
   return all;

@@ -72,6 +72,7 @@ export const runAndSummarise = (
     const started = performance.now();
     reporter.log(`pipeline ${pipeline.name}: ${pipeline.description}`);
     reporter.log(`run directory ${opts.runDir}, backend ${opts.backend}`);
+    for (const [name, value] of Object.entries(pipeline.settings ?? {})) reporter.log(`${name}: ${value}`);
     const result = yield* runPipeline(pipeline, {
       store: storeFor(opts.runDir),
       reporter,
@@ -118,6 +119,7 @@ export const runAndSummarise = (
       run_dir: opts.runDir,
       finished: new Date().toISOString(),
       seconds: (performance.now() - started) / 1000,
+      ...(pipeline.settings ? { settings: pipeline.settings } : {}),
       steps: result.records.map(({ name, step, key, status, seconds }) => ({
         name,
         step,

@@ -68,6 +68,11 @@ export interface Pipeline {
   readonly description: string;
   /** Nodes in an order where every node comes after its inputs. */
   readonly nodes: ReadonlyArray<PipelineNode>;
+  /**
+   * What the pipeline decided while it was built, by name (e.g. which budget applied and why): printed in
+   * the run's header and kept in summary.json, so a reader need not reconstruct it from node configs.
+   */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 /** A step's inputs wired to nodes; unconnected optional inputs are left out. */
@@ -77,6 +82,7 @@ export type Inputs<I extends string> = { readonly [K in I]?: NodeRef };
 export class PipelineBuilder {
   private readonly nodes: PipelineNode[] = [];
   private readonly problems: string[] = [];
+  private readonly settings: Record<string, string> = {};
 
   /** A builder for a pipeline named `name`. */
   constructor(readonly name: string, readonly description = "") {}
@@ -131,10 +137,20 @@ export class PipelineBuilder {
     return { node: name };
   }
 
+  /** Records a build-time decision under `name` (the last value given wins). */
+  setting(name: string, value: string): void {
+    this.settings[name] = value;
+  }
+
   /** The pipeline, or a thrown PipelineInvalid naming every problem found while adding nodes. */
   build(): Pipeline {
     return validate(
-      { name: this.name, description: this.description, nodes: [...this.nodes] },
+      {
+        name: this.name,
+        description: this.description,
+        nodes: [...this.nodes],
+        ...(Object.keys(this.settings).length > 0 ? { settings: { ...this.settings } } : {}),
+      },
       this.problems,
     );
   }

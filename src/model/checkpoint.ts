@@ -11,7 +11,12 @@ import { CheckpointMalformed, FileUnreadable, WriteFailed } from "../errors.ts";
 import { readFile, writeFileAtomic } from "../io/fs.ts";
 import { fromHfConfig, type ModelConfig, toHfConfig } from "./config.ts";
 import { type Params, paramsFromArrays, paramShapes } from "./model.ts";
-import { type NamedTensor, readSafetensorsFile, writeSafetensorsFile } from "./safetensors.ts";
+import {
+  type NamedTensor,
+  readSafetensorsFile,
+  type WriteDtype,
+  writeSafetensorsFile,
+} from "./safetensors.ts";
 
 export const CONFIG_FILE = "config.json";
 export const WEIGHTS_FILE = "model.safetensors";
@@ -42,6 +47,8 @@ export interface SaveOptions {
   readonly baseConfig?: Record<string, unknown>;
   /** A checkpoint directory whose SIDE_FILES (tokenizer, generation config) are copied when present. */
   readonly copySideFilesFrom?: string;
+  /** The weights' dtype on disk: F32 (default) or BF16 (half the size; config.json's torch_dtype says so). */
+  readonly dtype?: WriteDtype;
 }
 
 /**
@@ -65,7 +72,7 @@ export const saveCheckpoint = (
       [...params].map(([name, v]) => [name, { shape: v.shape, data: v.dataSync() as Float32Array }]),
     );
     // "format": "pt" is what transformers checks before loading a safetensors file.
-    yield* writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, { format: "pt" });
+    yield* writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, { format: "pt" }, options.dtype);
     const files: Record<string, Uint8Array | string> = {};
     if (options.copySideFilesFrom !== undefined) {
       for (const name of SIDE_FILES) {
@@ -80,6 +87,7 @@ export const saveCheckpoint = (
     Object.assign(files, extraFiles);
     for (const name of Object.keys(files).sort()) yield* writeFileAtomic(join(dir, name), files[name]);
     const hf = toHfConfig(config, options.baseConfig);
+    if (options.dtype === "BF16") hf.torch_dtype = "bfloat16";
     yield* writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(hf, null, 2) + "\n");
   });
 

@@ -3,8 +3,9 @@
  * length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {..}},
  * then the raw little-endian tensor bytes, offsets relative to the end of the header.
  *
- * Reading accepts F32, F16 and BF16 (all widened to Float32Array). Writing produces F32 with tensors in
- * sorted name order and a space-padded header, so equal weights always give equal bytes.
+ * Reading accepts F32, F16 and BF16 (all widened to Float32Array). Writing produces F32 (or BF16 when asked,
+ * rounded to nearest even) with tensors in sorted name order and a space-padded header, so equal weights
+ * always give equal bytes.
  *
  * Everything about the header is validated before any tensor buffer is allocated, with the same rules
  * as the reference implementation (offsets in range, matching dtype and shape, no overlaps, no holes).
@@ -275,11 +276,31 @@ export const readSafetensorsFile = (
     (file) => Effect.sync(() => file.close()),
   );
 
-/** The header a float32 serialisation of `tensors` gets, and the data section's length. */
+/** The dtypes this writer produces. */
+export type WriteDtype = "F32" | "BF16";
+
+/**
+ * float32 values as bfloat16 (the top 16 bits), rounded to nearest, ties to even, as PyTorch's
+ * `tensor.to(torch.bfloat16)` does; NaN stays a (quiet) NaN.
+ */
+export const toBf16 = (data: Float32Array): Uint16Array => {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < bits.length; i++) {
+    const u = bits[i];
+    if ((u & 0x7fffffff) > 0x7f800000) out[i] = (u >>> 16) | 0x40;
+    else out[i] = (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+  }
+  return out;
+};
+
+/** The header a serialisation of `tensors` in `dtype` gets, and the data section's length. */
 const headerFor = (
   tensors: ReadonlyMap<string, NamedTensor>,
   metadata: Record<string, string>,
+  dtype: WriteDtype = "F32",
 ): { json: Uint8Array; names: string[]; dataLength: number } => {
+  const width = BYTES[dtype];
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) {
@@ -293,8 +314,8 @@ const headerFor = (
         `tensor ${name}: ${t.data.length} values do not fill shape [${t.shape.join(", ")}]`,
       );
     }
-    header[name] = { dtype: "F32", shape: [...t.shape], data_offsets: [offset, offset + 4 * t.data.length] };
-    offset += 4 * t.data.length;
+    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + width * t.data.length] };
+    offset += width * t.data.length;
   }
   let json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil(json.length / 8) * 8;
@@ -311,7 +332,10 @@ const headerFor = (
   return { json: prefixed, names, dataLength: offset };
 };
 
-const bytesOf = (data: Float32Array) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+const bytesOf = (data: Float32Array, dtype: WriteDtype = "F32") => {
+  const typed = dtype === "BF16" ? toBf16(data) : data;
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+};
 
 /**
  * Writes `serializeSafetensors(tensors, metadata)`'s bytes to `path` atomically (temporary sibling, fsync,
@@ -321,10 +345,11 @@ export const writeSafetensorsFile = (
   path: string,
   tensors: ReadonlyMap<string, NamedTensor>,
   metadata: Record<string, string> = {},
+  dtype: WriteDtype = "F32",
 ): Effect.Effect<void, WriteFailed> =>
   Effect.tryPromise({
     try: async () => {
-      const { json, names } = headerFor(tensors, metadata);
+      const { json, names } = headerFor(tensors, metadata, dtype);
       const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
       const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
       try {
@@ -333,7 +358,7 @@ export const writeSafetensorsFile = (
           while (written < bytes.length) written += await file.write(bytes.subarray(written));
         };
         await writeAll(json);
-        for (const name of names) await writeAll(bytesOf(tensors.get(name)!.data));
+        for (const name of names) await writeAll(bytesOf(tensors.get(name)!.data, dtype));
         await file.sync();
       } finally {
         file.close();
@@ -344,20 +369,21 @@ export const writeSafetensorsFile = (
   });
 
 /**
- * Serialises float32 tensors: sorted names, contiguous data, header padded with spaces to a multiple of
- * 8 bytes (what the reference writer does, keeping the data aligned). Throws RangeError if a tensor's
- * data does not match its shape.
+ * Serialises tensors as float32 (or bfloat16): sorted names, contiguous data, header padded with spaces to
+ * a multiple of 8 bytes (what the reference writer does, keeping the data aligned). Throws RangeError if a
+ * tensor's data does not match its shape.
  */
 export const serializeSafetensors = (
   tensors: ReadonlyMap<string, NamedTensor>,
   metadata: Record<string, string> = {},
+  dtype: WriteDtype = "F32",
 ): Uint8Array => {
-  const { json, names, dataLength } = headerFor(tensors, metadata);
+  const { json, names, dataLength } = headerFor(tensors, metadata, dtype);
   const out = new Uint8Array(json.length + dataLength);
   out.set(json);
   let at = json.length;
   for (const name of names) {
-    const bytes = bytesOf(tensors.get(name)!.data);
+    const bytes = bytesOf(tensors.get(name)!.data, dtype);
     out.set(bytes, at);
     at += bytes.length;
   }

@@ -49,6 +49,8 @@ export const Summary = Schema.Struct({
   run_dir: Schema.String,
   finished: Schema.String,
   seconds: Schema.Number,
+  /** The pipeline's build-time decisions (Pipeline.settings), e.g. which budget applied and why. */
+  settings: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
   steps: Schema.Array(StepSummary),
   models: Schema.Record({ key: Schema.String, value: ModelMetrics }),
   /** Present when some step dropped rows. */
