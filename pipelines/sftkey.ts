@@ -7,7 +7,7 @@
  * the thinking part (`<Answer>...</Answer>` and EOS in the tag format, the `#### ` line in GSM8K).
  * Both stages are evaluated.
  */
-import { type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
+import { type NodeRef, type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
 import { fixture, type PipelineOptions, prepareData } from "./data.ts";
 import { type Method, runMethods, train } from "./method_context.ts";
 import { sft } from "./sft.ts";

@@ -16,8 +16,9 @@ import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { modelDirOf } from "./shared.ts";
-import { disposeParams, logitsAt } from "../model/model.ts";
-import { weightedCrossEntropy, weightedPositions } from "../train/loss.ts";
+import { disposeParams, headInputAt, lmHeadWeight } from "../model/model.ts";
+import { headLoss } from "../train/head_loss.ts";
+import { weightedPositions } from "../train/loss.ts";
 import { pad } from "../train/batches.ts";
 
 export const HeldoutLossConfig = Schema.Struct({
@@ -52,7 +53,14 @@ export const heldoutLossStep = defineStep({
         let w = 0;
         const loss = tf.tidy(() => {
           const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
-          const l = weightedCrossEntropy(logitsAt(params, modelConfig, ids, at.rows), at.targets, at.weights);
+          // The fused head + loss: [tokens x vocabulary] logits are never held at once.
+          const l = headLoss(
+            headInputAt(params, modelConfig, ids, at.rows),
+            lmHeadWeight(params, modelConfig),
+            at.targets,
+            at.weights,
+            { eagerGradient: false },
+          );
           w = l.weightSum;
           return l.loss;
         });
