@@ -47,15 +47,6 @@ export * as functionalTokens from "./src/data/functional_tokens.ts";
 export * as rfttSearch from "./src/train/rftt_search.ts";
 /** RFTT's RL objective: token rewards, REINFORCE++ and GRPO advantages, the PPO clipped loss. */
 export * as rlLoss from "./src/train/rl_loss.ts";
-// Pretraining (pipelines/pretrain.ts): corpus, tokenizer, packed blocks, held-out loss, chart, BF16.
-export { generateCorpusStep } from "./src/steps/generate_corpus.ts";
-export { trainTokenizerStep } from "./src/steps/train_tokenizer.ts";
-export { tokeniseCorpusStep } from "./src/steps/tokenise_corpus.ts";
-export { packBlocksStep } from "./src/steps/pack_blocks.ts";
-export { heldoutLossStep } from "./src/steps/heldout_loss.ts";
-export { lossChartStep } from "./src/steps/loss_chart.ts";
-export { convertCheckpointStep } from "./src/steps/convert_checkpoint.ts";
-export { readCorpus } from "./src/data/corpus.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
 export { buildMask, MaskSpec } from "./src/data/masks.ts";
@@ -69,10 +60,11 @@ export * as sftkey from "./pipelines/sftkey.ts";
 export { methods } from "./pipelines/methods.ts";
 export type { Data, PipelineOptions } from "./pipelines/data.ts";
 export type { Budget, BudgetOverrides, Regime } from "./pipelines/budget.ts";
+/** LoRA settings of a training node (rank, alpha, dropout, target modules, rsLoRA). */
+export type { LoraSettings } from "./src/model/lora.ts";
 export { budget, describeBudget, FINE_TUNING, stepsForEpochs } from "./pipelines/budget.ts";
 export type { AnswerJudging, Method, MethodContext } from "./pipelines/method_context.ts";
 export { prepareData } from "./pipelines/data.ts";
 export { answerJudging, evaluate, methodContext, runMethods, train } from "./pipelines/method_context.ts";
 /** The plain SFT baseline: the method (`sft`) and its pipeline (`build`). */
 export * as sft from "./pipelines/sft.ts";
-export * as pretrain from "./pipelines/pretrain.ts";

@@ -93,13 +93,13 @@ Deno.test("--epochs, --stage-two-epochs and --warmup-ratio set the fine-tuning b
   const budget = await Effect.runPromise(
     budgetFromFlags(flags({ epochs: 2, stageTwoEpochs: 0.5, warmupRatio: 0.2 })),
   );
-  const t = trainConfigs(pipelines.sftkey({ budget }));
+  const t = trainConfigs(pipelines["sftkey-finetune"]({ budget }));
   assertEquals(t["sftkey-stage-one"].steps, 125);
   assertEquals(t["sftkey-stage-two"].steps, 32);
   assertEquals(t["sft"].steps, 157);
   assertEquals(t["sftkey-stage-one"].warmupSteps, 25);
   const stepped = await Effect.runPromise(budgetFromFlags(flags({ epochs: 2, stageOneSteps: 7 })));
-  assertEquals(trainConfigs(pipelines.sftkey({ budget: stepped }))["sftkey-stage-one"].steps, 7);
+  assertEquals(trainConfigs(pipelines["sftkey-finetune"]({ budget: stepped }))["sftkey-stage-one"].steps, 7);
   const refused = await Effect.runPromiseExit(budgetFromFlags(flags({ warmupRatio: 1.5 })));
   assert(refused._tag === "Failure" && JSON.stringify(refused.cause).includes("--warmup-ratio"));
 });

@@ -110,7 +110,9 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "launcher-kill-" });
     const runDir = `${dir}/run`;
     const launcher = new Deno.Command(Deno.execPath(), {
-      args: [...LAUNCHER, "run", "--quick", "--run-dir", runDir],
+      // A stage one far longer than the test: the run must still be training when it is killed (a quick run
+      // can finish between the "running train" line and the lock read).
+      args: [...LAUNCHER, "run", "--quick", "--stage-one-steps", "100000", "--run-dir", runDir],
       cwd: root,
       stdout: "piped",
       stderr: "null",

@@ -22,7 +22,21 @@ import { linear } from "./ops.ts";
 import type { Params } from "./params.ts";
 
 /** LoRA hyper-parameters, as the train step's config and the CLI flags give them. */
-export const LoraSettings = Schema.Struct({
+export interface LoraSettings {
+  /** The adapter's rank. */
+  readonly r: number;
+  /** Scaling numerator: scaling = alpha / r (or alpha / sqrt(r) with rsLoRA). */
+  readonly alpha: number;
+  /** Dropout on the adapter's input, in [0, 1). */
+  readonly dropout: number;
+  /** Module names (or name suffixes) to adapt; absent means the architecture's default (DEFAULT_TARGETS). */
+  readonly targets?: ReadonlyArray<string>;
+  /** scaling = alpha / sqrt(r) instead of alpha / r (Kalajdzievski 2023, PEFT's use_rslora). */
+  readonly useRslora?: boolean;
+}
+
+/** The schema of LoraSettings (validated and canonically encoded in the train step's config). */
+export const LoraSettings: Schema.Schema<LoraSettings> = Schema.Struct({
   r: Schema.Int.pipe(Schema.positive()),
   alpha: Schema.Number.pipe(Schema.positive(), Schema.finite()),
   dropout: Schema.Number.pipe(Schema.greaterThanOrEqualTo(0), Schema.lessThan(1)),
@@ -31,7 +45,6 @@ export const LoraSettings = Schema.Struct({
   /** scaling = alpha / sqrt(r) instead of alpha / r (Kalajdzievski 2023, PEFT's use_rslora). */
   useRslora: Schema.optional(Schema.Boolean),
 });
-export type LoraSettings = typeof LoraSettings.Type;
 
 /** Every linear projection inside a decoder block, by architecture (what LoRA can target). */
 export const ADAPTABLE: Readonly<Record<"llama" | "gpt2", ReadonlyArray<string>>> = {

@@ -124,7 +124,7 @@ export interface TrainConfig {
   /** The per-token objective (src/train/objectives.ts); absent means "ce". */
   readonly objective?: "ce" | "dft" | "tv" | "chi2" | "hellinger" | "js";
   /** Train a LoRA adapter instead of every weight; absent means full fine-tuning. */
-  readonly lora?: typeof LoraSettings.Type;
+  readonly lora?: LoraSettings;
 }
 
 interface LogRow {
