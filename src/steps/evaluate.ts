@@ -16,7 +16,6 @@
  * Output: metrics.json and predictions.jsonl (prompt, generation, extracted and gold answer per example;
  * with samples, every sample and the majority answer).
  */
-import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
 import { DataFormat, defaultLocator } from "../data/formats.ts";
 import { extractAnswer, LocatorSpec, normaliseAnswer } from "../data/locate.ts";
@@ -25,10 +24,7 @@ import { writeFileAtomic } from "../io/fs.ts";
 import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { generate } from "../model/generate.ts";
-import { headInputAt, lmHeadWeight } from "../model/model.ts";
-import { headLoss } from "../train/head_loss.ts";
-import { weightedPositions } from "../train/loss.ts";
-import { pad } from "../train/batches.ts";
+import { teacherForcedLoss } from "../train/head_loss.ts";
 import { majorityVote, passAtK } from "../report/stats.ts";
 import { Rng } from "../util/rng.ts";
 import { loadModel } from "./shared.ts";
@@ -168,29 +164,14 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
             })),
           });
         });
-        // Teacher-forced loss on the gold key tokens (weights are the key mask), with the LM head applied
-        // only at the positions that predict a key token, fused with the loss chunk by chunk: the full logits
-        // of a batch would be [rows x length, vocab], gigabytes for a 50k vocabulary.
-        const mb = pad(batch.map((r) => ({ ids: r.input_ids, weights: r.weights })), 0);
-        const at = weightedPositions(mb.ids, mb.weights, mb.batch, mb.seqLen);
-        if (at.rows.length > 0) {
-          let weightSum = 0;
-          const loss = tf.tidy(() => {
-            const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
-            const l = headLoss(
-              headInputAt(params, modelConfig, ids, at.rows),
-              lmHeadWeight(params, modelConfig),
-              at.targets,
-              at.weights,
-              { eagerGradient: false },
-            );
-            weightSum = l.weightSum;
-            return l.loss;
-          });
-          keyLossSum += loss.dataSync()[0] * weightSum;
-          keyTokens += weightSum;
-          loss.dispose();
-        }
+        // Teacher-forced loss on the gold key tokens (weights are the key mask).
+        const key = teacherForcedLoss(
+          params,
+          modelConfig,
+          batch.map((r) => ({ ids: r.input_ids, weights: r.weights })),
+        );
+        keyLossSum += key.lossSum;
+        keyTokens += key.weightSum;
         const done = Math.min(i + rowsPerBatch, rows.length);
         progress.update({
           done,

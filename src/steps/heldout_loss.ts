@@ -8,7 +8,6 @@
  * when the run ends. (Not metrics.json: the summary's metrics table is for models that answer test
  * questions.)
  */
-import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
 import { EmptyDataset } from "../errors.ts";
 import { type MaskedRecord, readJsonl } from "../data/records.ts";
@@ -16,10 +15,8 @@ import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { modelDirOf } from "./shared.ts";
-import { disposeParams, headInputAt, lmHeadWeight } from "../model/model.ts";
-import { headLoss } from "../train/head_loss.ts";
-import { weightedPositions } from "../train/loss.ts";
-import { pad } from "../train/batches.ts";
+import { disposeParams } from "../model/model.ts";
+import { teacherForcedLoss } from "../train/head_loss.ts";
 
 export const HeldoutLossConfig = Schema.Struct({
   /** Rows per forward pass. */
@@ -47,26 +44,13 @@ export const heldoutLossStep = defineStep({
       let lossSum = 0, weightSum = 0;
       for (let i = 0; i < rows.length; i += config.batchSize) {
         const batch = rows.slice(i, i + config.batchSize);
-        const mb = pad(batch.map((r) => ({ ids: r.input_ids, weights: r.weights })), 0);
-        const at = weightedPositions(mb.ids, mb.weights, mb.batch, mb.seqLen);
-        if (at.rows.length === 0) continue;
-        let w = 0;
-        const loss = tf.tidy(() => {
-          const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
-          // The fused head + loss: [tokens x vocabulary] logits are never held at once.
-          const l = headLoss(
-            headInputAt(params, modelConfig, ids, at.rows),
-            lmHeadWeight(params, modelConfig),
-            at.targets,
-            at.weights,
-            { eagerGradient: false },
-          );
-          w = l.weightSum;
-          return l.loss;
-        });
-        lossSum += loss.dataSync()[0] * w;
-        weightSum += w;
-        loss.dispose();
+        const l = teacherForcedLoss(
+          params,
+          modelConfig,
+          batch.map((r) => ({ ids: r.input_ids, weights: r.weights })),
+        );
+        lossSum += l.lossSum;
+        weightSum += l.weightSum;
         const done = Math.min(i + config.batchSize, rows.length);
         progress.update({
           done,

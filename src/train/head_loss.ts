@@ -24,7 +24,17 @@
 import * as tf from "@tensorflow/tfjs";
 import { stridedGemm } from "../backend/matmul.ts";
 import { matmulNT } from "../model/kernels.ts";
-import { checkLossInputs, type LossOptions, WEIGHT_EPS, type WeightedLoss } from "./loss.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { headInputAt, lmHeadWeight } from "../model/model.ts";
+import type { Params } from "../model/params.ts";
+import { pad, type Sequence } from "./batches.ts";
+import {
+  checkLossInputs,
+  type LossOptions,
+  WEIGHT_EPS,
+  type WeightedLoss,
+  weightedPositions,
+} from "./loss.ts";
 import { objectives } from "./objectives.ts";
 
 type F32 = Float32Array;
@@ -302,4 +312,37 @@ export const goldLogProbs = (
     chunkRowsOf(vocab, chunkRows),
   );
   return pass.gold.map((g, i) => g - pass.lse[i]);
+};
+
+/**
+ * Teacher-forced loss of `sequences` under a model, without gradients: the LM head is applied only at the
+ * positions that predict a weighted token, fused with the loss chunk by chunk (the full logits of a batch
+ * would be [rows x length, vocabulary], gigabytes for a 50k vocabulary). Returns the weighted sum of the
+ * per-token losses and the total weight, so that callers can sum over batches; both are 0 when no token
+ * carries weight. Evaluation's key loss and the pretraining held-out loss use it.
+ */
+export const teacherForcedLoss = (
+  params: Params,
+  config: ModelConfig,
+  sequences: ReadonlyArray<Sequence>,
+): { readonly lossSum: number; readonly weightSum: number } => {
+  const mb = pad(sequences, 0);
+  const at = weightedPositions(mb.ids, mb.weights, mb.batch, mb.seqLen);
+  if (at.rows.length === 0) return { lossSum: 0, weightSum: 0 };
+  let weightSum = 0;
+  const loss = tf.tidy(() => {
+    const ids = tf.tensor2d(mb.ids, [mb.batch, mb.seqLen], "int32");
+    const l = headLoss(
+      headInputAt(params, config, ids, at.rows),
+      lmHeadWeight(params, config),
+      at.targets,
+      at.weights,
+      { eagerGradient: false },
+    );
+    weightSum = l.weightSum;
+    return l.loss;
+  });
+  const lossSum = loss.dataSync()[0] * weightSum;
+  loss.dispose();
+  return { lossSum, weightSum };
 };
