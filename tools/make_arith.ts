@@ -15,6 +15,8 @@
  * wherever it appears in the response, the answer included. Train and test problems are disjoint.
  */
 
+import { mulberry32 } from "../src/util/rng.ts";
+
 interface Problem {
   readonly a: number;
   readonly op1: "+" | "-";
@@ -22,18 +24,6 @@ interface Problem {
   readonly op2: "+" | "-";
   readonly c: number;
 }
-
-/** mulberry32: a tiny seeded PRNG, so the data does not depend on the runtime's Math.random. */
-const prng = (seed: number) => {
-  let s = seed >>> 0;
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-};
 
 const apply = (x: number, op: "+" | "-", y: number) => (op === "+" ? x + y : x - y);
 
@@ -106,7 +96,7 @@ const parseArgs = (args: string[]) => {
 
 /** The rows of one data set: train and test drawn without replacement, so they never share a problem. */
 export const makeArith = (opts: { gsm8k: boolean; train: number; test: number; seed: number }) => {
-  const problems = shuffle(allProblems(), prng(opts.seed));
+  const problems = shuffle(allProblems(), mulberry32(opts.seed));
   if (opts.train + opts.test > problems.length) {
     throw new Error(`only ${problems.length} distinct problems exist; asked for ${opts.train + opts.test}`);
   }

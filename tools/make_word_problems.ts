@@ -21,17 +21,7 @@
  * Train and test never share a question.
  */
 
-/** mulberry32: a tiny seeded PRNG, so the data does not depend on the runtime's Math.random. */
-const prng = (seed: number) => {
-  let s = seed >>> 0;
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-};
+import { mulberry32 } from "../src/util/rng.ts";
 
 class Draw {
   constructor(private readonly next: () => number) {}
@@ -331,7 +321,7 @@ export const DEFAULTS: Omit<WordProblemOptions, "gsm8k" | "seed"> = {
 
 /** Train and test rows; questions are distinct across the whole set, so the splits never share one. */
 export const makeWordProblems = (opts: WordProblemOptions): { train: unknown[]; test: unknown[] } => {
-  const d = new Draw(prng(opts.seed));
+  const d = new Draw(mulberry32(opts.seed));
   const seen = new Set<string>();
   const problems: WorkedProblem[] = [];
   let tries = 0;

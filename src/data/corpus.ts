@@ -14,6 +14,7 @@
  */
 import { Effect } from "effect";
 import { FileUnreadable, InvalidRow } from "../errors.ts";
+import { mulberry32 } from "../util/rng.ts";
 
 export interface CorpusDocument {
   /** file:line of a JSONL row, or the .txt file. */
@@ -93,18 +94,6 @@ export const FORMAT_MARKERS = ["<Thinking>", "</Thinking>", "<Answer>", "</Answe
 
 // ---------------------------------------------------------------------------------------------------------
 // The generator.
-
-/** mulberry32: small and fast; a document's stream is seeded by (seed, index), so documents are independent. */
-const prng = (seed: number) => {
-  let s = seed >>> 0;
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-};
 
 class Draw {
   constructor(readonly next: () => number) {}
@@ -694,7 +683,7 @@ const MIX: ReadonlyArray<DocumentKind> = [
 
 /** Document `index` of the corpus with `seed`: a pure function of both. */
 export const syntheticDocument = (seed: number, index: number): { kind: DocumentKind; text: string } => {
-  const d = new Draw(prng((Math.imul(seed, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca77)) >>> 0));
+  const d = new Draw(mulberry32((Math.imul(seed, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca77)) >>> 0));
   const kind = d.pick(MIX);
   return { kind, text: KINDS[kind](d) };
 };

@@ -128,3 +128,19 @@ export class Rng {
     return xs;
   }
 }
+
+/**
+ * mulberry32: a tiny seeded generator of floats in [0, 1), for the synthetic data generators (the fixtures'
+ * tools and the pretraining corpus). Their committed outputs are pinned to its stream, so they keep it rather
+ * than `Rng`, whose state is what training checkpoints.
+ */
+export const mulberry32 = (seed: number): () => number => {
+  let s = seed >>> 0;
+  return (): number => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+};
