@@ -10,7 +10,7 @@ import type { ModelConfig } from "../src/model/config.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { locateKeyStep } from "../src/steps/locate_key.ts";
 import { takeRowsStep } from "../src/steps/take_rows.ts";
-import { holdOutStep } from "../src/steps/hold_out.ts";
+import { heldOutCount, holdOutStep } from "../src/steps/hold_out.ts";
 import { generationLocatorProblem } from "../src/data/formats.ts";
 import { InvalidConfig } from "../src/errors.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
@@ -217,8 +217,14 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
   // is not, so a missing or broken --tokenizer is checked here, to be reported before any step runs.
   if (base) tokenizerVocabSize(options.tokenizer);
   // Only fine-tuning budgets need the count; a from-scratch pipeline does not read the data at build time.
+  // With a held-out split, training sees the file's rows less the held-out ones (counting the file alone
+  // over-counted the epochs by the held-out share).
+  const fileRows = base ? countRows(options.train) : 0;
   const trainRows = base
-    ? Math.min(countRows(options.train), opts.limit?.train ?? Number.POSITIVE_INFINITY)
+    ? Math.min(
+      fileRows - (holdOut ? heldOutCount(fileRows, split) : 0),
+      opts.limit?.train ?? Number.POSITIVE_INFINITY,
+    )
     : undefined;
   return { tokenizer, trainTokens, testSet, base, trainRows, masks, options };
 };

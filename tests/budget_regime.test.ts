@@ -28,8 +28,10 @@ Deno.test("a pipeline started from --model without budget flags uses the fine-tu
   // What the command line passes for `--model fixtures/base --data ... --format tags`.
   const p = buildSft({ model: fixture("base"), tokenizer: fixture("base/tokenizer.json"), train: words });
   const sft = trainConfigs(p)["sft"];
-  const one = Math.ceil(FINE_TUNING.stageOneEpochs * ROWS / FINE_TUNING.batchSize);
-  const two = Math.ceil(FINE_TUNING.stageTwoEpochs * ROWS / FINE_TUNING.batchSize);
+  // Without --test, 10% of the rows (100) are held out for evaluation: training sees 900.
+  const TRAINED = 900;
+  const one = Math.ceil(FINE_TUNING.stageOneEpochs * TRAINED / FINE_TUNING.batchSize);
+  const two = Math.ceil(FINE_TUNING.stageTwoEpochs * TRAINED / FINE_TUNING.batchSize);
   assertEquals(sft.steps, one + two);
   assertEquals(sft.lr, FINE_TUNING.lr);
   assertEquals(sft.batchSize, FINE_TUNING.batchSize);
@@ -37,7 +39,15 @@ Deno.test("a pipeline started from --model without budget flags uses the fine-tu
   assert(sft.model === undefined, "a fine-tuning run must not carry a from-scratch architecture");
   const budget = p.settings?.budget ?? "";
   assert(budget.startsWith("fine-tuning defaults: started from a checkpoint"), budget);
-  assert(budget.includes(`over ${ROWS} rows`), budget);
+  assert(budget.includes(`over ${TRAINED} rows`), budget);
+  // With a test file nothing is held out, so every row trains.
+  const withTest = buildSft({
+    model: fixture("base"),
+    tokenizer: fixture("base/tokenizer.json"),
+    train: words,
+    test: fixture("word-tags/test.jsonl"),
+  });
+  assert(withTest.settings?.budget?.includes(`over ${ROWS} rows`), withTest.settings?.budget);
 });
 
 Deno.test("from scratch keeps its step budget and says so", () => {

@@ -25,9 +25,13 @@ export const HoldOutConfig = Schema.Struct({
 });
 export type HoldOutConfig = typeof HoldOutConfig.Type;
 
+/** How many of `n` rows are held out. */
+export const heldOutCount = (n: number, config: Omit<HoldOutConfig, "part" | "seed">): number =>
+  Math.min(config.max, Math.max(1, Math.round(config.fraction * n)));
+
 /** Indices (ascending) of the held-out rows among `n`. */
 export const heldOutIndices = (n: number, config: Omit<HoldOutConfig, "part">): number[] => {
-  const count = Math.min(config.max, Math.max(1, Math.round(config.fraction * n)));
+  const count = heldOutCount(n, config);
   const order = Rng.seeded(config.seed).shuffle(Array.from({ length: n }, (_, i) => i));
   return order.slice(0, count).sort((a, b) => a - b);
 };
