@@ -137,7 +137,12 @@ interface Difficulty {
   readonly minSteps: number;
   readonly maxSteps: number;
   readonly maxStart: number;
+  /** Largest second operand of any step (a quantity added, removed, multiplied by); 0: the families' own ranges. */
+  readonly maxOperand: number;
 }
+
+/** `hi`, or the difficulty's operand bound when that is smaller (0 leaves `hi`). */
+const cap = (diff: Difficulty, hi: number): number => (diff.maxOperand ? Math.min(hi, diff.maxOperand) : hi);
 
 /** People compare their collections: "B has 5 more than A, C has twice as many as B ...". */
 const comparison = (d: Draw, diff: Difficulty): WorkedProblem => {
@@ -151,18 +156,18 @@ const comparison = (d: Draw, diff: Difficulty): WorkedProblem => {
   for (let i = 1; i <= n; i++) {
     const prev = counts[i - 1];
     const r = d.int(0, 2);
-    if (r === 0 && prev <= 40) {
+    if (r === 0 && prev <= (diff.maxOperand ? diff.maxOperand : 40)) {
       const k = d.int(2, 3);
       sentences.push(
         `${names[i]} has ${k === 2 ? "twice" : "three times"} as many ${thing[1]} as ${names[i - 1]}.`,
       );
       steps.push(step(`${names[i]} has `, k, "*", prev, ` ${thing[1]}.`));
     } else if (r === 1 && prev > 6) {
-      const k = d.int(1, prev - 1);
+      const k = d.int(1, cap(diff, prev - 1));
       sentences.push(`${names[i]} has ${k} fewer ${thing[1]} than ${names[i - 1]}.`);
       steps.push(step(`${names[i]} has `, prev, "-", k, ` ${thing[1]}.`));
     } else {
-      const k = d.int(1, Math.max(2, Math.floor(diff.maxStart / 2)));
+      const k = d.int(1, cap(diff, Math.max(2, Math.floor(diff.maxStart / 2))));
       sentences.push(`${names[i]} has ${k} more ${thing[1]} than ${names[i - 1]}.`);
       steps.push(step(`${names[i]} has `, prev, "+", k, ` ${thing[1]}.`));
     }
@@ -198,7 +203,8 @@ const shopping = (d: Draw, diff: Difficulty): WorkedProblem => {
   const steps: StepT[] = [];
   const costs: number[] = [];
   for (const g of goods) {
-    const qty = d.int(2, 9), price = d.int(2, Math.max(3, Math.min(15, Math.floor(diff.maxStart / 3))));
+    const qty = d.int(2, cap(diff, 9)),
+      price = d.int(2, cap(diff, Math.max(3, Math.min(15, Math.floor(diff.maxStart / 3)))));
     lines.push(`${qty} ${many(qty, g)} at ${price} dollars each`);
     steps.push(step(`The ${g[1]} cost `, qty, "*", price, " dollars."));
     costs.push(qty * price);
@@ -223,7 +229,7 @@ const shopping = (d: Draw, diff: Difficulty): WorkedProblem => {
 const savings = (d: Draw, diff: Difficulty): WorkedProblem => {
   const who = d.pick(PEOPLE);
   const start = d.int(5, diff.maxStart);
-  const perWeek = d.int(3, 15), weeks = d.int(2, 8);
+  const perWeek = d.int(3, cap(diff, 15)), weeks = d.int(2, cap(diff, 8));
   const steps: StepT[] = [];
   steps.push(step(`In ${weeks} weeks ${who} saves `, weeks, "*", perWeek, " dollars."));
   steps.push(step(`${who} then has `, start, "+", weeks * perWeek, " dollars."));
@@ -232,12 +238,12 @@ const savings = (d: Draw, diff: Difficulty): WorkedProblem => {
   const more = d.int(Math.max(0, diff.minSteps - 2), Math.max(0, Math.min(3, diff.maxSteps - 2)));
   for (let i = 0; i < more && have > 4; i++) {
     if (d.int(0, 1) === 0) {
-      const spend = d.int(1, have - 1);
+      const spend = d.int(1, cap(diff, have - 1));
       extra.push(`${i === 0 ? "Then" : "After that"} ${who} spends ${spend} dollars on a game.`);
       steps.push(step(`After the game ${who} has `, have, "-", spend, " dollars."));
       have -= spend;
     } else {
-      const gift = d.int(2, 30);
+      const gift = d.int(2, cap(diff, 30));
       extra.push(`${i === 0 ? "Then" : "After that"} ${who}'s aunt gives ${who} ${gift} dollars.`);
       steps.push(step(`With the gift ${who} has `, have, "+", gift, " dollars."));
       have += gift;
@@ -256,19 +262,19 @@ const savings = (d: Draw, diff: Difficulty): WorkedProblem => {
 const garden = (d: Draw, diff: Difficulty): WorkedProblem => {
   const who = d.pick(PEOPLE);
   const plant = d.pick(PLANTS);
-  const rows = d.int(2, 9), perRow = d.int(3, 12);
+  const rows = d.int(2, cap(diff, 9)), perRow = d.int(3, cap(diff, 12));
   const steps: StepT[] = [step(`At first there are `, rows, "*", perRow, ` ${plant[1]}.`)];
   let have = rows * perRow;
   const events: string[] = [];
   const more = d.int(Math.max(1, diff.minSteps - 1), Math.max(1, diff.maxSteps - 1));
   for (let i = 0; i < more; i++) {
     if (d.int(0, 1) === 0 && have > 3) {
-      const lost = d.int(1, Math.min(have - 1, 20));
+      const lost = d.int(1, cap(diff, Math.min(have - 1, 20)));
       events.push(`${lost} of the ${plant[1]} dry out and are pulled up.`);
       steps.push(step(`Then there are `, have, "-", lost, ` ${plant[1]}.`));
       have -= lost;
     } else {
-      const added = d.int(2, 25);
+      const added = d.int(2, cap(diff, 25));
       events.push(`${who} plants ${added} more ${plant[1]}.`);
       steps.push(step(`Then there are `, have, "+", added, ` ${plant[1]}.`));
       have += added;
@@ -317,6 +323,7 @@ export const DEFAULTS: Omit<WordProblemOptions, "gsm8k" | "seed"> = {
   minSteps: 3,
   maxSteps: 5,
   maxStart: 40,
+  maxOperand: 0,
 };
 
 /** Train and test rows; questions are distinct across the whole set, so the splits never share one. */
@@ -357,6 +364,7 @@ const parseArgs = (args: string[]): WordProblemOptions & { out: string } => {
     minSteps: int("--min-steps", DEFAULTS.minSteps),
     maxSteps: int("--max-steps", DEFAULTS.maxSteps),
     maxStart: int("--max-start", DEFAULTS.maxStart),
+    maxOperand: int("--max-operand", DEFAULTS.maxOperand),
   };
 };
 
