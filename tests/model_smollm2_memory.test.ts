@@ -1,5 +1,5 @@
 /**
- * Slow tier (SFTKEY_SLOW=1): a SmolLM2-135M-shaped checkpoint (tools/make_smollm2_shaped.ts, written by
+ * Slow tier (SFTKEY_SLOW=1): a SmolLM2-135M-shaped checkpoint (tools/make_shaped_checkpoint.ts smol, written by
  * a child process so its memory does not count here) loads, trains one optimizer step on a short batch
  * and saves within 8 GiB of resident memory. Prints the peak (VmHWM) and the sampled RSS maximum.
  */
@@ -32,13 +32,13 @@ Deno.test({
     await tf.setBackend("cpu");
     const dir = await Deno.makeTempDir({ prefix: "smollm2-shaped-" });
     try {
-      const tool = new URL("../tools/make_smollm2_shaped.ts", import.meta.url).pathname;
+      const tool = new URL("../tools/make_shaped_checkpoint.ts", import.meta.url).pathname;
       const made = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", tool, `${dir}/base`],
+        args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", tool, "smol", `${dir}/base`],
         stdout: "piped",
         stderr: "inherit",
       }).output();
-      assert(made.success, "make_smollm2_shaped.ts failed");
+      assert(made.success, "make_shaped_checkpoint.ts failed");
 
       let sampled = Deno.memoryUsage().rss;
       const timer = setInterval(() => sampled = Math.max(sampled, Deno.memoryUsage().rss), 50);

@@ -1,19 +1,21 @@
 /**
  * Peak resident memory and speed of training steps on a checkpoint, full fine-tuning vs LoRA: each mode
  * runs in its own process (a peak, VmHWM, cannot be reset) that loads the checkpoint, runs STEPS
- * optimizer steps on a batch of 2 x 64 random tokens and prints one JSON line.
+ * optimizer steps on a batch of 2 x 64 random tokens, saves what it trained (LoRA: the adapter in the PEFT
+ * layout; full: the checkpoint) into a temporary directory, and prints one JSON line.
  *
  *   deno run -A tools/lora_memory.ts DIR            both modes, one child process each
  *   deno run -A tools/lora_memory.ts DIR full|lora  one mode in this process
  *
- * DIR: e.g. a SmolLM2-135M-shaped checkpoint from tools/make_smollm2_shaped.ts. LoRA: r 8, alpha 16, the
- * default targets (every block projection).
+ * DIR: e.g. a SmolLM2-135M- or Qwen2.5-0.5B-shaped checkpoint from tools/make_shaped_checkpoint.ts. LoRA:
+ * r 8, alpha 16, the default targets (every block projection).
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect } from "effect";
 import { useBackend } from "../src/backend/backend.ts";
-import { loadCheckpoint } from "../src/model/checkpoint.ts";
-import { attachFreshAdapter, trainableParams } from "../src/model/lora.ts";
+import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
+import { attachFreshAdapter, defaultTargets, trainableParams } from "../src/model/lora.ts";
+import { saveAdapter } from "../src/model/peft.ts";
 import { paramShapes } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
 import { optimizerStep } from "../src/train/step.ts";
@@ -39,10 +41,9 @@ if (mode === undefined) {
   }
 } else {
   await Effect.runPromise(useBackend((Deno.env.get("SFTKEY_BACKEND") ?? "cpu") as "cpu"));
-  const { config, params } = await Effect.runPromise(loadCheckpoint(dir));
-  if (mode === "lora") {
-    attachFreshAdapter(params, config, paramShapes(config), { r: 8, alpha: 16, dropout: 0 }, Rng.seeded(1));
-  }
+  const { config, params, hfConfig } = await Effect.runPromise(loadCheckpoint(dir));
+  const lora = { r: 8, alpha: 16, dropout: 0 };
+  if (mode === "lora") attachFreshAdapter(params, config, paramShapes(config), lora, Rng.seeded(1));
   const trainable = trainableParams(params);
   const optimizer = new AdamW(trainable);
   const rng = Rng.seeded(2);
@@ -60,6 +61,15 @@ if (mode === undefined) {
     tokens = r.tokens;
     loss = r.loss;
   }
+  const out = await Deno.makeTempDir({ prefix: "lora-memory-" });
+  const t0 = performance.now();
+  await Effect.runPromise(
+    mode === "lora"
+      ? saveAdapter(out, config, params, lora, defaultTargets(config), dir)
+      : saveCheckpoint(out, config, params, {}, { baseConfig: hfConfig }),
+  );
+  const saveSeconds = (performance.now() - t0) / 1000;
+  await Deno.remove(out, { recursive: true });
   const trainableCount = [...trainable.values()].reduce((n, v) => n + v.size, 0);
   console.log(JSON.stringify({
     mode,
@@ -67,6 +77,7 @@ if (mode === undefined) {
     trainableParams: trainableCount,
     peakRssGiB: +(peakRss() / 1024 ** 3).toFixed(3),
     stepSeconds: times.map((t) => +t.toFixed(2)),
+    saveSeconds: +saveSeconds.toFixed(2),
     tokensPerSecond: +(tokens / times.at(-1)!).toFixed(1),
     loss: +loss.toFixed(4),
   }));

@@ -10,7 +10,7 @@
  */
 import { Effect, Schema } from "effect";
 import { EmptyDataset, type ToolkitError } from "../errors.ts";
-import { type LocatedRecord, readJsonl, writeJsonl } from "../data/records.ts";
+import { createJsonl, type LocatedRecord, openJsonl, openLines } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import { Rng } from "../util/rng.ts";
@@ -45,22 +45,45 @@ export const holdOutStep: Step<HoldOutConfig, "examples", ToolkitError> = define
   inputs: ["examples"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const rows = yield* readJsonl<LocatedRecord>(`${inputs.examples}/located.jsonl`);
-      const from = rows[0]?.source.slice(0, rows[0].source.lastIndexOf(":")) ?? inputs.examples!;
-      if (rows.length < 2) {
+      // Two streamed passes (count, then copy the part), so a split of a million rows holds only the
+      // row indices, never the rows.
+      const path = `${inputs.examples}/located.jsonl`;
+      let n = 0;
+      let firstSource: string | undefined;
+      yield* Effect.scoped(Effect.gen(function* () {
+        // Counting needs no parsing, except of the first row (for the file name in messages).
+        const lines = yield* openLines(path);
+        for (let batch = yield* lines.next; batch !== undefined; batch = yield* lines.next) {
+          if (n === 0 && batch.length > 0) firstSource = (JSON.parse(batch[0].text) as LocatedRecord).source;
+          n += batch.length;
+        }
+      }));
+      const from = firstSource?.slice(0, firstSource.lastIndexOf(":")) ?? inputs.examples!;
+      if (n < 2) {
         return yield* new EmptyDataset({
           what: from,
-          reason: `${rows.length} usable row(s) cannot be split into training and held-out test rows; ` +
+          reason: `${n} usable row(s) cannot be split into training and held-out test rows; ` +
             "give --test FILE, or --eval-on-train to evaluate on the training rows",
         });
       }
-      const held = new Set(heldOutIndices(rows.length, config));
-      const part = rows.filter((_, i) => held.has(i) === (config.part === "test"));
-      yield* writeJsonl(`${ctx.dir}/located.jsonl`, part);
+      const held = new Set(heldOutIndices(n, config));
+      const keep = config.part === "test";
+      const written = yield* Effect.scoped(Effect.gen(function* () {
+        const reader = yield* openJsonl<LocatedRecord>(path);
+        const writer = yield* createJsonl(`${ctx.dir}/located.jsonl`);
+        let index = 0;
+        for (let rows = yield* reader.next; rows !== undefined; rows = yield* reader.next) {
+          const part: LocatedRecord[] = [];
+          for (const r of rows) if (held.has(index++) === keep) part.push(r);
+          if (part.length > 0) yield* writer.write(part);
+        }
+        yield* writer.commit;
+        return writer.count();
+      }));
       const heldOut = {
         from,
         rows: held.size,
-        of: rows.length,
+        of: n,
         fraction: config.fraction,
         max: config.max,
         seed: config.seed,
@@ -68,15 +91,15 @@ export const holdOutStep: Step<HoldOutConfig, "examples", ToolkitError> = define
       yield* writeFileAtomic(
         `${ctx.dir}/report.json`,
         JSON.stringify(
-          config.part === "test" ? { rows: part.length, heldOut } : { rows: part.length, of: rows.length },
+          config.part === "test" ? { rows: written, heldOut } : { rows: written, of: n },
           null,
           2,
         ),
       );
       ctx.reporter.log(
         config.part === "test"
-          ? `[${ctx.node}] ${part.length} of ${rows.length} rows held out for evaluation (seed ${config.seed})`
-          : `[${ctx.node}] ${part.length} of ${rows.length} rows for training`,
+          ? `[${ctx.node}] ${written} of ${n} rows held out for evaluation (seed ${config.seed})`
+          : `[${ctx.node}] ${written} of ${n} rows for training`,
       );
     }),
 });
