@@ -7,8 +7,12 @@
  * - "cpu-blas": the tfjs cpu backend with the model's matrix products sent to OpenBLAS through Deno FFI
  *   (./blas.ts, ./matmul.ts). Optional: needs the library and --allow-ffi (granted by src/cli/launch.ts).
  * - "cpu": the plain tfjs cpu backend, always available.
+ * - "webgpu": @tensorflow/tfjs-backend-webgpu on Deno's WebGPU (./webgpu.ts), the GPU path that needs no
+ *   CUDA install. Optional: needs `--unstable-webgpu` (added by src/cli/launch.ts) and a WebGPU adapter.
  *
- * "auto" takes the first that loads, in that order. Every run records the backend it used.
+ * "auto" takes the first that loads of tensorflow, cpu-blas and cpu, in that order; it never picks webgpu,
+ * which has not been measured on a real GPU yet (README, "GPU backend"). Every run records the backend
+ * it used.
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
@@ -17,8 +21,9 @@ import { type Blas, loadBlas } from "./blas.ts";
 import { installMatmul } from "./matmul.ts";
 import { installFastAdd } from "./fast_add.ts";
 import { nodeGpuBinding } from "./gpu_binding.ts";
+import { setWebgpuBackend } from "./webgpu.ts";
 
-export const BackendName = Schema.Literal("auto", "tensorflow", "cpu-blas", "cpu");
+export const BackendName = Schema.Literal("auto", "tensorflow", "cpu-blas", "cpu", "webgpu");
 export type BackendName = typeof BackendName.Type;
 
 const loadTensorflow = Effect.tryPromise({
@@ -62,6 +67,15 @@ const loadCpuBlas = Effect.tryPromise({
     new BackendUnavailable({ backend: "cpu-blas", reason: e instanceof Error ? e.message : String(e) }),
 });
 
+const loadWebgpu = Effect.tryPromise({
+  try: async () => {
+    await setWebgpuBackend();
+    return "webgpu";
+  },
+  catch: (e) =>
+    new BackendUnavailable({ backend: "webgpu", reason: e instanceof Error ? e.message : String(e) }),
+});
+
 /** Activates the requested backend and returns the name of the one in use. */
 export const useBackend = (name: BackendName = "auto"): Effect.Effect<string, BackendUnavailable> => {
   // Production mode: no debug-mode checks, and no "install tfjs-node" banner on the cpu backend (the
@@ -78,6 +92,8 @@ export const useBackend = (name: BackendName = "auto"): Effect.Effect<string, Ba
       return loadCpuBlas;
     case "cpu":
       return loadCpu;
+    case "webgpu":
+      return loadWebgpu;
     case "auto":
       return loadTensorflow.pipe(Effect.orElse(() => loadCpuBlas), Effect.orElse(() => loadCpu));
   }

@@ -49,7 +49,7 @@ const options = {
     Options.optional,
   ),
   backend: Options.choice("backend", BackendName.literals).pipe(
-    Options.withDescription("tfjs backend: auto, tensorflow, cpu-blas, cpu"),
+    Options.withDescription("tfjs backend: auto, tensorflow, cpu-blas, cpu, webgpu"),
     Options.withDefault("auto" as const),
   ),
   ...dataOptions,

@@ -44,7 +44,7 @@ export const adapter = Options.text("adapter").pipe(
 /** --backend, for every command that computes with a model (the launcher scopes ffi by its value). */
 export const backend = Options.choice("backend", BackendName.literals).pipe(
   Options.withDescription(
-    "tfjs backend: auto (fastest available), tensorflow (tfjs-node-gpu), cpu-blas (cpu + OpenBLAS), cpu (default auto)",
+    "tfjs backend: auto (fastest available), tensorflow (tfjs-node-gpu), cpu-blas (cpu + OpenBLAS), cpu, webgpu (WebGPU, never chosen by auto) (default auto)",
   ),
   Options.withDefault("auto" as const),
 );

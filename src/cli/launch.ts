@@ -14,6 +14,7 @@
  *   commands that compute (`pipeline`, `generate`, `score`) and when the backend may be `cpu-blas`
  *   (`--backend auto | cpu-blas`), and tfjs-node-gpu's binding when it is installed and the backend may be
  *   `tensorflow`;
+ * - `--unstable-webgpu` (Deno's WebGPU) for those commands with `--backend webgpu`;
  * - env and sys (read by the npm packages); never net, never run.
  *
  * Paths on the command line are resolved against the directory the user typed them in (INIT_CWD, set by
@@ -89,6 +90,8 @@ export interface Scopes {
   readonly read: ReadonlyArray<string>;
   readonly write: ReadonlyArray<string>;
   readonly ffi: ReadonlyArray<string>;
+  /** The command computes on `--backend webgpu`: the child needs Deno's `--unstable-webgpu`. */
+  readonly webgpu?: boolean;
 }
 
 /**
@@ -139,7 +142,9 @@ export const scopesFor = (
   // As linked under node_modules/ and as resolved (.deno/...): which one Deno checks is not documented.
   if (gpu) ffi.push(gpu, resolvedOrSame(gpu));
   for (const f of ffi) read.add(f);
-  return { read: [...read], write: [...write], ffi };
+  // WebGPU (src/backend/webgpu.ts) is behind an unstable flag; "auto" never picks it, so only asked for.
+  const webgpu = computes && backend === "webgpu";
+  return { read: [...read], write: [...write], ffi, ...(webgpu ? { webgpu } : {}) };
 };
 
 /**
@@ -175,6 +180,7 @@ export const denoFlags = (s: Scopes): string[] => [
   "--allow-env",
   "--allow-sys",
   ...(s.ffi.length > 0 ? [`--allow-ffi=${s.ffi.join(",")}`] : []),
+  ...(s.webgpu ? ["--unstable-webgpu"] : []),
 ];
 
 if (import.meta.main) {

@@ -1,0 +1,50 @@
+/**
+ * The "webgpu" backend: @tensorflow/tfjs-backend-webgpu on Deno's WebGPU (`--unstable-webgpu`). It needs no
+ * CUDA install: on a machine with a GPU it runs through the GPU's Vulkan (or Metal / D3D12) driver, and on
+ * a CPU-only machine with Mesa's software Vulkan (`mesa-vulkan-drivers`, the llvmpipe adapter) it runs on
+ * the CPU, which is how the tests check it where there is no GPU.
+ *
+ * One constraint shapes the code above: under Deno a tensor on this backend cannot be read synchronously
+ * (tfjs's readSync copies through a 2-D canvas context, which Deno does not have), only with `await
+ * t.data()`. After that the values stay cached on the host, so a later `dataSync()` of the same tensor
+ * works. `readsSynchronously()` tells callers which kind of backend is active, and `onHost` is the await
+ * that makes sync reads of given tensors safe.
+ *
+ * The package is imported dynamically, so the other backends never load it.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** Why WebGPU cannot be used here, or undefined when an adapter exists. */
+export const webgpuUnavailable = async (): Promise<string | undefined> => {
+  const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } } | undefined)?.gpu;
+  if (gpu === undefined) {
+    return "navigator.gpu is absent (run Deno with --unstable-webgpu; src/cli/launch.ts adds it for --backend webgpu)";
+  }
+  const adapter = await gpu.requestAdapter().catch(() => null);
+  if (adapter === null) {
+    return "navigator.gpu.requestAdapter() found no adapter (no GPU driver; on a CPU-only machine install " +
+      "Mesa's software Vulkan: apt-get install mesa-vulkan-drivers)";
+  }
+  return undefined;
+};
+
+/** Registers and activates the webgpu backend; throws with the reason when it cannot. */
+export const setWebgpuBackend = async (): Promise<void> => {
+  const why = await webgpuUnavailable();
+  if (why !== undefined) throw new Error(why);
+  const specifier = "@tensorflow/tfjs-backend-webgpu";
+  await import(specifier);
+  if (!(await tf.setBackend("webgpu"))) throw new Error("tf.setBackend('webgpu') returned false");
+};
+
+/** Whether the active backend can read a tensor with dataSync (every backend but webgpu). */
+export const readsSynchronously = (): boolean => tf.getBackend() !== "webgpu";
+
+/**
+ * Waits until the values of `tensors` are on the host, so that their dataSync() works on every backend
+ * (on webgpu it fails for a tensor computed on the device and never awaited). Immediate elsewhere.
+ */
+export const onHost = async (tensors: Iterable<tf.Tensor>): Promise<void> => {
+  if (readsSynchronously()) return;
+  await Promise.all([...tensors].map((t) => t.data()));
+};
