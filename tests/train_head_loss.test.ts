@@ -5,14 +5,15 @@
  * for every objective, with chunks that do not divide the rows, with the gradient computed eagerly and
  * recomputed, and with the products in JavaScript and (where OpenBLAS loads) in BLAS. Also: central finite
  * differences for one objective, tied embeddings through whole Llama and GPT-2 models, `goldLogProbs`
- * (what `score` prints), and the input checks.
+ * (what `score` prints), and the input checks. The stock-tfjs variants the webgpu backend runs
+ * (`headLossOps`, `goldLogProbsOps`) are checked here on the cpu backend against the same references.
  */
 import * as tf from "@tensorflow/tfjs";
 import { type Blas, loadBlas } from "../src/backend/blas.ts";
 import { installMatmul } from "../src/backend/matmul.ts";
 import { linear } from "../src/model/kernels.ts";
 import { headInputAt, initParams, lmHeadWeight, logitsAt } from "../src/model/model.ts";
-import { goldLogProbs, headLoss } from "../src/train/head_loss.ts";
+import { goldLogProbs, goldLogProbsOps, headLoss, headLossOps } from "../src/train/head_loss.ts";
 import { weightedPositions, weightedTokenLoss } from "../src/train/loss.ts";
 import type { Objective } from "../src/train/objectives.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -113,6 +114,63 @@ for (const useBlas of blas ? [false, true] : [false]) {
     });
   }
 }
+
+for (const objective of OBJECTIVES) {
+  Deno.test(`headLossOps (webgpu's formulation) equals the unfused loss and its gradients (${objective})`, () => {
+    const c = makeCase(5);
+    const options = { objective, normalizer: 9 };
+    const unfused = (h: tf.Tensor, w: tf.Tensor) =>
+      tf.mul(
+        weightedTokenLoss(linear(h as tf.Tensor2D, w as tf.Tensor2D), c.targets, c.weights, options).loss,
+        3,
+      );
+    const ref = tf.grads(unfused)([c.h, c.w]);
+    const refLoss = unfused(c.h, c.w).dataSync()[0];
+    for (const chunkRows of [3, 11, 64]) {
+      const ops = (h: tf.Tensor, w: tf.Tensor) =>
+        tf.mul(
+          headLossOps(h as tf.Tensor2D, w as tf.Tensor2D, c.targets, c.weights, { ...options, chunkRows })
+            .loss,
+          3,
+        );
+      const loss = ops(c.h, c.w).dataSync()[0];
+      assert(
+        Math.abs(loss - refLoss) <= 1e-5 * Math.max(1, Math.abs(refLoss)),
+        `chunk ${chunkRows}: ${loss} vs ${refLoss}`,
+      );
+      const g = tf.grads(ops)([c.h, c.w]);
+      const eh = relErr(g[0].dataSync(), ref[0].dataSync()), ew = relErr(g[1].dataSync(), ref[1].dataSync());
+      assert(
+        eh <= 1e-4 && ew <= 1e-4,
+        `chunk ${chunkRows}: relative gradient errors ${eh} (hidden), ${ew} (head)`,
+      );
+      const dh = g[0].dataSync();
+      for (const row of [4, 7]) assert(dh.subarray(row * c.dim, (row + 1) * c.dim).every((x) => x === 0));
+    }
+  });
+}
+
+Deno.test("headLossOps keeps no tensor beyond its result, forward and backward", () => {
+  const c = makeCase(6);
+  const before = tf.memory().numTensors;
+  const { value, grads } = tf.variableGrads(
+    () => headLossOps(c.h, wVar, c.targets, c.weights, { chunkRows: 4 }).loss,
+    [wVar],
+  );
+  value.dispose();
+  Object.values(grads).forEach((t) => t.dispose());
+  assertEquals(tf.memory().numTensors, before);
+});
+const wVar = tf.variable(makeCase(6).w);
+
+Deno.test("goldLogProbsOps equals goldLogProbs", async () => {
+  const c = makeCase(9);
+  const a = goldLogProbs(c.h, c.w, c.targets, 4), b = await goldLogProbsOps(c.h, c.w, c.targets, 4);
+  for (let i = 0; i < c.rows; i++) {
+    if (Number.isNaN(a[i])) assert(Number.isNaN(b[i]), `row ${i}`);
+    else assert(Math.abs(a[i] - b[i]) <= 1e-5, `row ${i}: ${b[i]} vs ${a[i]}`);
+  }
+});
 
 Deno.test("headLoss gives exactly zero gradient to the rows of weight 0", () => {
   const c = makeCase(4);

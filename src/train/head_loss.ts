@@ -18,11 +18,15 @@
  * only want the loss (evaluation, `score`) pass `eagerGradient: false`; a gradient requested later anyway
  * is then recomputed from the inputs.
  *
- * It runs on any backend: it reads its inputs' values and computes in JavaScript (with BLAS products where
- * one is installed, src/backend/matmul.ts), so on a GPU backend the LM head runs on the CPU.
+ * It reads its inputs' values and computes in JavaScript (with BLAS products where one is installed,
+ * src/backend/matmul.ts), so on the "tensorflow" backend the LM head runs on the CPU. On a backend whose
+ * tensors cannot be read synchronously (webgpu, src/backend/webgpu.ts) `headLoss` and `goldLogProbs`
+ * compute the same chunked formulation with stock tfjs ops instead (`headLossOps`, `goldLogProbsOps`),
+ * so the head runs on the device and nothing is read back inside the gradient tape.
  */
 import * as tf from "@tensorflow/tfjs";
 import { stridedGemm } from "../backend/matmul.ts";
+import { readsSynchronously } from "../backend/webgpu.ts";
 import { matmulNT } from "../model/kernels.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { headInputAt, lmHeadWeight } from "../model/model.ts";
@@ -31,11 +35,12 @@ import { pad, type Sequence } from "./batches.ts";
 import {
   checkLossInputs,
   type LossOptions,
+  objectiveOfLogProb,
   WEIGHT_EPS,
   type WeightedLoss,
   weightedPositions,
 } from "./loss.ts";
-import { objectives } from "./objectives.ts";
+import { type Objective, objectives } from "./objectives.ts";
 
 type F32 = Float32Array;
 
@@ -246,6 +251,7 @@ export const headLoss = (
   weights: Float32Array,
   options: HeadLossOptions = {},
 ): WeightedLoss => {
+  if (!readsSynchronously()) return headLossOps(hidden, headWeight, targets, weights, options);
   const [rows, vocab, dim] = checkShapes(hidden, headWeight);
   const weightSum = checkLossInputs(rows, vocab, targets, weights);
   const normalizer = options.normalizer ?? Math.max(weightSum, WEIGHT_EPS);
@@ -302,6 +308,11 @@ export const goldLogProbs = (
   if (targets.length !== rows) {
     throw new RangeError(`goldLogProbs: ${rows} rows but ${targets.length} targets`);
   }
+  if (!readsSynchronously()) {
+    throw new Error(
+      "goldLogProbs reads its inputs synchronously; on webgpu use goldLogProbsOps and await it",
+    );
+  }
   const pass = headPass(
     valuesOf(hidden),
     valuesOf(headWeight),
@@ -312,6 +323,149 @@ export const goldLogProbs = (
     chunkRowsOf(vocab, chunkRows),
   );
   return pass.gold.map((g, i) => g - pass.lse[i]);
+};
+
+// The same computations with stock tfjs ops, for backends that cannot read a tensor synchronously
+// (webgpu). Per chunk: logits z = h W^T on the device, log-sum-exp and the gold logit, so that again only
+// one chunk of logits is alive at a time (each chunk runs in its own tf.tidy).
+
+/** -d loss / d l for each row's gold log-probability l, as tfjs ops (see ./objectives.ts, `slope`). */
+const negSlopeOps = (objective: Objective, l: tf.Tensor1D): tf.Tensor1D => {
+  switch (objective) {
+    case "ce":
+      return tf.onesLike(l);
+    case "dft":
+    case "tv":
+      return tf.exp(l);
+    case "chi2":
+      return tf.exp(tf.neg(l));
+    case "hellinger":
+      return tf.exp(tf.div(l, 2));
+    case "js": {
+      const q = tf.exp(l);
+      return tf.div(tf.mul(q, tf.sub(tf.log1p(q), l)), 2);
+    }
+  }
+};
+
+/** Row i of the flattened [n, vocab] chunk at its target (0 where the target is outside the vocabulary). */
+const goldIndex = (targets: Int32Array, r0: number, n: number, vocab: number): tf.Tensor1D =>
+  tf.tensor1d(
+    Int32Array.from({ length: n }, (_, i) => {
+      const t = targets[r0 + i];
+      return i * vocab + (t >= 0 && t < vocab ? t : 0);
+    }),
+    "int32",
+  );
+
+/** Gold log-probabilities [rows] of logits h W^T, chunk by chunk, as a tensor (0 where the target is invalid). */
+const goldLogProbTensor = (
+  h: tf.Tensor2D,
+  w: tf.Tensor2D,
+  targets: Int32Array,
+  chunkRows: number,
+): tf.Tensor1D => {
+  const [rows, dim] = h.shape, vocab = w.shape[0];
+  const parts: tf.Tensor1D[] = [];
+  for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+    const n = Math.min(chunkRows, rows - r0);
+    parts.push(tf.tidy(() => {
+      const z = tf.matMul(tf.slice(h, [r0, 0], [n, dim]), w, false, true);
+      const gold = tf.gather(tf.reshape(z, [-1]), goldIndex(targets, r0, n, vocab));
+      return tf.sub(gold, tf.logSumExp(z, 1)) as tf.Tensor1D;
+    }));
+  }
+  const valid = tf.tensor1d(Array.from(targets, (t) => t >= 0 && t < vocab ? 1 : 0), "bool");
+  const l = parts.length === 1 ? parts[0] : tf.concat(parts);
+  const out = tf.where(valid, l, tf.zerosLike(l)) as tf.Tensor1D;
+  for (const t of [...parts, l, valid]) if (t !== out) t.dispose();
+  return out;
+};
+
+/**
+ * `headLoss` written with stock tfjs ops only (what it runs on webgpu), in float32 on the device. The
+ * same loss and gradients within float32 rounding; `perToken` is not filled here (it would need a
+ * synchronous read, and no caller of the fused loss uses it) and stays 0.
+ */
+export const headLossOps = (
+  hidden: tf.Tensor2D,
+  headWeight: tf.Tensor2D,
+  targets: Int32Array,
+  weights: Float32Array,
+  options: HeadLossOptions = {},
+): WeightedLoss => {
+  const [rows, vocab, dim] = checkShapes(hidden, headWeight);
+  const weightSum = checkLossInputs(rows, vocab, targets, weights);
+  const normalizer = options.normalizer ?? Math.max(weightSum, WEIGHT_EPS);
+  const objective = options.objective ?? "ce";
+  const chunkRows = chunkRowsOf(vocab, options.chunkRows);
+  const counts = Float32Array.from(weights, (x) => (x > 0 ? 1 : 0));
+  const op = tf.customGrad((ht, wt, save) => {
+    const h = ht as tf.Tensor2D, w = wt as tf.Tensor2D;
+    const l = goldLogProbTensor(h, w, targets, chunkRows);
+    // Rows that do not count see l = 0, so no objective overflows there (0 * Infinity = NaN).
+    const lc = tf.mul(l, tf.tensor1d(counts)) as tf.Tensor1D;
+    const value = tf.div(tf.sum(tf.mul(objectiveOfLogProb(objective, lc), tf.tensor1d(weights))), normalizer);
+    (save as tf.GradSaveFunc)([h, w, lc]);
+    return {
+      value: value as tf.Scalar,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [hs, ws, ls] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        // c_i = dy * (w_i / normalizer) * -d loss / d l_i; exactly 0 where the weight is 0.
+        const coef = tf.mul(
+          tf.mul(negSlopeOps(objective, ls), tf.tensor1d(weights.map((x) => x / normalizer))),
+          dy,
+        ) as tf.Tensor1D;
+        const dhParts: tf.Tensor2D[] = [];
+        let dw: tf.Tensor2D = tf.zerosLike(ws);
+        for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+          const n = Math.min(chunkRows, rows - r0);
+          const [dhc, next] = tf.tidy(() => {
+            const hc = tf.slice(hs, [r0, 0], [n, dim]);
+            const probs = tf.softmax(tf.matMul(hc, ws, false, true));
+            const oneHot = tf.oneHot(
+              tf.tensor1d(Int32Array.from({ length: n }, (_, i) => Math.max(0, targets[r0 + i])), "int32"),
+              vocab,
+            );
+            const g = tf.mul(tf.sub(probs, oneHot), tf.reshape(tf.slice(coef, [r0], [n]), [n, 1]));
+            return [tf.matMul(g, ws), tf.add(dw, tf.matMul(g, hc, true, false))] as [
+              tf.Tensor2D,
+              tf.Tensor2D,
+            ];
+          });
+          dw.dispose();
+          dw = next;
+          dhParts.push(dhc);
+        }
+        const dh = dhParts.length === 1 ? dhParts[0] : tf.concat(dhParts);
+        return [dh, dw];
+      },
+    };
+  });
+  return { loss: op(hidden, headWeight) as tf.Scalar, weightSum, perToken: new Float32Array(rows) };
+};
+
+/**
+ * `goldLogProbs` with stock tfjs ops and an asynchronous read, for every backend (webgpu included):
+ * log softmax(hidden headWeight^T)[i, targets[i]] per row; NaN where a target is outside the vocabulary.
+ */
+export const goldLogProbsOps = async (
+  hidden: tf.Tensor2D,
+  headWeight: tf.Tensor2D,
+  targets: Int32Array,
+  chunkRows?: number,
+): Promise<Float64Array> => {
+  const [rows, vocab] = checkShapes(hidden, headWeight);
+  if (targets.length !== rows) {
+    throw new RangeError(`goldLogProbs: ${rows} rows but ${targets.length} targets`);
+  }
+  const l = goldLogProbTensor(hidden, headWeight, targets, chunkRowsOf(vocab, chunkRows));
+  try {
+    const values = await l.data();
+    return Float64Array.from(values, (x, i) => (targets[i] >= 0 && targets[i] < vocab ? x : NaN));
+  } finally {
+    l.dispose();
+  }
 };
 
 /**

@@ -160,14 +160,21 @@ export const referenceTokenLoss = (
   return { loss, weightSum, perToken };
 };
 
+/** x, with no gradient flowing back through it (torch's detach). */
+export const stopGradient = (x: tf.Tensor): tf.Tensor =>
+  tf.customGrad((xt) => ({
+    value: tf.clone(xt as tf.Tensor),
+    gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+  }))(x);
+
 /** `objectives[objective].value` as differentiable tfjs ops on a tensor of gold log-probabilities. */
 export const objectiveOfLogProb = (objective: Objective, l: tf.Tensor): tf.Tensor => {
   switch (objective) {
     case "ce":
       return tf.neg(l);
     case "dft":
-      // sg(q): a tensor built from values is not on the gradient tape.
-      return tf.neg(tf.mul(tf.tensor(tf.exp(l).dataSync(), l.shape), l));
+      // sg(q): the identity with a zero gradient (no host read, so it runs on every backend).
+      return tf.neg(tf.mul(stopGradient(tf.exp(l)), l));
     case "tv":
       return tf.sub(1, tf.exp(l));
     case "chi2":
