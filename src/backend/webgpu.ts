@@ -48,3 +48,34 @@ export const onHost = async (tensors: Iterable<tf.Tensor>): Promise<void> => {
   if (readsSynchronously()) return;
   await Promise.all([...tensors].map((t) => t.data()));
 };
+
+/**
+ * A computation written once for both kinds of backend: a generator that yields the tensors it is about
+ * to read with dataSync() and is resumed when that is safe. `runReading` drives it synchronously (every
+ * backend but webgpu; it throws there), `runReadingAsync` awaits the reads (every backend). `around` wraps
+ * each resumption (e.g. to set up state that the synchronous code between two reads expects).
+ */
+export type Reading<R> = Generator<Iterable<tf.Tensor>, R, void>;
+
+export const runReading = <R>(program: Reading<R>): R => {
+  if (!readsSynchronously()) {
+    throw new Error(
+      `the ${tf.getBackend()} backend cannot read tensors synchronously; use the async variant`,
+    );
+  }
+  let r = program.next();
+  while (!r.done) r = program.next();
+  return r.value;
+};
+
+export const runReadingAsync = async <R>(
+  program: Reading<R>,
+  around: <A>(f: () => A) => A = (f) => f(),
+): Promise<R> => {
+  let r = around(() => program.next());
+  while (!r.done) {
+    await onHost(r.value);
+    r = around(() => program.next());
+  }
+  return r.value;
+};

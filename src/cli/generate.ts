@@ -14,7 +14,7 @@ import { Command, Options } from "@effect/cli";
 import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
 import { InvalidConfig } from "../errors.ts";
-import { generate } from "../model/generate.ts";
+import { generateAsync } from "../model/generate.ts";
 import { Rng } from "../util/rng.ts";
 import { adapter, backend } from "./flags.ts";
 import { loadAdapter } from "../model/peft.ts";
@@ -72,16 +72,20 @@ export const runGenerate = (req: GenerateRequest) =>
     const prompt = yield* inputIds(model, req.prompt, req.ids, { text: "--prompt", ids: "--ids" });
     yield* checkLength(model.config, prompt.length + req.maxNewTokens, "--max-new-tokens");
     const tokenizer = model.tokenizer;
-    const [ids] = generate(model.params, model.config, [prompt], {
-      maxNewTokens: req.maxNewTokens,
-      eosId: yield* eosIds(model),
-      temperature,
-      topP,
-      rng: Rng.seeded(req.seed ?? 0),
-      shouldStop: stops.length > 0 && tokenizer
-        ? (_row, tokens) => cutAtStop(tokenizer.decode(tokens), stops).stopped
-        : undefined,
-    });
+    const eosId = yield* eosIds(model);
+    // Asynchronous so that it also runs on webgpu (src/backend/webgpu.ts); the same tokens elsewhere.
+    const [ids] = yield* Effect.promise(() =>
+      generateAsync(model.params, model.config, [prompt], {
+        maxNewTokens: req.maxNewTokens,
+        eosId,
+        temperature,
+        topP,
+        rng: Rng.seeded(req.seed ?? 0),
+        shouldStop: stops.length > 0 && tokenizer
+          ? (_row, tokens) => cutAtStop(tokenizer.decode(tokens), stops).stopped
+          : undefined,
+      })
+    );
     const text = tokenizer ? cutAtStop(tokenizer.decode(ids), stops).text : null;
     return { ids, text } satisfies GenerateResult;
   }));

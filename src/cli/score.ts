@@ -11,9 +11,10 @@ import { Command, Options } from "@effect/cli";
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Option } from "effect";
 import { useBackend } from "../backend/backend.ts";
+import { readsSynchronously } from "../backend/webgpu.ts";
 import { headInputAt, lmHeadWeight } from "../model/model.ts";
 import { loadAdapter } from "../model/peft.ts";
-import { goldLogProbs } from "../train/head_loss.ts";
+import { goldLogProbs, goldLogProbsOps } from "../train/head_loss.ts";
 import { adapter, backend } from "./flags.ts";
 import { checkLength, inputIds, loadModelDir } from "./hf_model.ts";
 
@@ -41,13 +42,17 @@ export const runScore = (
         Int32Array.from({ length: Math.max(0, ids.length - 1) }, (_, t) => t),
       )
     );
-    const logProbs = (() => {
+    const targets = Int32Array.from(ids.slice(1)), head = lmHeadWeight(model.params, model.config);
+    // On webgpu the stock-tfjs formulation, read asynchronously (src/backend/webgpu.ts).
+    const logProbs = yield* Effect.promise(async () => {
       try {
-        return goldLogProbs(hidden, lmHeadWeight(model.params, model.config), Int32Array.from(ids.slice(1)));
+        return readsSynchronously()
+          ? goldLogProbs(hidden, head, targets)
+          : await goldLogProbsOps(hidden, head, targets);
       } finally {
         hidden.dispose();
       }
-    })();
+    });
     const tokens: ScoredToken[] = ids.map((id, t) => ({
       id,
       text: model.tokenizer ? model.tokenizer.tokenText(id) : null,

@@ -3,7 +3,9 @@
  * the same grouped-query causal attention; RoPE, when used, is applied before keys enter the cache).
  */
 import * as tf from "@tensorflow/tfjs";
+import { readsSynchronously } from "../backend/webgpu.ts";
 import { attentionValues } from "./ops.ts";
+import { causalAttention } from "./reference_ops.ts";
 
 /**
  * Keys and values of past positions. Row b's tokens are left-padded by `keyStart[b]` positions, which
@@ -18,6 +20,15 @@ export interface KvCache {
   readonly values: Float32Array[];
   readonly keyStart: Int32Array;
   length: number;
+  /**
+   * On a backend that cannot read tensors synchronously (webgpu, src/backend/webgpu.ts): per layer the keys
+   * and values so far, [batch, length, kvHeads * headDim], kept on the device (the host arrays above are
+   * then empty) and attended to with stock tfjs ops. `disposeCache` frees them.
+   */
+  readonly device?: {
+    readonly keys: (tf.Tensor3D | undefined)[];
+    readonly values: (tf.Tensor3D | undefined)[];
+  };
 }
 
 /** An empty cache of `layers` layers for `batch` rows of up to `capacity` positions of `width` floats. */
@@ -28,7 +39,8 @@ export const emptyCache = (
   capacity: number,
   leftPadding: ArrayLike<number>,
 ): KvCache => {
-  const size = batch * capacity * width;
+  const onDevice = !readsSynchronously();
+  const size = onDevice ? 0 : batch * capacity * width;
   return {
     batch,
     capacity,
@@ -36,7 +48,33 @@ export const emptyCache = (
     values: Array.from({ length: layers }, () => new Float32Array(size)),
     keyStart: Int32Array.from(leftPadding),
     length: 0,
+    ...(onDevice
+      ? { device: { keys: new Array(layers).fill(undefined), values: new Array(layers).fill(undefined) } }
+      : {}),
   };
+};
+
+/** Frees the device tensors of a cache (nothing to do for a host cache). */
+export const disposeCache = (cache: KvCache): void => {
+  for (const t of [...cache.device?.keys ?? [], ...cache.device?.values ?? []]) t?.dispose();
+  cache.device?.keys.fill(undefined);
+  cache.device?.values.fill(undefined);
+};
+
+/** Appends x [batch * tq, width] to a device cache's tensor along time; the result is kept past tf.tidy. */
+const append = (
+  list: (tf.Tensor3D | undefined)[],
+  layer: number,
+  x: tf.Tensor2D,
+  batch: number,
+  tq: number,
+) => {
+  const x3 = tf.reshape(x, [batch, tq, x.shape[1]]) as tf.Tensor3D;
+  const previous = list[layer];
+  const all = tf.keep(previous ? tf.concat([previous, x3], 1) : tf.clone(x3));
+  previous?.dispose();
+  list[layer] = all;
+  return tf.reshape(all, [batch * all.shape[1], x.shape[1]]) as tf.Tensor2D;
 };
 
 /** Head layout of one attention call. */
@@ -59,6 +97,18 @@ export const cachedAttention = (
   h: Heads,
   tq: number,
 ): tf.Tensor2D => {
+  if (cache.device) {
+    const keys = append(cache.device.keys, layer, k, cache.batch, tq);
+    const values = append(cache.device.values, layer, v, cache.batch, tq);
+    return causalAttention(q, keys, values, {
+      batch: cache.batch,
+      tq,
+      tk: cache.length + tq,
+      ...h,
+      qOffset: cache.length,
+      keyStart: cache.keyStart,
+    });
+  }
   const width = k.shape[1], ks = k.dataSync(), vs = v.dataSync();
   for (let b = 0; b < cache.batch; b++) {
     const dst = (b * cache.capacity + cache.length) * width, src = b * tq * width;

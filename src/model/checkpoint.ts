@@ -6,6 +6,7 @@
  * result loads with `transformers.AutoModelForCausalLM` and here. Saving is deterministic: the same
  * weights and config always produce the same bytes.
  */
+import { onHost } from "../backend/webgpu.ts";
 import { Effect } from "effect";
 import { CheckpointMalformed, FileUnreadable, WriteFailed } from "../errors.ts";
 import { readFile, writeFileAtomic } from "../io/fs.ts";
@@ -68,6 +69,8 @@ export const saveCheckpoint = (
       try: () => Deno.mkdir(dir, { recursive: true }),
       catch: (e) => new WriteFailed({ path: dir, reason: message(e) }),
     });
+    // On webgpu the values are read back from the device first (src/backend/webgpu.ts).
+    yield* Effect.promise(() => onHost(params.values()));
     const tensors = new Map<string, NamedTensor>(
       [...params].map(([name, v]) => [name, { shape: v.shape, data: v.dataSync() as Float32Array }]),
     );

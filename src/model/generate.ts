@@ -7,9 +7,11 @@
  * head for the last position only.
  */
 import * as tf from "@tensorflow/tfjs";
+import { type Reading, runReading, runReadingAsync } from "../backend/webgpu.ts";
 import type { Rng } from "../util/rng.ts";
+import { disposeCache } from "./cache.ts";
 import type { ModelConfig } from "./config.ts";
-import { createCache, forward, type KvCache, type Params, tidyValues } from "./model.ts";
+import { createCache, forward, type KvCache, type Params } from "./model.ts";
 
 export interface GenerateOptions {
   /** Upper bound on new tokens per row (0 or less: nothing is generated). */
@@ -75,19 +77,33 @@ const sample = (
 };
 
 /** Next-token logits [batch, 1, vocab] for `ids` [batch, time] continuing `cache`. */
-const step = (params: Params, c: ModelConfig, ids: Int32Array, batch: number, cache: KvCache): Float32Array =>
-  tidyValues(() => {
+function* step(
+  params: Params,
+  c: ModelConfig,
+  ids: Int32Array,
+  batch: number,
+  cache: KvCache,
+): Generator<Iterable<tf.Tensor>, Float32Array, void> {
+  const logits = tf.tidy(() => {
     const t = tf.tensor2d(ids, [batch, ids.length / batch], "int32");
     return forward(params, c, t, cache, { lastPositionOnly: true });
   });
+  try {
+    yield [logits];
+    // Read after the tidy scope (see tidyValues in ./model.ts).
+    return logits.dataSync() as Float32Array;
+  } finally {
+    logits.dispose();
+  }
+}
 
-/** New tokens for each prompt (prompt not included). Throws RangeError on an empty prompt, a bad id or count. */
-export const generate = (
+/** The generation loop, as a program that yields the logits it reads (src/backend/webgpu.ts). */
+function* generation(
   params: Params,
   c: ModelConfig,
   prompts: ReadonlyArray<ReadonlyArray<number>>,
   options: GenerateOptions,
-): number[][] => {
+): Reading<number[][]> {
   const { maxNewTokens } = options;
   const eos = new Set(typeof options.eosId === "number" ? [options.eosId] : options.eosId ?? []);
   const temperature = options.temperature ?? 0, topP = options.topP ?? 1;
@@ -107,27 +123,50 @@ export const generate = (
   const padding = prompts.map((p) => width - p.length);
   // The last new token is returned, not fed back, hence - 1.
   const cache = createCache(c, batch, width + maxNewTokens - 1, padding);
-  const ids = new Int32Array(batch * width); // padding id 0: never attended to
-  prompts.forEach((p, b) => ids.set(p, b * width + padding[b]));
+  try {
+    const ids = new Int32Array(batch * width); // padding id 0: never attended to
+    prompts.forEach((p, b) => ids.set(p, b * width + padding[b]));
 
-  const done = new Array<boolean>(batch).fill(false);
-  let logits = step(params, c, ids, batch, cache);
-  for (let n = 0;; n++) {
-    const next = new Int32Array(batch);
-    for (let b = 0; b < batch; b++) {
-      if (done[b]) continue;
-      const v = c.vocabSize, at = b * v;
-      const token = temperature > 0
-        ? sample(logits, at, v, temperature, topP, options.rng!)
-        : argmax(logits, at, v);
-      if (eos.has(token)) done[b] = true;
-      else {
-        outputs[b].push(token);
-        next[b] = token;
-        if (options.shouldStop?.(b, outputs[b])) done[b] = true;
+    const done = new Array<boolean>(batch).fill(false);
+    let logits = yield* step(params, c, ids, batch, cache);
+    for (let n = 0;; n++) {
+      const next = new Int32Array(batch);
+      for (let b = 0; b < batch; b++) {
+        if (done[b]) continue;
+        const v = c.vocabSize, at = b * v;
+        const token = temperature > 0
+          ? sample(logits, at, v, temperature, topP, options.rng!)
+          : argmax(logits, at, v);
+        if (eos.has(token)) done[b] = true;
+        else {
+          outputs[b].push(token);
+          next[b] = token;
+          if (options.shouldStop?.(b, outputs[b])) done[b] = true;
+        }
       }
+      if (n + 1 >= maxNewTokens || done.every((d) => d)) return outputs;
+      logits = yield* step(params, c, next, batch, cache);
     }
-    if (n + 1 >= maxNewTokens || done.every((d) => d)) return outputs;
-    logits = step(params, c, next, batch, cache);
+  } finally {
+    disposeCache(cache);
   }
-};
+}
+
+/**
+ * New tokens for each prompt (prompt not included), on a backend that reads synchronously (every one but
+ * webgpu). Throws RangeError on an empty prompt, a bad id or count.
+ */
+export const generate = (
+  params: Params,
+  c: ModelConfig,
+  prompts: ReadonlyArray<ReadonlyArray<number>>,
+  options: GenerateOptions,
+): number[][] => runReading(generation(params, c, prompts, options));
+
+/** `generate` on any backend, webgpu included (the cache then stays on the device): it awaits each read. */
+export const generateAsync = (
+  params: Params,
+  c: ModelConfig,
+  prompts: ReadonlyArray<ReadonlyArray<number>>,
+  options: GenerateOptions,
+): Promise<number[][]> => runReadingAsync(generation(params, c, prompts, options));

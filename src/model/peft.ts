@@ -10,6 +10,7 @@
  * ignored would change the model without a word). Features PEFT offers that this reader does not compute
  * (per-module rank/alpha patterns, trained biases, modules_to_save, DoRA) are refused rather than ignored.
  */
+import { onHost } from "../backend/webgpu.ts";
 import { Effect } from "effect";
 import { AdapterInvalid, type FileUnreadable, WriteFailed } from "../errors.ts";
 import { readFile, writeFileAtomic } from "../io/fs.ts";
@@ -83,6 +84,7 @@ export const saveAdapter = (
       try: () => Deno.mkdir(dir, { recursive: true }),
       catch: (e) => new WriteFailed({ path: dir, reason: message(e) }),
     });
+    yield* Effect.promise(() => onHost(params.values()));
     const tensors = new Map<string, NamedTensor>();
     for (const { module } of runtime.modules) {
       for (const name of [loraAName(module), loraBName(module)]) {

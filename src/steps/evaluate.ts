@@ -23,8 +23,8 @@ import { type MaskedRecord, readJsonl, writeJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { defineStep, type Step } from "../engine/step.ts";
-import { generate } from "../model/generate.ts";
-import { teacherForcedLoss } from "../train/head_loss.ts";
+import { generateAsync } from "../model/generate.ts";
+import { teacherForcedLossAsync } from "../train/head_loss.ts";
 import { majorityVote, passAtK } from "../report/stats.ts";
 import { Rng } from "../util/rng.ts";
 import { loadModel } from "./shared.ts";
@@ -113,15 +113,18 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
         const prompts = batch.map((r) => r.input_ids.slice(0, r.prompt_length));
         let longestPrompt = 0;
         for (const p of prompts) longestPrompt = Math.max(longestPrompt, p.length);
-        const outputs = generate(
-          params,
-          modelConfig,
-          prompts.flatMap((p) => Array.from({ length: k }, () => p)),
-          {
-            maxNewTokens: Math.min(config.maxNewTokens, modelConfig.maxPositions - longestPrompt),
-            eosId: tok.eosId,
-            ...(rng ? { temperature, rng } : {}),
-          },
+        // Asynchronous (generation and the key loss) so that evaluation also runs on webgpu.
+        const outputs = yield* Effect.promise(() =>
+          generateAsync(
+            params,
+            modelConfig,
+            prompts.flatMap((p) => Array.from({ length: k }, () => p)),
+            {
+              maxNewTokens: Math.min(config.maxNewTokens, modelConfig.maxPositions - longestPrompt),
+              eosId: tok.eosId,
+              ...(rng ? { temperature, rng } : {}),
+            },
+          )
         );
         batch.forEach((r, j) => {
           const gold = normaliseAnswer(r.answer);
@@ -165,10 +168,12 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
           });
         });
         // Teacher-forced loss on the gold key tokens (weights are the key mask).
-        const key = teacherForcedLoss(
-          params,
-          modelConfig,
-          batch.map((r) => ({ ids: r.input_ids, weights: r.weights })),
+        const key = yield* Effect.promise(() =>
+          teacherForcedLossAsync(
+            params,
+            modelConfig,
+            batch.map((r) => ({ ids: r.input_ids, weights: r.weights })),
+          )
         );
         keyLossSum += key.lossSum;
         keyTokens += key.weightSum;

@@ -16,7 +16,7 @@ import { defineStep } from "../engine/step.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { modelDirOf } from "./shared.ts";
 import { disposeParams } from "../model/model.ts";
-import { teacherForcedLoss } from "../train/head_loss.ts";
+import { teacherForcedLossAsync } from "../train/head_loss.ts";
 
 export const HeldoutLossConfig = Schema.Struct({
   /** Rows per forward pass. */
@@ -44,10 +44,12 @@ export const heldoutLossStep = defineStep({
       let lossSum = 0, weightSum = 0;
       for (let i = 0; i < rows.length; i += config.batchSize) {
         const batch = rows.slice(i, i + config.batchSize);
-        const l = teacherForcedLoss(
-          params,
-          modelConfig,
-          batch.map((r) => ({ ids: r.input_ids, weights: r.weights })),
+        const l = yield* Effect.promise(() =>
+          teacherForcedLossAsync(
+            params,
+            modelConfig,
+            batch.map((r) => ({ ids: r.input_ids, weights: r.weights })),
+          )
         );
         lossSum += l.lossSum;
         weightSum += l.weightSum;

@@ -54,7 +54,7 @@ import { batchIndices, microBatches, type Sequence, sequenceExtent } from "../tr
 import { Rng } from "../util/rng.ts";
 import { Objective } from "../train/objectives.ts";
 import { lrAt } from "../train/schedule.ts";
-import { optimizerStep } from "../train/step.ts";
+import { optimizerStepAsync } from "../train/step.ts";
 
 const PositiveInt = Schema.Int.pipe(Schema.positive());
 const NonNegative = Schema.Number.pipe(Schema.nonNegative(), Schema.finite());
@@ -341,8 +341,9 @@ const trainingLoop = (
       const dropoutRng = config.lora && config.lora.dropout > 0
         ? Rng.seeded(((config.seed >>> 0) ^ Math.imul(state.step + 1, 0x9e3779b1)) >>> 0)
         : undefined;
-      const result = withLoraDropout(dropoutRng, () =>
-        optimizerStep(
+      // Asynchronous so that it also runs on webgpu (src/backend/webgpu.ts); the same step elsewhere.
+      const result = yield* Effect.promise(() =>
+        optimizerStepAsync(
           params,
           modelConfig,
           optimizer,
@@ -352,7 +353,9 @@ const trainingLoop = (
             clipNorm: config.clipNorm,
             objective: config.objective,
           },
-        ));
+          (f) => withLoraDropout(dropoutRng, f),
+        )
+      );
       if (!Number.isFinite(result.loss)) {
         return yield* new NonFiniteLoss({
           step: state.step + 1,

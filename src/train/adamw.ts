@@ -45,6 +45,11 @@ export class AdamW {
     }
   }
 
+  /** The parameters this optimizer updates (their values are read on the host by `step`). */
+  variables(): tf.Variable[] {
+    return [...this.params.values()];
+  }
+
   /** Number of updates applied so far. */
   get stepCount(): number {
     return this.t;

@@ -26,7 +26,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { stridedGemm } from "../backend/matmul.ts";
-import { readsSynchronously } from "../backend/webgpu.ts";
+import { type Reading, readsSynchronously, runReading, runReadingAsync } from "../backend/webgpu.ts";
 import { matmulNT } from "../model/kernels.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { headInputAt, lmHeadWeight } from "../model/model.ts";
@@ -479,7 +479,22 @@ export const teacherForcedLoss = (
   params: Params,
   config: ModelConfig,
   sequences: ReadonlyArray<Sequence>,
-): { readonly lossSum: number; readonly weightSum: number } => {
+): { readonly lossSum: number; readonly weightSum: number } =>
+  runReading(teacherForced(params, config, sequences));
+
+/** `teacherForcedLoss` on any backend, webgpu included: it awaits its read. */
+export const teacherForcedLossAsync = (
+  params: Params,
+  config: ModelConfig,
+  sequences: ReadonlyArray<Sequence>,
+): Promise<{ readonly lossSum: number; readonly weightSum: number }> =>
+  runReadingAsync(teacherForced(params, config, sequences));
+
+function* teacherForced(
+  params: Params,
+  config: ModelConfig,
+  sequences: ReadonlyArray<Sequence>,
+): Reading<{ readonly lossSum: number; readonly weightSum: number }> {
   const mb = pad(sequences, 0);
   const at = weightedPositions(mb.ids, mb.weights, mb.batch, mb.seqLen);
   if (at.rows.length === 0) return { lossSum: 0, weightSum: 0 };
@@ -496,7 +511,10 @@ export const teacherForcedLoss = (
     weightSum = l.weightSum;
     return l.loss;
   });
-  const lossSum = loss.dataSync()[0] * weightSum;
-  loss.dispose();
-  return { lossSum, weightSum };
-};
+  try {
+    yield [loss];
+    return { lossSum: loss.dataSync()[0] * weightSum, weightSum };
+  } finally {
+    loss.dispose();
+  }
+}

@@ -7,6 +7,7 @@
  * normalisation of src/train/loss.ts (up to float summation order).
  */
 import * as tf from "@tensorflow/tfjs";
+import { type Reading, runReading, runReadingAsync } from "../backend/webgpu.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { headInputAt, lmHeadWeight, type Params } from "../model/model.ts";
 import type { AdamW } from "./adamw.ts";
@@ -76,13 +77,17 @@ const flatten = (mb: Microbatch): Flat => {
   return { ids: Int32Array.from(rows.flat()), weights: Float32Array.from(wRows.flat()), batch, seqLen };
 };
 
-export const optimizerStep = (
+/**
+ * The step as a program that yields the tensors it reads next (src/backend/webgpu.ts): gradients are
+ * computed on the active backend, summed and clipped on the host, and AdamW updates the parameters there.
+ */
+function* stepProgram(
   params: Params,
   config: ModelConfig,
   optimizer: AdamW,
   microbatches: ReadonlyArray<Microbatch>,
   options: StepOptions,
-): StepResult => {
+): Reading<StepResult> {
   const flats = microbatches.map(flatten);
   // The LM head is applied only where the next token has a positive weight (same loss, less work), and
   // fused with the loss chunk by chunk (./head_loss.ts), so no step holds [tokens x vocabulary] logits.
@@ -96,12 +101,13 @@ export const optimizerStep = (
   const nameOf = new Map(variables.map((v, i) => [v.name, names[i]]));
   const grads = new Map(variables.map((v, i) => [names[i], new Float32Array(v.size)]));
   let loss = 0;
-  flats.forEach((f, i) => {
+  for (let i = 0; i < flats.length; i++) {
+    const f = flats[i];
     const { rows, targets, weights } = used[i];
-    if (rows.length === 0) return;
-    tf.tidy(() => {
+    if (rows.length === 0) continue;
+    const { value, grads: g } = tf.tidy(() => {
       const ids = tf.tensor2d(f.ids, [f.batch, f.seqLen], "int32");
-      const { value, grads: g } = tf.variableGrads(
+      return tf.variableGrads(
         () =>
           headLoss(headInputAt(params, config, ids, rows), lmHeadWeight(params, config), targets, weights, {
             normalizer: tokens,
@@ -109,13 +115,19 @@ export const optimizerStep = (
           }).loss,
         variables,
       );
+    });
+    try {
+      yield [value, ...Object.values(g)];
       loss += value.dataSync()[0];
       for (const [varName, tensor] of Object.entries(g)) {
         const acc = grads.get(nameOf.get(varName)!)!, data = tensor.dataSync();
         for (let j = 0; j < acc.length; j++) acc[j] += data[j];
       }
-    });
-  });
+    } finally {
+      value.dispose();
+      Object.values(g).forEach((t) => t.dispose());
+    }
+  }
 
   let sq = 0;
   for (const g of grads.values()) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
@@ -123,6 +135,31 @@ export const optimizerStep = (
   if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, tokens, applied: false };
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
   const clip = options.clipNorm > 0 ? Math.min(1, options.clipNorm / (gradNorm + 1e-6)) : 1;
+  // AdamW reads the parameters' current values on the host.
+  yield optimizer.variables();
   optimizer.step(grads, options.lr, clip);
   return { loss, gradNorm, tokens, applied: true };
-};
+}
+
+/** One optimizer step, on a backend that reads synchronously (every one but webgpu). */
+export const optimizerStep = (
+  params: Params,
+  config: ModelConfig,
+  optimizer: AdamW,
+  microbatches: ReadonlyArray<Microbatch>,
+  options: StepOptions,
+): StepResult => runReading(stepProgram(params, config, optimizer, microbatches, options));
+
+/**
+ * The same step on any backend, webgpu included: it awaits each read. `around` wraps every synchronous
+ * stretch of the step (the training loop sets LoRA dropout's rng there, src/model/lora.ts).
+ */
+export const optimizerStepAsync = (
+  params: Params,
+  config: ModelConfig,
+  optimizer: AdamW,
+  microbatches: ReadonlyArray<Microbatch>,
+  options: StepOptions,
+  around?: <A>(f: () => A) => A,
+): Promise<StepResult> =>
+  runReadingAsync(stepProgram(params, config, optimizer, microbatches, options), around);
