@@ -67,11 +67,11 @@ Deno.test("help: status, export, generate and score show their task and placehol
   assert(generate.startsWith("USAGE deno task generate --model DIR [--prompt TEXT] [--ids IDS]"), generate);
   assert(
     generate.includes("[--stop TEXT...]") &&
-      generate.includes("[--backend auto | tensorflow | cpu-blas | cpu]"),
+      generate.includes("[--backend auto | tensorflow | cpu-blas | cpu | webgpu]"),
   );
   const score = usage("score");
   assert(score.startsWith("USAGE deno task score --model DIR [--text TEXT]"), score);
-  assert(score.includes("[--backend auto | tensorflow | cpu-blas | cpu]"), score);
+  assert(score.includes("[--backend auto | tensorflow | cpu-blas | cpu | webgpu]"), score);
 });
 
 Deno.test("generate and score take --backend: cpu generates; an absent backend is one typed line", async () => {

@@ -115,6 +115,11 @@ Deno.test("permissions: the launcher grants each command only the paths and libr
   );
   assertEquals(scopesFor("generate", ["--model=/m"], cwd).write, []);
   assert(scopesFor("score", ["--model=/m"], cwd).read.includes("/m"));
+  // webgpu: Deno's WebGPU flag for the commands that compute with it, no library, and nothing for the rest.
+  const gpu = scopesFor("run", ["--backend", "webgpu"], cwd);
+  assertEquals([gpu.ffi, denoFlags(gpu).includes("--unstable-webgpu")], [[], true]);
+  assert(!denoFlags(scopesFor("status", ["--backend", "webgpu"], cwd)).includes("--unstable-webgpu"));
+  assert(!denoFlags(scopesFor("run", [], cwd)).includes("--unstable-webgpu"));
   // The default run directory is runs/ in the project; export also writes its --out.
   assertEquals(scopesFor("status", [], cwd).write, [`${root}/runs`]);
   assertEquals([...scopesFor("export", ["--out", "/o"], cwd).write].sort(), ["/o", `${root}/runs`].sort());

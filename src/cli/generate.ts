@@ -3,7 +3,7 @@
  *
  *   deno task generate --model DIR (--prompt TEXT | --ids 1,2,3) --max-new-tokens N
  *                      [--temperature T --top-p P --seed S] [--stop STRING]... [--json]
- *                      [--backend auto|tensorflow|cpu-blas|cpu]
+ *                      [--backend auto|tensorflow|cpu-blas|cpu|webgpu]
  *
  * Temperature 0 (the default) is greedy. A row stops at an EOS id (config.json / generation_config.json
  * eos_token_id, else the tokenizer's), at a stop string, or after N tokens. With --json it prints

@@ -1,7 +1,7 @@
 /**
  * `score`: the log-probability a Hugging Face checkpoint gives each token of a text.
  *
- *   deno task score --model DIR (--text TEXT | --ids 1,2,3) [--json] [--backend auto|tensorflow|cpu-blas|cpu]
+ *   deno task score --model DIR (--text TEXT | --ids 1,2,3) [--json] [--backend auto|tensorflow|cpu-blas|cpu|webgpu]
  *
  * With --json it prints {"tokens": [{"id", "text", "logprob"}, ...]}: logprob is
  * log p(token_t | tokens_<t) (natural log), null for the first token; text is the token's text, or null
