@@ -25,31 +25,15 @@ import { loadTokenizer } from "../src/data/tokenizer.ts";
 import { generateAsync } from "../src/model/generate.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "./assert.ts";
+import { golden, GOLDEN_NAMES, goldensRoot, maxAbsDiff } from "./model_test_helpers.ts";
 
 const unavailable = await webgpuUnavailable();
 if (unavailable !== undefined) console.log(`backend_webgpu: skipped: ${unavailable}`);
 const ignore = unavailable !== undefined;
 
-const goldens = new URL("../fixtures/goldens/", import.meta.url).pathname;
+const goldens = goldensRoot;
 const base = new URL("../fixtures/base", import.meta.url).pathname;
-const NAMES = ["gpt2", "llama", "llama_gqa", "mistral", "qwen2", "qwen3"];
-
-interface Golden {
-  readonly cases: ReadonlyArray<{
-    readonly ids: number[];
-    readonly logits: number[][];
-    readonly logprobs: Array<number | null>;
-    readonly greedy: number[];
-  }>;
-}
-const golden = (name: string): Golden => JSON.parse(Deno.readTextFileSync(`${goldens}${name}/golden.json`));
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  assertEquals(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
+const NAMES = GOLDEN_NAMES;
 
 const use = (name: "cpu" | "webgpu") => Effect.runPromise(useBackend(name));
 

@@ -13,30 +13,18 @@ import { loadCheckpoint } from "../src/model/checkpoint.ts";
 import { generate } from "../src/model/generate.ts";
 import { disposeParams, forward } from "../src/model/model.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { registerReferenceBackend } from "./model_test_helpers.ts";
+import {
+  golden,
+  GOLDEN_NAMES,
+  goldensRoot,
+  maxAbsDiff,
+  registerReferenceBackend,
+} from "./model_test_helpers.ts";
 
 await tf.setBackend("cpu");
 
-interface Golden {
-  readonly architecture: string;
-  readonly cases: ReadonlyArray<{
-    readonly ids: number[];
-    readonly logits: number[][];
-    readonly logprobs: Array<number | null>;
-    readonly greedy: number[];
-  }>;
-}
-
-const root = new URL("../fixtures/goldens/", import.meta.url).pathname;
-const NAMES = ["gpt2", "llama", "llama_gqa", "mistral", "qwen2", "qwen3"];
-const golden = (name: string): Golden => JSON.parse(Deno.readTextFileSync(`${root}${name}/golden.json`));
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  assertEquals(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
+const root = goldensRoot;
+const NAMES = GOLDEN_NAMES;
 
 Deno.test("the goldens cover every architecture", () => {
   assertEquals(

@@ -67,20 +67,29 @@ const makeCase = (seed: number) => {
   return { h, w, targets, weights, rows, dim, vocab };
 };
 
+/**
+ * 3 x the unfused loss of case `c` and its gradients with respect to h and W. The upstream gradient is 3,
+ * not 1, so that the scaling of an eagerly computed gradient is checked.
+ */
+const unfusedReference = (
+  c: ReturnType<typeof makeCase>,
+  options: { objective: Objective; normalizer: number },
+) => {
+  const unfused = (h: tf.Tensor, w: tf.Tensor) =>
+    tf.mul(
+      weightedTokenLoss(linear(h as tf.Tensor2D, w as tf.Tensor2D), c.targets, c.weights, options).loss,
+      3,
+    );
+  return { ref: tf.grads(unfused)([c.h, c.w]), refLoss: unfused(c.h, c.w).dataSync()[0] };
+};
+
 for (const useBlas of blas ? [false, true] : [false]) {
   for (const objective of OBJECTIVES) {
     Deno.test(`headLoss equals the unfused loss and its gradients (${objective}, ${useBlas ? "BLAS" : "JS"})`, () => {
       const c = makeCase(3);
       withProducts(useBlas, () => {
         const options = { objective, normalizer: 9 };
-        // The upstream gradient is 3, not 1, so the scaling of the eagerly computed gradient is checked.
-        const unfused = (h: tf.Tensor, w: tf.Tensor) =>
-          tf.mul(
-            weightedTokenLoss(linear(h as tf.Tensor2D, w as tf.Tensor2D), c.targets, c.weights, options).loss,
-            3,
-          );
-        const ref = tf.grads(unfused)([c.h, c.w]);
-        const refLoss = unfused(c.h, c.w).dataSync()[0];
+        const { ref, refLoss } = unfusedReference(c, options);
         const refPerToken = weightedTokenLoss(linear(c.h, c.w), c.targets, c.weights, options).perToken;
         for (const chunkRows of [3, 11, 64]) {
           for (const eagerGradient of [true, false]) {
@@ -119,13 +128,7 @@ for (const objective of OBJECTIVES) {
   Deno.test(`headLossOps (webgpu's formulation) equals the unfused loss and its gradients (${objective})`, () => {
     const c = makeCase(5);
     const options = { objective, normalizer: 9 };
-    const unfused = (h: tf.Tensor, w: tf.Tensor) =>
-      tf.mul(
-        weightedTokenLoss(linear(h as tf.Tensor2D, w as tf.Tensor2D), c.targets, c.weights, options).loss,
-        3,
-      );
-    const ref = tf.grads(unfused)([c.h, c.w]);
-    const refLoss = unfused(c.h, c.w).dataSync()[0];
+    const { ref, refLoss } = unfusedReference(c, options);
     for (const chunkRows of [3, 11, 64]) {
       const ops = (h: tf.Tensor, w: tf.Tensor) =>
         tf.mul(

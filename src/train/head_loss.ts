@@ -237,6 +237,27 @@ const checkShapes = (hidden: tf.Tensor2D, headWeight: tf.Tensor2D): [number, num
   return [hidden.shape[0], headWeight.shape[0], hidden.shape[1]];
 };
 
+/** Checks the inputs of a head loss and resolves its options (shared by `headLoss` and `headLossOps`). */
+const settle = (
+  hidden: tf.Tensor2D,
+  headWeight: tf.Tensor2D,
+  targets: Int32Array,
+  weights: Float32Array,
+  options: HeadLossOptions,
+) => {
+  const [rows, vocab, dim] = checkShapes(hidden, headWeight);
+  const weightSum = checkLossInputs(rows, vocab, targets, weights);
+  return {
+    rows,
+    vocab,
+    dim,
+    weightSum,
+    normalizer: options.normalizer ?? Math.max(weightSum, WEIGHT_EPS),
+    objective: options.objective ?? "ce",
+    chunkRows: chunkRowsOf(vocab, options.chunkRows),
+  };
+};
+
 /**
  * The token-weighted loss of logits = hidden headWeight^T, without ever holding those logits whole:
  * equal to weightedTokenLoss(linear(hidden, headWeight), targets, weights, options) (./loss.ts), and
@@ -252,11 +273,8 @@ export const headLoss = (
   options: HeadLossOptions = {},
 ): WeightedLoss => {
   if (!readsSynchronously()) return headLossOps(hidden, headWeight, targets, weights, options);
-  const [rows, vocab, dim] = checkShapes(hidden, headWeight);
-  const weightSum = checkLossInputs(rows, vocab, targets, weights);
-  const normalizer = options.normalizer ?? Math.max(weightSum, WEIGHT_EPS);
-  const objective = options.objective ?? "ce";
-  const chunkRows = chunkRowsOf(vocab, options.chunkRows);
+  const settled = settle(hidden, headWeight, targets, weights, options);
+  const { rows, vocab, dim, weightSum, normalizer, objective, chunkRows } = settled;
   const { value, slope } = objectives[objective];
   // c_i = (w_i / normalizer) * -d loss / d l (1 for cross entropy).
   const coefOf = (i: number, l: number) =>
@@ -387,18 +405,9 @@ const goldLogProbTensor = (
  * same loss and gradients within float32 rounding; `perToken` is not filled here (it would need a
  * synchronous read, and no caller of the fused loss uses it) and stays 0.
  */
-export const headLossOps = (
-  hidden: tf.Tensor2D,
-  headWeight: tf.Tensor2D,
-  targets: Int32Array,
-  weights: Float32Array,
-  options: HeadLossOptions = {},
-): WeightedLoss => {
-  const [rows, vocab, dim] = checkShapes(hidden, headWeight);
-  const weightSum = checkLossInputs(rows, vocab, targets, weights);
-  const normalizer = options.normalizer ?? Math.max(weightSum, WEIGHT_EPS);
-  const objective = options.objective ?? "ce";
-  const chunkRows = chunkRowsOf(vocab, options.chunkRows);
+export const headLossOps: typeof headLoss = (hidden, headWeight, targets, weights, options = {}) => {
+  const settled = settle(hidden, headWeight, targets, weights, options);
+  const { rows, vocab, dim, weightSum, normalizer, objective, chunkRows } = settled;
   const counts = Float32Array.from(weights, (x) => (x > 0 ? 1 : 0));
   const op = tf.customGrad((ht, wt, save) => {
     const h = ht as tf.Tensor2D, w = wt as tf.Tensor2D;
