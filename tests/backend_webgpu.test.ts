@@ -17,6 +17,7 @@ import { webgpuUnavailable } from "../src/backend/webgpu.ts";
 import { loadCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, forward } from "../src/model/model.ts";
 import { AdamW } from "../src/train/adamw.ts";
+import { teacherForcedLossAsync } from "../src/train/head_loss.ts";
 import { optimizerStep, optimizerStepAsync } from "../src/train/step.ts";
 import { runGenerate } from "../src/cli/generate.ts";
 import { runScore } from "../src/cli/score.ts";
@@ -165,6 +166,30 @@ Deno.test({
     for (const name of ["llama_gqa", "qwen2", "gpt2"]) {
       await compareTen(name, `${goldens}${name}`, randomSequences(96), 0.01);
     }
+  },
+});
+
+Deno.test({
+  name: "webgpu: the teacher-forced loss (evaluation's key loss, held-out loss) equals the cpu backend's",
+  ignore,
+  fn: async () => {
+    const sequences = randomSequences(96).slice(0, 3).map((ids) => ({
+      ids,
+      weights: ids.map((_, t) => (t >= 20 ? 1 : 0)),
+    }));
+    const lossOn = async (backend: "cpu" | "webgpu") => {
+      assertEquals(await use(backend), backend);
+      const { config, params } = await Effect.runPromise(loadCheckpoint(`${goldens}qwen2`));
+      try {
+        return await teacherForcedLossAsync(params, config, sequences);
+      } finally {
+        disposeParams(params);
+      }
+    };
+    const cpu = await lossOn("cpu");
+    const gpu = await lossOn("webgpu").finally(() => use("cpu"));
+    assertEquals(gpu.weightSum, cpu.weightSum);
+    assert(Math.abs(gpu.lossSum - cpu.lossSum) <= 1e-4 * cpu.lossSum, `${gpu.lossSum} vs ${cpu.lossSum}`);
   },
 });
 
