@@ -1,10 +1,11 @@
 /**
- * The "webgpu" backend: @tensorflow/tfjs-backend-webgpu on Deno's WebGPU (`--unstable-webgpu`). It needs no
+ * The "webgpu" backend: @tensorflow/tfjs-backend-webgpu on Deno's WebGPU (navigator.gpu; Deno 2.9.6 has it
+ * without `--unstable-webgpu`, which the launcher still passes for older versions). It needs no
  * CUDA install: on a machine with a GPU it runs through the GPU's Vulkan (or Metal / D3D12) driver, and on
  * a CPU-only machine with Mesa's software Vulkan (`mesa-vulkan-drivers`, the llvmpipe adapter) it runs on
  * the CPU, which is how the tests check it where there is no GPU.
  *
- * One constraint shapes the code above: under Deno a tensor on this backend cannot be read synchronously
+ * One constraint shapes the code that computes with a model: under Deno a tensor on this backend cannot be read synchronously
  * (tfjs's readSync copies through a 2-D canvas context, which Deno does not have), only with `await
  * t.data()`. After that the values stay cached on the host, so a later `dataSync()` of the same tensor
  * works. `readsSynchronously()` tells callers which kind of backend is active, and `onHost` is the await
@@ -18,7 +19,7 @@ import * as tf from "@tensorflow/tfjs";
 export const webgpuUnavailable = async (): Promise<string | undefined> => {
   const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } } | undefined)?.gpu;
   if (gpu === undefined) {
-    return "navigator.gpu is absent (run Deno with --unstable-webgpu; src/cli/launch.ts adds it for --backend webgpu)";
+    return "navigator.gpu is absent (this Deno has no WebGPU; older versions need --unstable-webgpu)";
   }
   const adapter = await gpu.requestAdapter().catch(() => null);
   if (adapter === null) {
