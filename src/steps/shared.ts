@@ -5,9 +5,19 @@
  * self_generation.ts; its header says why it is separate.
  */
 import { Effect, Schema, type Scope } from "effect";
-import type { CheckpointMalformed, FileUnreadable, TokenizerMismatch } from "../errors.ts";
-import { loadTokenizer, type TextTokenizer } from "../data/tokenizer.ts";
-import { exists } from "../io/fs.ts";
+import {
+  type CheckpointMalformed,
+  type FileUnreadable,
+  type TokenizerMismatch,
+  WriteFailed,
+} from "../errors.ts";
+import {
+  loadTokenizer,
+  type TextTokenizer,
+  TOKENIZER_COMPANIONS,
+  tokenizerFiles,
+} from "../data/tokenizer.ts";
+import { exists, removeIfExists } from "../io/fs.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { disposeParams, type Params } from "../model/model.ts";
@@ -46,4 +56,28 @@ export const loadModel = (
       (loaded) => Effect.sync(() => disposeParams(loaded.params)),
     );
     return { tok, config, params };
+  });
+
+/**
+ * Makes model/ a complete Hugging Face checkpoint with exactly the tokenizer files the loader reads for
+ * `tokenizerPath` (a tokenizer.json, or a directory with one or with vocab.json + merges.txt): tokenizer
+ * files copied from the init checkpoint that the run did not use are removed, so that no loader can pick
+ * another tokenizer than the one the model was trained with.
+ */
+export const copyTokenizerFiles = (
+  tokenizerPath: string,
+  modelDir: string,
+): Effect.Effect<void, FileUnreadable | TokenizerMismatch | WriteFailed> =>
+  Effect.gen(function* () {
+    const files = yield* tokenizerFiles(tokenizerPath);
+    const used = new Set(files.map((f) => f.name));
+    yield* Effect.tryPromise({
+      try: async () => {
+        for (const name of TOKENIZER_COMPANIONS) {
+          if (!used.has(name)) await removeIfExists(`${modelDir}/${name}`);
+        }
+        for (const f of files) await Deno.copyFile(f.from, `${modelDir}/${f.name}`);
+      },
+      catch: (e) => new WriteFailed({ path: modelDir, reason: e instanceof Error ? e.message : String(e) }),
+    });
   });

@@ -22,20 +22,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
-import {
-  describeError,
-  InvalidConfig,
-  NonFiniteLoss,
-  TokenizerMismatch,
-  type ToolkitError,
-  WriteFailed,
-} from "../errors.ts";
+import { InvalidConfig, NonFiniteLoss, TokenizerMismatch, type ToolkitError } from "../errors.ts";
 import { readTrainingRows } from "../data/records.ts";
-import { TOKENIZER_COMPANIONS, tokenizerFiles } from "../data/tokenizer.ts";
 import { readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
-import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
-import { modelDirOf } from "./shared.ts";
+import { copyTokenizerFiles, modelDirOf } from "./shared.ts";
 import { contextLength, ModelConfig, type ModelConfigEncoded } from "../model/config.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params, paramShapes } from "../model/model.ts";
@@ -48,7 +39,7 @@ import {
   withLoraDropout,
 } from "../model/lora.ts";
 import { loadAdapter, saveAdapter } from "../model/peft.ts";
-import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
+import { checkpointDir, loadRunCheckpoint, saveRunCheckpoint } from "../train/run_checkpoint.ts";
 import { AdamW } from "../train/adamw.ts";
 import { batchIndices, microBatches, type Sequence, sequenceExtent } from "../train/batches.ts";
 import { Rng } from "../util/rng.ts";
@@ -135,6 +126,12 @@ interface LogRow {
   readonly tokens: number;
 }
 
+/** Only the fields TrainState has: older checkpoints also carry `cursor` and `rng`, dropped here. */
+const parseTrainState = (json: unknown): TrainState => {
+  const { step, log, seconds } = json as TrainState;
+  return { step, log, seconds };
+};
+
 interface TrainState {
   /**
    * Optimizer steps completed; with the seed it fixes the next batch (train/batches.ts). Checkpoints
@@ -144,95 +141,6 @@ interface TrainState {
   readonly log: LogRow[];
   readonly seconds: number;
 }
-
-const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-const checkpointDir = (dir: string) => `${dir}/checkpoints`;
-
-const saveTrainingCheckpoint = (
-  dir: string,
-  config: ModelConfig,
-  params: Params,
-  optimizer: AdamW,
-  state: TrainState,
-  lora: LoraSettings | undefined,
-) =>
-  Effect.gen(function* () {
-    const root = checkpointDir(dir);
-    const name = `step-${String(state.step).padStart(7, "0")}`;
-    const tmp = `${root}/${name}.tmp`;
-    yield* Effect.tryPromise({
-      try: () => removeIfExists(tmp).then(() => Deno.mkdir(tmp, { recursive: true })),
-      catch: (e) => new WriteFailed({ path: tmp, reason: reason(e) }),
-    });
-    if (lora) yield* saveAdapter(tmp, config, params, lora, lora.targets ?? defaultTargets(config), "(base)");
-    else yield* saveCheckpoint(tmp, config, params);
-    yield* saveOptimizerState(`${tmp}/${OPTIMIZER_FILE}`, optimizer.exportState());
-    yield* writeFileAtomic(`${tmp}/state.json`, JSON.stringify(state));
-    // Sealed last: a resume trusts only a checkpoint whose files all match their digests.
-    yield* writeFileAtomic(`${tmp}/${SEAL}`, yield* Effect.promise(() => sealOf(tmp)));
-    yield* Effect.tryPromise({
-      try: async () => {
-        await removeIfExists(`${root}/${name}`);
-        await Deno.rename(tmp, `${root}/${name}`);
-      },
-      catch: (e) => new WriteFailed({ path: `${root}/${name}`, reason: reason(e) }),
-    });
-    yield* writeFileAtomic(`${root}/LATEST`, name);
-    // Older checkpoints are no longer needed once LATEST points past them.
-    yield* Effect.promise(async () => {
-      for await (const e of Deno.readDir(root)) {
-        if (e.isDirectory && e.name !== name) await removeIfExists(`${root}/${e.name}`);
-      }
-    });
-    return `${root}/${name}`;
-  });
-
-/**
- * The latest checkpoint, or undefined when there is none or it cannot be trusted. A checkpoint that fails
- * its seal or does not load (a crash while old checkpoints were deleted, a flipped byte, a truncated file)
- * is reported and removed, and the stage restarts from its beginning, which ends with the same weights;
- * failing instead would block every later attempt, and loading it regardless could resume from wrong weights.
- */
-const loadTrainingCheckpoint = <E extends ToolkitError>(
-  dir: string,
-  log: (line: string) => void,
-  loadModel: (path: string) => Effect.Effect<{ config: ModelConfig; params: Params }, E>,
-) =>
-  Effect.gen(function* () {
-    const root = checkpointDir(dir);
-    const latest = (yield* Effect.promise(() => Deno.readTextFile(`${root}/LATEST`).catch(() => "")))
-      .trim();
-    if (!latest) return undefined;
-    const path = `${root}/${latest}`;
-    const load = Effect.gen(function* () {
-      const problem = /^step-\d+$/.test(latest)
-        ? yield* Effect.promise(() => checkSeal(path))
-        : `LATEST names "${latest.slice(0, 40)}"`;
-      if (problem) return yield* Effect.fail(problem);
-      const { config, params } = yield* loadModel(path);
-      const rest = Effect.gen(function* () {
-        const optimizer = yield* loadOptimizerState(`${path}/${OPTIMIZER_FILE}`, trainableParams(params));
-        // Only the fields TrainState has: older checkpoints also carry `cursor` and `rng`, dropped here.
-        const state = yield* Effect.try((): TrainState => {
-          const { step, log, seconds } = JSON.parse(Deno.readTextFileSync(`${path}/state.json`));
-          return { step, log, seconds };
-        });
-        return { path, config, params, optimizer, state };
-      });
-      return yield* Effect.tapError(rest, () => Effect.sync(() => disposeParams(params)));
-    });
-    const result = yield* Effect.either(load);
-    if (result._tag === "Right") return result.right;
-    const why = typeof result.left === "string"
-      ? result.left
-      : "_tag" in result.left && result.left._tag !== "UnknownException"
-      ? describeError(result.left)
-      : String(result.left);
-    log(`checkpoint ${path} cannot be used (${why}); restarting this stage from its beginning`);
-    yield* Effect.promise(() => removeIfExists(root));
-    return undefined;
-  });
 
 /** The model training starts from before any adapter: the init checkpoint, else a fresh seeded model. */
 const baseModel = (config: TrainConfig, init: string | undefined, ctx: StepContext) =>
@@ -262,15 +170,15 @@ const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepC
     const resumed = !ctx.resumed
       ? undefined
       : lora
-      ? yield* loadTrainingCheckpoint(ctx.dir, log, (path) =>
+      ? yield* loadRunCheckpoint(ctx.dir, log, (path) =>
         Effect.gen(function* () {
           const base = yield* baseModel(config, init, ctx);
           return yield* loadAdapter(path, base.config, base.params).pipe(
             Effect.map(({ params }) => ({ config: base.config, params })),
             Effect.tapError(() => Effect.sync(() => disposeParams(base.params))),
           );
-        }))
-      : yield* loadTrainingCheckpoint(ctx.dir, log, loadCheckpoint);
+        }), parseTrainState)
+      : yield* loadRunCheckpoint(ctx.dir, log, loadCheckpoint, parseTrainState);
     if (resumed) return { modelConfig: resumed.config, params: resumed.params, resumed };
     const base = yield* baseModel(config, init, ctx);
     if (lora) {
@@ -385,7 +293,7 @@ const trainingLoop = (
         windowTokens = 0;
       }
       if (state.step % config.checkpointEvery === 0 && state.step < config.steps) {
-        lastCheckpoint = yield* saveTrainingCheckpoint(
+        lastCheckpoint = yield* saveRunCheckpoint(
           ctx.dir,
           modelConfig,
           params,
@@ -500,25 +408,4 @@ const writeOutputs = (
         numTensorsAtEnd: tf.memory().numTensors,
       }),
     );
-  });
-
-/**
- * Makes model/ a complete Hugging Face checkpoint with exactly the tokenizer files the loader reads for
- * `tokenizerPath` (a tokenizer.json, or a directory with one or with vocab.json + merges.txt): tokenizer
- * files copied from the init checkpoint that the run did not use are removed, so that no loader can pick
- * another tokenizer than the one the model was trained with.
- */
-const copyTokenizerFiles = (tokenizerPath: string, modelDir: string) =>
-  Effect.gen(function* () {
-    const files = yield* tokenizerFiles(tokenizerPath);
-    const used = new Set(files.map((f) => f.name));
-    yield* Effect.tryPromise({
-      try: async () => {
-        for (const name of TOKENIZER_COMPANIONS) {
-          if (!used.has(name)) await removeIfExists(`${modelDir}/${name}`);
-        }
-        for (const f of files) await Deno.copyFile(f.from, `${modelDir}/${f.name}`);
-      },
-      catch: (e) => new WriteFailed({ path: modelDir, reason: reason(e) }),
-    });
   });

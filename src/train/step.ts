@@ -90,39 +90,70 @@ export const optimizerStep = (
   const tokens = used.reduce((sum, u) => sum + u.weights.reduce((a, b) => a + b, 0), 0);
   if (!(tokens > WEIGHT_EPS)) return { loss: 0, gradNorm: 0, tokens, applied: false };
 
-  // Gradients for trainable variables only: with a LoRA adapter the frozen base weights get none.
-  const names = [...params].filter(([, v]) => v.trainable).map(([name]) => name);
-  const variables = names.map((n) => params.get(n)!);
-  const nameOf = new Map(variables.map((v, i) => [v.name, names[i]]));
-  const grads = new Map(variables.map((v, i) => [names[i], new Float32Array(v.size)]));
+  const acc = gradientAccumulator(params);
   let loss = 0;
   flats.forEach((f, i) => {
     const { rows, targets, weights } = used[i];
     if (rows.length === 0) return;
-    tf.tidy(() => {
+    loss += acc.add(() => {
       const ids = tf.tensor2d(f.ids, [f.batch, f.seqLen], "int32");
-      const { value, grads: g } = tf.variableGrads(
-        () =>
-          headLoss(headInputAt(params, config, ids, rows), lmHeadWeight(params, config), targets, weights, {
-            normalizer: tokens,
-            objective: options.objective,
-          }).loss,
-        variables,
-      );
-      loss += value.dataSync()[0];
+      return headLoss(
+        headInputAt(params, config, ids, rows),
+        lmHeadWeight(params, config),
+        targets,
+        weights,
+        {
+          normalizer: tokens,
+          objective: options.objective,
+        },
+      ).loss;
+    });
+  });
+  const { gradNorm, applied } = applyGradients(optimizer, acc.grads, loss, options);
+  return { loss, gradNorm, tokens, applied };
+};
+
+/**
+ * Gradients of the trainable parameters (with a LoRA adapter the frozen base weights get none), summed
+ * over calls of `add`: each computes a scalar loss in a tf.tidy, adds its gradient to `grads` and returns
+ * the loss's value.
+ */
+export const gradientAccumulator = (params: Params): {
+  readonly grads: ReadonlyMap<string, Float32Array>;
+  readonly add: (loss: () => tf.Scalar) => number;
+} => {
+  const names = [...params].filter(([, v]) => v.trainable).map(([name]) => name);
+  const variables = names.map((n) => params.get(n)!);
+  const nameOf = new Map(variables.map((v, i) => [v.name, names[i]]));
+  const grads = new Map(variables.map((v, i) => [names[i], new Float32Array(v.size)]));
+  const add = (loss: () => tf.Scalar): number =>
+    tf.tidy(() => {
+      const { value, grads: g } = tf.variableGrads(loss, variables);
       for (const [varName, tensor] of Object.entries(g)) {
         const acc = grads.get(nameOf.get(varName)!)!, data = tensor.dataSync();
         for (let j = 0; j < acc.length; j++) acc[j] += data[j];
       }
+      return value.dataSync()[0];
     });
-  });
+  return { grads, add };
+};
 
+/**
+ * Global-norm clipping, then the optimizer's update. Nothing changes when the loss or the gradient norm
+ * is not finite (`applied` false; the caller should stop, see NonFiniteLoss).
+ */
+export const applyGradients = (
+  optimizer: AdamW,
+  grads: ReadonlyMap<string, Float32Array>,
+  loss: number,
+  options: { readonly lr: number; readonly clipNorm: number },
+): { readonly gradNorm: number; readonly applied: boolean } => {
   let sq = 0;
   for (const g of grads.values()) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
   const gradNorm = Math.sqrt(sq);
-  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, tokens, applied: false };
+  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { gradNorm, applied: false };
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
   const clip = options.clipNorm > 0 ? Math.min(1, options.clipNorm / (gradNorm + 1e-6)) : 1;
   optimizer.step(grads, options.lr, clip);
-  return { loss, gradNorm, tokens, applied: true };
+  return { gradNorm, applied: true };
 };
