@@ -17,8 +17,8 @@ import {
   TOKENIZER_COMPANIONS,
   tokenizerFiles,
 } from "../data/tokenizer.ts";
-import { exists, removeIfExists } from "../io/fs.ts";
-import { loadCheckpoint } from "../model/checkpoint.ts";
+import { exists, readJson, removeIfExists } from "../io/fs.ts";
+import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { disposeParams, type Params } from "../model/model.ts";
 
@@ -80,4 +80,26 @@ export const copyTokenizerFiles = (
       },
       catch: (e) => new WriteFailed({ path: modelDir, reason: e instanceof Error ? e.message : String(e) }),
     });
+  });
+
+/**
+ * Saves a trained model as `dir`, a Hugging Face checkpoint: a model fine-tuned from the checkpoint in
+ * `initDir` keeps that checkpoint's other config.json fields (eos_token_id, ...) and side files
+ * (generation_config.json, ...), and the tokenizer files of `tokenizer` (when given) go with it.
+ */
+export const saveTrainedModel = (
+  dir: string,
+  config: ModelConfig,
+  params: Params,
+  initDir: string | undefined,
+  tokenizer: string | undefined,
+): Effect.Effect<void, FileUnreadable | TokenizerMismatch | WriteFailed> =>
+  Effect.gen(function* () {
+    const baseConfig = initDir
+      ? (yield* readJson(`${initDir}/config.json`).pipe(Effect.orElseSucceed(() => undefined))) as
+        | Record<string, unknown>
+        | undefined
+      : undefined;
+    yield* saveCheckpoint(dir, config, params, {}, { baseConfig, copySideFilesFrom: initDir });
+    if (tokenizer) yield* copyTokenizerFiles(tokenizer, dir);
   });

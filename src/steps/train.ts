@@ -24,11 +24,11 @@ import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
 import { InvalidConfig, NonFiniteLoss, TokenizerMismatch, type ToolkitError } from "../errors.ts";
 import { readTrainingRows } from "../data/records.ts";
-import { readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
+import { removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
-import { copyTokenizerFiles, modelDirOf } from "./shared.ts";
+import { copyTokenizerFiles, modelDirOf, saveTrainedModel } from "./shared.ts";
 import { contextLength, ModelConfig, type ModelConfigEncoded } from "../model/config.ts";
-import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params, paramShapes } from "../model/model.ts";
 import {
   attachFreshAdapter,
@@ -353,14 +353,7 @@ const writeOutputs = (
   ctx: StepContext,
 ) =>
   Effect.gen(function* () {
-    // A model fine-tuned from a Hugging Face checkpoint keeps that checkpoint's other config.json fields
-    // (eos_token_id, ...) and side files (generation_config.json, tokenizer files).
     const initDir = inputs.init ? yield* Effect.promise(() => modelDirOf(inputs.init!)) : undefined;
-    const baseConfig = initDir
-      ? (yield* readJson(`${initDir}/config.json`).pipe(Effect.orElseSucceed(() => undefined))) as
-        | Record<string, unknown>
-        | undefined
-      : undefined;
     if (config.lora) {
       const lora = config.lora;
       yield* saveAdapter(
@@ -374,11 +367,7 @@ const writeOutputs = (
       if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/adapter`);
       mergeAdapter(model.params, model.modelConfig);
     }
-    yield* saveCheckpoint(`${ctx.dir}/model`, model.modelConfig, model.params, {}, {
-      baseConfig,
-      copySideFilesFrom: initDir,
-    });
-    if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/model`);
+    yield* saveTrainedModel(`${ctx.dir}/model`, model.modelConfig, model.params, initDir, inputs.tokenizer);
     yield* writeFileAtomic(
       `${ctx.dir}/train_log.jsonl`,
       state.log.map((r) => JSON.stringify(r)).join("\n") + "\n",
