@@ -25,7 +25,7 @@ import { type BootstrapOptions, DEFAULT_BOOTSTRAP } from "../src/report/stats.ts
 import { addReport, type ReportConfig } from "../src/steps/report.ts";
 import { fixture, type PipelineOptions, prepareData } from "./data.ts";
 import { type Budget } from "./budget.ts";
-import { evaluate, type Method, methodContext, recordBudget } from "./method_context.ts";
+import { evaluate, type Method, methodContext, modelNode, recordBudget } from "./method_context.ts";
 import { methods as registry } from "./methods.ts";
 
 export interface DatasetSpec {
@@ -215,7 +215,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
         const models = Object.entries(add(ctx)).map(([label, model]) => ({
           model: label,
           eval: evaluate(ctx, label, model).node,
-          nodes: p.ancestorsWithin(model.node, prefix).map((n) => n.slice(prefix.length)),
+          nodes: p.ancestorsWithin(modelNode(model).node, prefix).map((n) => n.slice(prefix.length)),
         }));
         const evals = new Set(models.map((m) => m.eval));
         const nodes = [...p.wiring.keys()].filter((n) => n.startsWith(prefix) && !evals.has(n)).map((n) => {

@@ -65,6 +65,8 @@ export interface PipelineOptions {
 export interface Data {
   /** The tokenizer source. */
   readonly tokenizer: NodeRef;
+  /** The located training examples (located.jsonl: prompts, responses, gold answers), before --limit. */
+  readonly trainExamples: NodeRef;
   /** The tokenised training set (tokens.jsonl). */
   readonly trainTokens: NodeRef;
   /** The test set with key masks: prompts for generation, key tokens for the key loss. */
@@ -201,7 +203,8 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     all
       ? p.add(`${prefix}${part}-split`, holdOutStep, { part, ...split }, { examples: all })
       : keys(part, path);
-  const trainTokens = first("train", tokens("train", examples("train", options.train)), opts.limit?.train);
+  const trainExamples = examples("train", options.train);
+  const trainTokens = first("train", tokens("train", trainExamples), opts.limit?.train);
   const testTokens = first("test", tokens("test", examples("test", options.test)), opts.limit?.test);
   const testSet = p.add(`${prefix}test-set`, buildMasksStep, { mask: { kind: "key" } }, {
     tokens: testTokens,
@@ -226,7 +229,7 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
       opts.limit?.train ?? Number.POSITIVE_INFINITY,
     )
     : undefined;
-  return { tokenizer, trainTokens, testSet, base, trainRows, masks, options };
+  return { tokenizer, trainExamples, trainTokens, testSet, base, trainRows, masks, options };
 };
 
 const maskName = (spec: MaskSpec): string => {

@@ -41,8 +41,28 @@ export interface MethodContext {
   readonly name: (local: string) => string;
 }
 
+/**
+ * A model a method trained that is not judged like the others: its own tokenizer (e.g. one grown by
+ * functional tokens) and answer judging (e.g. the `<output>` segment of a functional-token trace, and a
+ * longer generation budget).
+ */
+export interface OwnEvaluation {
+  /** The checkpoint node. */
+  readonly model: NodeRef;
+  /** The tokenizer that goes with it. */
+  readonly tokenizer: NodeRef;
+  /** What differs from the data's answer judging. */
+  readonly judging: Partial<AnswerJudging>;
+}
+
+/** What a method returns for each label: a checkpoint node, judged like the data, or one with its own evaluation. */
+export type MethodModel = NodeRef | OwnEvaluation;
+
+/** The checkpoint node of a method's model. */
+export const modelNode = (m: MethodModel): NodeRef => ("model" in m ? m.model : m);
+
 /** A method adds its training nodes and returns the models to evaluate, by label. */
-export type Method = (ctx: MethodContext) => Readonly<Record<string, NodeRef>>;
+export type Method = (ctx: MethodContext) => Readonly<Record<string, MethodModel>>;
 
 /** The context for methods on `data` with `seed`, naming nodes `<prefix><local>`. */
 export const methodContext = (
@@ -103,15 +123,30 @@ export const responseStage = (ctx: MethodContext, local: string): NodeRef =>
     steps: ctx.budget.stageOneSteps,
   });
 
+const made = new WeakMap<PipelineBuilder, Map<string, unknown>>();
+
+/**
+ * The nodes `make` adds, added once per pipeline and node name (`ctx.name(local)`): for nodes that several
+ * of a context's methods start from (a shared warm-up), since a name may be added to a pipeline only once.
+ */
+export const once = <T>(ctx: MethodContext, local: string, make: () => T): T => {
+  const key = ctx.name(local);
+  const known = made.get(ctx.p) ?? new Map<string, unknown>();
+  made.set(ctx.p, known);
+  if (!known.has(key)) known.set(key, make());
+  return known.get(key) as T;
+};
+
 /** Generation-based evaluation of `model` on the test set; the node is named eval-<label>. */
-export const evaluate = (ctx: MethodContext, label: string, model: NodeRef): NodeRef =>
+export const evaluate = (ctx: MethodContext, label: string, model: MethodModel): NodeRef =>
   ctx.p.add(ctx.name(`eval-${label}`), evaluateStep, {
     ...answerJudging(ctx),
+    ...("model" in model ? model.judging : {}),
     batchSize: 50,
   }, {
-    model,
+    model: modelNode(model),
     data: ctx.data.testSet,
-    tokenizer: ctx.data.tokenizer,
+    tokenizer: "model" in model ? model.tokenizer : ctx.data.tokenizer,
   });
 
 /** Puts which budget applied, and why, into the pipeline's settings (header and summary.json). */
