@@ -4,23 +4,14 @@
  * gold answer; the process reward puts each step's exact score on its closing token; plain sampled
  * rollouts are judged by the locator; functional-token counts are counted per rollout.
  */
-import { Effect } from "effect";
 import { assert, assertEquals } from "./assert.ts";
-import { FUNCTIONAL_TOKENS } from "../src/data/functional_tokens.ts";
-import { loadTokenizer } from "../src/data/tokenizer.ts";
-import { growTokenizer } from "../src/data/tokenizer_grow.ts";
-import { functionalTokenIds, type Policy } from "../src/train/rftt_model_expander.ts";
+import { type Policy } from "../src/train/rftt_model_expander.ts";
 import { parseArithPrompt } from "../src/train/rftt_arith.ts";
 import { collectRollouts, type RolloutSettings } from "../src/train/rl_rollouts.ts";
 import { Rng } from "../src/util/rng.ts";
+import { grownArithTokenizer } from "./rftt_test_helpers.ts";
 
-const fixture = new URL("../fixtures/arith/tokenizer.json", import.meta.url).pathname;
-const tmp = await Deno.makeTempDir();
-const grown = await Effect.runPromise(growTokenizer(fixture, FUNCTIONAL_TOKENS));
-for (const [name, text] of Object.entries(grown.files)) await Deno.writeTextFile(`${tmp}/${name}`, text);
-const tok = await Effect.runPromise(loadTokenizer(`${tmp}/tokenizer.json`));
-const ids = functionalTokenIds(tok);
-const id = (t: string) => ids.get(t)!;
+const { tok, ids, id } = await grownArithTokenizer();
 const nl = tok.encode("\n");
 
 /** Writes `scripts[tag]` after an opening tag (EOS otherwise); prefers next_step, then output. */
