@@ -25,6 +25,7 @@
 import { type NodeRef, type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
 import { ADD_FUNCTIONAL_TOKENS, addTokensStep } from "../src/steps/add_tokens.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
+import { addRlCharts } from "../src/steps/rl_charts.ts";
 import { RL_STEP_DEFAULTS, type RlConfig, rlStep } from "../src/steps/rl.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { trainStep } from "../src/steps/train.ts";
@@ -213,6 +214,9 @@ export const RFTT_ARMS: Readonly<Record<string, Method>> = {
   "cot-rl": cotRl,
 };
 
+/** The arms that run RL (their nodes are named by their labels). */
+export const RL_ARMS = ["rftt", "rftt-prm", "rftt-sampling", "cot-rl"] as const;
+
 /** The RFTT pipeline: warm-up data by search, SFT, RL (four arms), evaluate; with the CoT baselines. */
 export const build = (opts: PipelineOptions = {}): Pipeline => {
   const p = new PipelineBuilder(
@@ -221,6 +225,8 @@ export const build = (opts: PipelineOptions = {}): Pipeline => {
   );
   const data = prepareData(p, opts);
   runMethods(p, data, Object.values(RFTT_ARMS));
+  // The RL runs' per-update logs as charts (rl_curves.svg in the run directory).
+  addRlCharts(p, "rl-charts", Object.fromEntries(RL_ARMS.map((arm) => [arm, { node: arm }])));
   const r = rlBudget(methodContext(p, data));
   p.setting(
     "rl",

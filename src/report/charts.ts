@@ -180,3 +180,76 @@ export const lossSpec = (points: ReadonlyArray<LossPoint>, methodOrder: Readonly
     resolve: { scale: { y: "independent" } },
     config: { ...config, header: { ...config.header, labelAngle: 0, labelAlign: "left" as const } },
   }) as vl.TopLevelSpec;
+
+/** One value of an RL run's per-update log (the rl step's rl_log.jsonl). */
+export interface RlPoint {
+  /** The run's label ("rftt", "cot-rl"). */
+  readonly arm: string;
+  /** 1-based update. */
+  readonly update: number;
+  /** What is measured ("mean reward", "KL to reference", ...; or a functional tag). */
+  readonly metric: string;
+  readonly value: number;
+}
+
+/**
+ * RL runs per update: one panel per metric (mean reward, KL to the reference, response length, clip
+ * fraction, share reaching `<output>`), one line per run, each panel on its own y scale; below, the
+ * functional tokens written per rollout, one panel per run, one line per tag.
+ */
+export const rlSpec = (
+  metrics: ReadonlyArray<RlPoint>,
+  tags: ReadonlyArray<RlPoint>,
+  metricOrder: ReadonlyArray<string>,
+) =>
+  ({
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    vconcat: [
+      {
+        data: { values: metrics.map((p) => ({ ...p })) },
+        facet: { row: { field: "metric", type: "nominal", title: null, sort: [...metricOrder] } },
+        spec: {
+          width: 380,
+          height: 90,
+          mark: { type: "line", strokeWidth: 1.5, point: { size: 12 } },
+          encoding: {
+            x: {
+              field: "update",
+              type: "quantitative",
+              title: "RL update",
+              axis: { format: "d", tickMinStep: 1 },
+            },
+            y: {
+              field: "value",
+              type: "quantitative",
+              title: null,
+              scale: { zero: false },
+              axis: { tickCount: 4 },
+            },
+            color: { field: "arm", type: "nominal", title: "run" },
+          },
+        },
+        resolve: { scale: { y: "independent" } },
+      },
+      {
+        data: { values: tags.map((p) => ({ ...p })) },
+        facet: { column: { field: "arm", type: "nominal", title: null } },
+        spec: {
+          width: 180,
+          height: 110,
+          mark: { type: "line", strokeWidth: 1.5 },
+          encoding: {
+            x: {
+              field: "update",
+              type: "quantitative",
+              title: "RL update",
+              axis: { format: "d", tickMinStep: 1 },
+            },
+            y: { field: "value", type: "quantitative", title: "functional tokens per rollout" },
+            color: { field: "metric", type: "nominal", title: "tag", scale: { scheme: "category10" } },
+          },
+        },
+      },
+    ],
+    config: { ...config, header: { ...config.header, labelAngle: 0, labelAlign: "left" as const } },
+  }) as vl.TopLevelSpec;

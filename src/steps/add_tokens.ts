@@ -56,7 +56,10 @@ export const addTokensStep: Step<AddTokensConfig, "model" | "tokenizer", Toolkit
     Effect.gen(function* () {
       if (inputs.model === undefined) {
         if (inputs.tokenizer === undefined) {
-          return yield* new TokenizerMismatch({ path: ctx.dir, reason: "neither a model nor a tokenizer to grow" });
+          return yield* new TokenizerMismatch({
+            path: ctx.dir,
+            reason: "neither a model nor a tokenizer to grow",
+          });
         }
         const before = yield* loadTokenizer(inputs.tokenizer);
         const grown = yield* growTokenizer(inputs.tokenizer, config.tokens);
@@ -108,7 +111,8 @@ const checkAdded = (dir: string, tokens: ReadonlyArray<string>, added: ReadonlyA
       const ids = after.encode(`a${token}b`);
       const single = after.encode(token);
       if (
-        single.length !== 1 || single[0] !== added[i] || !ids.includes(added[i]) || after.decode(single) !== token
+        single.length !== 1 || single[0] !== added[i] || !ids.includes(added[i]) ||
+        after.decode(single) !== token
       ) {
         return yield* new TokenizerMismatch({
           path: dir,
@@ -124,7 +128,11 @@ const finish = (
   ctx: StepContext,
   tokens: ReadonlyArray<string>,
   ids: ReadonlyArray<number>,
-  sizes: { readonly oldVocabSize: number; readonly newVocabSize: number; readonly tokenizerVocabSize: number },
+  sizes: {
+    readonly oldVocabSize: number;
+    readonly newVocabSize: number;
+    readonly tokenizerVocabSize: number;
+  },
 ) =>
   Effect.gen(function* () {
     const report = { ...sizes, tokens: Object.fromEntries(tokens.map((t, i) => [t, ids[i]])) };

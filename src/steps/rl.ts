@@ -44,9 +44,10 @@ import { batchIndices } from "../train/batches.ts";
 import { parseArithPrompt } from "../train/rftt_arith.ts";
 import { modelPolicy } from "../train/rftt_model_expander.ts";
 import {
-  type CollectedRollout,
   collectRollouts,
   functionalIds,
+  logRow,
+  type RlLogRow,
   type RlProblem,
 } from "../train/rl_rollouts.ts";
 import { rlUpdate } from "../train/rl_update.ts";
@@ -152,32 +153,6 @@ export const RL_STEP_DEFAULTS = {
   keepRollouts: 2,
 } as const;
 
-/** One row of rl_log.jsonl. */
-export interface RlLogRow {
-  /** 1-based update number. */
-  readonly update: number;
-  /** Mean sequence reward (the process mix included). */
-  readonly reward: number;
-  /** Share of rollouts with the correct answer. */
-  readonly accuracy: number;
-  /** Mean per-token KL (k1) of the rollout policy to the reference. */
-  readonly kl: number;
-  /** Mean response length in tokens. */
-  readonly length: number;
-  /** Share of response tokens whose ratio was clipped. */
-  readonly clipFraction: number;
-  /** Share of rollouts reaching `<output>` (plain traces: with an answer found). */
-  readonly outputShare: number;
-  /** Mean count of each opening functional token per rollout. */
-  readonly functionalTokens: Readonly<Record<string, number>>;
-  /** Mean PPO loss. */
-  readonly loss: number;
-  /** Mean gradient norm before clipping. */
-  readonly gradNorm: number;
-  /** Rollouts in the update. */
-  readonly rollouts: number;
-}
-
 interface KeptRollout {
   readonly update: number;
   readonly prompt: string;
@@ -202,33 +177,6 @@ const parseRlState = (json: unknown): RlState => {
 /** The random stream of update `u`: a function of (seed, u) only. */
 const updateRng = (seed: number, u: number) =>
   Rng.seeded(((seed >>> 0) ^ Math.imul(u + 1, 0x9e3779b1)) >>> 0);
-
-const mean = (xs: ReadonlyArray<number>) => xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length;
-
-/** The log row of an update's rollouts and its measured update. */
-const logRow = (
-  update: number,
-  rollouts: ReadonlyArray<CollectedRollout>,
-  measured: { loss: number; gradNorm: number; clipFraction: number; kl: number },
-): RlLogRow => {
-  const tags: Record<string, number> = {};
-  for (const r of rollouts) {
-    for (const [tag, n] of Object.entries(r.tags)) tags[tag] = (tags[tag] ?? 0) + n! / rollouts.length;
-  }
-  return {
-    update,
-    reward: mean(rollouts.map((r) => r.reward)),
-    accuracy: mean(rollouts.map((r) => r.outcome)),
-    kl: measured.kl,
-    length: mean(rollouts.map((r) => r.response.length)),
-    clipFraction: measured.clipFraction,
-    outputShare: mean(rollouts.map((r) => (r.reachedOutput ? 1 : 0))),
-    functionalTokens: tags,
-    loss: measured.loss,
-    gradNorm: measured.gradNorm,
-    rollouts: rollouts.length,
-  };
-};
 
 /** Settings that cannot work together, or a sequence longer than the model computes exactly. */
 const configProblem = (config: RlConfig, longestPrompt: number, positions: number): string | undefined => {

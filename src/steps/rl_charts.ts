@@ -1,0 +1,74 @@
+/**
+ * Step `rlCharts`: the per-update logs of RL runs (the rl step's rl_log.jsonl) as Vega-Lite charts, rendered
+ * to SVG with the report's chart code (src/report/charts.ts), with the spec beside it: mean reward, KL to
+ * the reference, response length, clip fraction and the share of rollouts reaching `<output>` per update,
+ * one line per run; and the functional tokens written per rollout, per run and tag. The run copies both
+ * files into the run directory when it ends.
+ *
+ * Its inputs are the RL runs, named by their labels (`rlChartsStep(labels)`, wired by `addRlCharts`).
+ * Output: rl_curves.svg, rl_curves.vl.json.
+ */
+import { Effect, Schema } from "effect";
+import { WriteFailed } from "../errors.ts";
+import { readJsonl } from "../data/records.ts";
+import { writeFileAtomic } from "../io/fs.ts";
+import { defineStep } from "../engine/step.ts";
+import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
+import { renderSvg, type RlPoint, rlSpec } from "../report/charts.ts";
+import type { RlLogRow } from "../train/rl_rollouts.ts";
+
+/** The files the step writes and the run publishes. */
+export const RL_CHART_FILES = ["rl_curves.svg", "rl_curves.vl.json"] as const;
+
+/** The panels, in order: log field and title. */
+const METRICS: ReadonlyArray<readonly [keyof RlLogRow, string]> = [
+  ["reward", "mean reward"],
+  ["kl", "KL to reference"],
+  ["length", "response length (tokens)"],
+  ["clipFraction", "clip fraction"],
+  ["outputShare", "share reaching <output>"],
+];
+
+/** The rlCharts step over RL runs whose inputs are named `labels`. */
+export const rlChartsStep = (labels: ReadonlyArray<string>) =>
+  defineStep({
+    name: "rlCharts",
+    version: 1,
+    description: "RL runs' per-update logs as charts",
+    config: Schema.Struct({ labels: Schema.Array(Schema.String) }),
+    inputs: labels,
+    publishes: RL_CHART_FILES,
+    run: (config, inputs, ctx) =>
+      Effect.gen(function* () {
+        const metrics: RlPoint[] = [], tags: RlPoint[] = [];
+        for (const arm of config.labels) {
+          const rows = yield* readJsonl<RlLogRow>(`${(inputs as Record<string, string>)[arm]}/rl_log.jsonl`);
+          for (const r of rows) {
+            for (const [field, metric] of METRICS) {
+              metrics.push({ arm, update: r.update, metric, value: r[field] as number });
+            }
+            for (const [tag, value] of Object.entries(r.functionalTokens)) {
+              tags.push({ arm, update: r.update, metric: tag, value });
+            }
+          }
+        }
+        const spec = rlSpec(metrics, tags, METRICS.map(([, m]) => m));
+        const svg = yield* Effect.tryPromise({
+          try: () => renderSvg(spec),
+          catch: (e) => new WriteFailed({ path: `${ctx.dir}/rl_curves.svg`, reason: String(e) }),
+        });
+        yield* writeFileAtomic(`${ctx.dir}/rl_curves.svg`, svg);
+        yield* writeFileAtomic(`${ctx.dir}/rl_curves.vl.json`, JSON.stringify(spec, null, 2) + "\n");
+        ctx.reporter.log(`[${ctx.node}] RL curves of ${config.labels.join(", ")}`);
+      }),
+  });
+
+/** Adds the rlCharts node over `runs` (label -> rl node). */
+export const addRlCharts = (
+  p: PipelineBuilder,
+  name: string,
+  runs: Readonly<Record<string, NodeRef>>,
+): NodeRef => {
+  const labels = Object.keys(runs);
+  return p.add(name, rlChartsStep(labels), { labels }, runs);
+};
