@@ -192,6 +192,14 @@ export interface RlPoint {
   readonly value: number;
 }
 
+/** The x axis of the RL charts: the update number. */
+const UPDATE_AXIS = {
+  field: "update",
+  type: "quantitative",
+  title: "RL update",
+  axis: { format: "d", tickMinStep: 1 },
+} as const;
+
 /**
  * RL runs per update: one panel per metric (mean reward, KL to the reference, response length, clip
  * fraction, share reaching `<output>`), one line per run, each panel on its own y scale; below, the
@@ -213,12 +221,7 @@ export const rlSpec = (
           height: 90,
           mark: { type: "line", strokeWidth: 1.5, point: { size: 12 } },
           encoding: {
-            x: {
-              field: "update",
-              type: "quantitative",
-              title: "RL update",
-              axis: { format: "d", tickMinStep: 1 },
-            },
+            x: UPDATE_AXIS,
             y: {
               field: "value",
               type: "quantitative",
@@ -239,12 +242,7 @@ export const rlSpec = (
           height: 110,
           mark: { type: "line", strokeWidth: 1.5 },
           encoding: {
-            x: {
-              field: "update",
-              type: "quantitative",
-              title: "RL update",
-              axis: { format: "d", tickMinStep: 1 },
-            },
+            x: UPDATE_AXIS,
             y: { field: "value", type: "quantitative", title: "functional tokens per rollout" },
             color: { field: "metric", type: "nominal", title: "tag", scale: { scheme: "category10" } },
           },
