@@ -18,8 +18,8 @@
  *
  * Differences, and why: the warm-up SFT is the project's ordinary train step for SFTKey's stage-one
  * budget, from scratch when no --model is given (the vocabulary is then grown before the model exists,
- * so the fresh embedding simply has 16 more rows); the RL learning rate is the stage-two one (1e-4 in both
- * regimes); the warm-up search uses the programmatic expander only (the arithmetic task's prompts), which
+ * so the fresh embedding simply has 16 more rows); the RL learning rate is three times the stage-two one
+ * (3e-4 in both regimes, not swept); the warm-up search uses the programmatic expander only (the arithmetic task's prompts), which
  * the issue allows for the synthetic tasks. The test-time search (`--rollouts N`) is not built.
  */
 import { type NodeRef, type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
@@ -77,13 +77,19 @@ export const rlBudget = (ctx: MethodContext): RlBudget =>
       checkpointEvery: 1,
     }
     : {
-      updates: 20,
+      updates: 12,
       promptsPerUpdate: 4,
       rolloutsPerPrompt: 4,
       maxStepTokens: 36,
       maxDepth: 6,
-      checkpointEvery: 5,
+      checkpointEvery: 4,
     };
+
+/**
+ * RL's learning rate: three times stage two's (3e-4 in both regimes). Not swept: stage two's 1e-4 moved
+ * a from-scratch warm-up model too little in the budget's few updates to see anything.
+ */
+export const rlLr = (ctx: MethodContext): number => 3 * ctx.budget.stageTwoLr;
 
 /** The warm-up: grown tokenizer (and checkpoint), tree-search traces, SFT. One set of nodes per prefix. */
 interface WarmUp {
@@ -142,7 +148,7 @@ const rlConfig = (
     maxNewTokens: arm.traces === "functional" ? RFTT_EVAL_TOKENS : ctx.data.options.maxNewTokens,
     maxStepTokens: r.maxStepTokens,
     maxDepth: r.maxDepth,
-    lr: ctx.budget.stageTwoLr,
+    lr: rlLr(ctx),
     checkpointEvery: r.checkpointEvery,
     seed: ctx.seed,
     ...(arm.traces === "plain" && ctx.data.options.locator ? { locator: ctx.data.options.locator } : {}),
@@ -230,7 +236,9 @@ export const build = (opts: PipelineOptions = {}): Pipeline => {
   const r = rlBudget(methodContext(p, data));
   p.setting(
     "rl",
-    `${r.updates} updates x ${r.promptsPerUpdate} prompts x ${r.rolloutsPerPrompt} rollouts (lr = stage two's)`,
+    `${r.updates} updates x ${r.promptsPerUpdate} prompts x ${r.rolloutsPerPrompt} rollouts (lr ${
+      rlLr(methodContext(p, data))
+    })`,
   );
   return p.build();
 };

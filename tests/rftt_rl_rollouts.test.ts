@@ -43,6 +43,7 @@ const MCTS: RolloutSettings = {
   maxStepTokens: 16,
   maxDepth: 3,
   exploration: 2,
+  maxChildren: 5,
   processReward: false,
   locator: { kind: "answer-tags" },
 };
@@ -118,4 +119,13 @@ Deno.test("rl rollouts (sampling, plain): the locator's answer is judged; k samp
   assertEquals(rollouts.map((r) => r.outcome), [1, 0, 0, 0, 1, 0]);
   assertEquals(rollouts.map((r) => r.reachedOutput), [true, true, false, true, true, false]);
   assertEquals(rollouts[0].tags, {});
+});
+
+Deno.test("rl rollouts (mcts): maxChildren keeps only the policy's most probable tags", () => {
+  // The policy prefers <next_step> to <output>: with one child per node no path ever reaches <output>.
+  const one = collectRollouts(scripted({ "<next_step>": "9-3=6", "<output>": "6" }), tok, [problem], {
+    ...MCTS,
+    maxChildren: 1,
+  }, Rng.seeded(0));
+  assert(one.every((r) => !r.reachedOutput && r.outcome === 0 && r.tags.next_step === MCTS.maxDepth));
 });

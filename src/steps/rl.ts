@@ -76,6 +76,7 @@ export const RlConfig: Schema.Schema<RlConfig> = Schema.Struct({
   maxStepTokens: PositiveInt,
   maxDepth: PositiveInt,
   exploration: NonNegative,
+  maxChildren: PositiveInt,
   lr: Positive,
   weightDecay: NonNegative,
   clipNorm: Positive,
@@ -119,6 +120,8 @@ export interface RlConfig {
   readonly maxDepth: number;
   /** MCTS: UCT's exploration weight (2). */
   readonly exploration: number;
+  /** MCTS: most children per node, the policy's most probable allowed tags (RFTT orders them so). */
+  readonly maxChildren: number;
   /** Constant learning rate. */
   readonly lr: number;
   /** AdamW's decoupled weight decay. */
@@ -145,6 +148,8 @@ export const RL_STEP_DEFAULTS = {
   temperature: 1,
   stepTemperature: 0.3,
   exploration: 2,
+  // A cost choice of this project: each expansion writes the 3 most probable allowed tags' steps.
+  maxChildren: 3,
   weightDecay: 0,
   clipNorm: 1,
   beta: 0.01,
@@ -270,6 +275,7 @@ export const rlStep: Step<RlConfig, "model" | "data" | "tokenizer", ToolkitError
         maxStepTokens: config.maxStepTokens,
         maxDepth: config.maxDepth,
         exploration: config.exploration,
+        maxChildren: config.maxChildren,
         processReward: config.reward === "process",
         locator: config.locator ?? { kind: "answer-tags" as const },
       };

@@ -61,6 +61,8 @@ export interface RolloutSettings {
   readonly maxDepth: number;
   /** MCTS: UCT's exploration weight. */
   readonly exploration: number;
+  /** MCTS: most children per node (the policy's most probable allowed tags). */
+  readonly maxChildren: number;
   /** Score each step (functional traces of the arithmetic task). */
   readonly processReward: boolean;
   /** Plain traces: where the answer is. */
@@ -167,6 +169,7 @@ export const collectRollouts = (
         maxStepTokens: settings.maxStepTokens,
         temperature: settings.stepTemperature,
         judge: judge(problem.gold),
+        maxChildren: settings.maxChildren,
       });
       const tree = search(expander, {
         rollouts: settings.perPrompt,
