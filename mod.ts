@@ -47,6 +47,14 @@ export * as functionalTokens from "./src/data/functional_tokens.ts";
 export * as rfttSearch from "./src/train/rftt_search.ts";
 /** RFTT's RL objective: token rewards, REINFORCE++ and GRPO advantages, the PPO clipped loss. */
 export * as rlLoss from "./src/train/rl_loss.ts";
+/** One RL update on a batch of rollouts: reference log-probs, advantages, minibatched PPO-clip steps. */
+export * as rlUpdate from "./src/train/rl_update.ts";
+/** RFTT's RL rollouts: functional-token MCTS or plain sampling, outcome and process rewards, the RL log. */
+export * as rlRollouts from "./src/train/rl_rollouts.ts";
+export { RL_STEP_DEFAULTS, rlStep } from "./src/steps/rl.ts";
+export type { RlConfig } from "./src/steps/rl.ts";
+export { addRlCharts, RL_CHART_FILES, rlChartsStep } from "./src/steps/rl_charts.ts";
+export type { RlChartsConfig } from "./src/steps/rl_charts.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
 export { buildMask, MaskSpec } from "./src/data/masks.ts";
@@ -63,7 +71,13 @@ export type { Budget, BudgetOverrides, Regime } from "./pipelines/budget.ts";
 /** LoRA settings of a training node (rank, alpha, dropout, target modules, rsLoRA). */
 export type { LoraSettings } from "./src/model/lora.ts";
 export { budget, describeBudget, FINE_TUNING, stepsForEpochs } from "./pipelines/budget.ts";
-export type { AnswerJudging, Method, MethodContext } from "./pipelines/method_context.ts";
+export type {
+  AnswerJudging,
+  Method,
+  MethodContext,
+  MethodModel,
+  OwnEvaluation,
+} from "./pipelines/method_context.ts";
 export { prepareData } from "./pipelines/data.ts";
 export { answerJudging, evaluate, methodContext, runMethods, train } from "./pipelines/method_context.ts";
 /** The plain SFT baseline: the method (`sft`) and its pipeline (`build`). */

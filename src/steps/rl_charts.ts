@@ -9,16 +9,26 @@
  * Output: rl_curves.svg, rl_curves.vl.json.
  */
 import { Effect, Schema } from "effect";
-import { WriteFailed } from "../errors.ts";
+import { type FileUnreadable, WriteFailed } from "../errors.ts";
 import { readJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep } from "../engine/step.ts";
+import { defineStep, type Step } from "../engine/step.ts";
 import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
 import { renderSvg, type RlPoint, rlSpec } from "../report/charts.ts";
 import type { RlLogRow } from "../train/rl_rollouts.ts";
 
 /** The files the step writes and the run publishes. */
 export const RL_CHART_FILES = ["rl_curves.svg", "rl_curves.vl.json"] as const;
+
+/** The step's config: the RL runs' labels, which are also its input names. */
+export const RlChartsConfig: Schema.Schema<RlChartsConfig> = Schema.Struct({
+  labels: Schema.Array(Schema.String),
+});
+/** The `rlCharts` step's config as plain data. */
+export interface RlChartsConfig {
+  /** The RL runs' labels (the input names), in the charts' order. */
+  readonly labels: ReadonlyArray<string>;
+}
 
 /** The panels, in order: log field and title. */
 const METRICS: ReadonlyArray<readonly [keyof RlLogRow, string]> = [
@@ -30,12 +40,14 @@ const METRICS: ReadonlyArray<readonly [keyof RlLogRow, string]> = [
 ];
 
 /** The rlCharts step over RL runs whose inputs are named `labels`. */
-export const rlChartsStep = (labels: ReadonlyArray<string>) =>
+export const rlChartsStep = (
+  labels: ReadonlyArray<string>,
+): Step<RlChartsConfig, string, FileUnreadable | WriteFailed> =>
   defineStep({
     name: "rlCharts",
     version: 1,
     description: "RL runs' per-update logs as charts",
-    config: Schema.Struct({ labels: Schema.Array(Schema.String) }),
+    config: RlChartsConfig,
     inputs: labels,
     publishes: RL_CHART_FILES,
     run: (config, inputs, ctx) =>
