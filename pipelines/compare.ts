@@ -26,7 +26,7 @@ import { addReport, type ReportConfig } from "../src/steps/report.ts";
 import { fixture, type PipelineOptions, prepareData } from "./data.ts";
 import { type Budget } from "./budget.ts";
 import { evaluate, type Method, methodContext, modelNode, recordBudget } from "./method_context.ts";
-import { methods as registry } from "./methods.ts";
+import { methods as registry, RFTT_METHODS } from "./methods.ts";
 
 export interface DatasetSpec {
   /** Short name: the node prefix and the name in the report. */
@@ -75,6 +75,10 @@ export const FINE_TUNE_DATASETS: ReadonlyArray<DatasetSpec> = [
 
 /** The fine-tuning regime's seeds: at least five, so that the intervals mean something. */
 export const FINE_TUNE_SEEDS = 5;
+
+/** The registry without the RFTT arms (pipelines/rftt.ts), whose warm-up search reads arithmetic prompts only. */
+const withoutRftt = (methods: Readonly<Record<string, Method>>): Record<string, Method> =>
+  Object.fromEntries(Object.entries(methods).filter(([name]) => !RFTT_METHODS.includes(name)));
 
 /** The starting checkpoint's own row: evaluated as it is, the same node for every seed (cached once). */
 export const baseRow: Method = (
@@ -172,7 +176,14 @@ class WiringBuilder extends PipelineBuilder {
 
 export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) => {
   const fineTuning = opts.model !== undefined;
-  const methods = config.methods ?? (fineTuning ? { ...registry, base: baseRow } : registry);
+  // RFTT's warm-up search has the arithmetic expander only: its arms join the from-scratch comparison
+  // (arithmetic prompts in both embedded sets), not the fine-tuning one (word problems).
+  const methods = config.methods ??
+    (fineTuning
+      ? { ...withoutRftt(registry), base: baseRow }
+      : opts.train
+      ? withoutRftt(registry)
+      : registry);
   const first = opts.seed ?? 0;
   const seedCount = fineTuning ? FINE_TUNE_SEEDS : 3;
   const seeds = config.seeds ?? Array.from({ length: seedCount }, (_, i) => first + i);

@@ -31,3 +31,12 @@ export const methods: Readonly<Record<string, Method>> = {
   "rftt-sampling": rfttSampling,
   "cot-rl": cotRl,
 };
+
+/** The RFTT arms of the registry (pipelines/rftt.ts). */
+export const RFTT_METHODS: ReadonlyArray<string> = [
+  "rftt-sft",
+  "rftt",
+  "rftt-prm",
+  "rftt-sampling",
+  "cot-rl",
+];

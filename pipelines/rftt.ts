@@ -63,27 +63,19 @@ export interface RlBudget {
 }
 
 /**
- * The RL budget every RL arm shares. The full budget keeps the `rftt` pipeline (four RL runs) within the
- * issue's 30 minutes on two cores; --quick proves the wiring.
+ * The RL budget every RL arm shares: one update (4 prompts x 4 rollouts) per 20 optimizer steps of the
+ * warm-up SFT, so 20 updates in this pipeline (400 steps), 10 in the comparison's halved budget. The
+ * full `rftt` pipeline (four RL runs) then stays within the issue's 30 minutes on two cores; --quick
+ * proves the wiring.
  */
-export const rlBudget = (ctx: MethodContext): RlBudget =>
-  ctx.data.options.quick
-    ? {
-      updates: 2,
-      promptsPerUpdate: 2,
-      rolloutsPerPrompt: 2,
-      maxStepTokens: 36,
-      maxDepth: 6,
-      checkpointEvery: 1,
-    }
-    : {
-      updates: 20,
-      promptsPerUpdate: 4,
-      rolloutsPerPrompt: 4,
-      maxStepTokens: 36,
-      maxDepth: 6,
-      checkpointEvery: 5,
-    };
+export const rlBudget = (ctx: MethodContext): RlBudget => ({
+  updates: ctx.data.options.quick ? 2 : Math.max(2, Math.round(ctx.budget.stageOneSteps / 20)),
+  promptsPerUpdate: ctx.data.options.quick ? 2 : 4,
+  rolloutsPerPrompt: ctx.data.options.quick ? 2 : 4,
+  maxStepTokens: 36,
+  maxDepth: 6,
+  checkpointEvery: ctx.data.options.quick ? 1 : 5,
+});
 
 /**
  * RL's learning rate: three times stage two's (3e-4 in both regimes). Not swept; an earlier run at stage
