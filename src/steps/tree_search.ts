@@ -22,7 +22,7 @@ import { closeTag, openTag } from "../data/functional_tokens.ts";
 import { arithExpander, parseArithPrompt } from "../train/rftt_arith.ts";
 import { search, sftTraces } from "../train/rftt_search.ts";
 import { Rng } from "../util/rng.ts";
-import { exists, writeFileAtomic } from "../io/fs.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 
 const PositiveInt = Schema.Int.pipe(Schema.positive());
@@ -119,7 +119,7 @@ export const treeSearchStep: Step<TreeSearchConfig, "data", ToolkitError> = defi
       // A data file in `format`, or a step's located examples (locateKey, holdOut: located.jsonl).
       const located = `${inputs.data}/located.jsonl`;
       const examples: ReadonlyArray<{ readonly source: string; readonly prompt: string }> =
-        (yield* Effect.promise(() => exists(located)))
+        (yield* Effect.promise(() => Deno.stat(inputs.data!).then((i) => i.isDirectory, () => false)))
           ? yield* readJsonl<LocatedRecord>(located)
           : yield* readExamples(inputs.data!, config.format);
       if (examples.length === 0) {
