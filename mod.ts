@@ -55,6 +55,8 @@ export { RL_STEP_DEFAULTS, rlStep } from "./src/steps/rl.ts";
 export type { RlConfig } from "./src/steps/rl.ts";
 export { addRlCharts, RL_CHART_FILES, rlChartsStep } from "./src/steps/rl_charts.ts";
 export type { RlChartsConfig } from "./src/steps/rl_charts.ts";
+export { addScalingChart, SCALING_CHART_FILES, scalingChartStep } from "./src/steps/scaling_chart.ts";
+export type { ScalingChartConfig } from "./src/steps/scaling_chart.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
 export { buildMask, MaskSpec } from "./src/data/masks.ts";

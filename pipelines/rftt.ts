@@ -14,18 +14,22 @@
  *    (`rftt-prm`), plain sampling at temperature 1 (`rftt-sampling`), and the same RL budget on a plain
  *    chain-of-thought SFT model without functional tokens (`cot-rl`, sampling: it has no functional
  *    tokens to search over), which tests the paper's central claim.
- * 5. Evaluate: greedy generation; an RFTT model's answer is its `<output>` segment.
+ * 5. Evaluate: greedy generation; an RFTT model's answer is its `<output>` segment. Test-time scaling:
+ *    majority votes over 1, 2, 4, 8 sampled traces of rftt-sft and rftt (scaling.svg).
  *
  * Differences, and why: the warm-up SFT is the project's ordinary train step for SFTKey's stage-one
  * budget, from scratch when no --model is given (the vocabulary is then grown before the model exists,
  * so the fresh embedding simply has 16 more rows); the RL learning rate is the stage-two one (1e-4 in both
  * regimes, not swept); the warm-up search uses the programmatic expander only (the arithmetic task's prompts), which
- * the issue allows for the synthetic tasks. The test-time search (`--rollouts N`) is not built.
+ * the issue allows for the synthetic tasks. Test-time scaling votes over sampled traces, not over an
+ * inference-time tree search (`--rollouts N` is not built).
  */
 import { type NodeRef, type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
 import { ADD_FUNCTIONAL_TOKENS, addTokensStep } from "../src/steps/add_tokens.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { addRlCharts } from "../src/steps/rl_charts.ts";
+import { addScalingChart } from "../src/steps/scaling_chart.ts";
+import { evaluateStep } from "../src/steps/evaluate.ts";
 import { RL_STEP_DEFAULTS, type RlConfig, rlStep } from "../src/steps/rl.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { trainStep } from "../src/steps/train.ts";
@@ -33,6 +37,7 @@ import { TREE_SEARCH_DEFAULTS, treeSearchStep } from "../src/steps/tree_search.t
 import { FUNCTIONAL_TOKENS } from "../src/data/functional_tokens.ts";
 import { type PipelineOptions, prepareData, TEMPLATE, tinyModel, tokenizerVocabSize } from "./data.ts";
 import {
+  answerJudging,
   type Method,
   type MethodContext,
   methodContext,
@@ -212,6 +217,15 @@ export const RFTT_ARMS: Readonly<Record<string, Method>> = {
   "cot-rl": cotRl,
 };
 
+/**
+ * Test-time scaling: sampled whole traces per test problem, voted over (the majority `<output>` answer).
+ * Departure: the issue's `--rollouts N` searches with functional-token MCTS at inference; here the
+ * rollouts are sampled traces (temperature 0.7), which the evaluate step already draws.
+ */
+export const VOTE_SAMPLES = 8;
+/** The temperature of the voted traces. */
+export const VOTE_TEMPERATURE = 0.7;
+
 /** The arms that run RL (their nodes are named by their labels). */
 export const RL_ARMS = ["rftt", "rftt-prm", "rftt-sampling", "cot-rl"] as const;
 
@@ -223,9 +237,33 @@ export const build = (opts: PipelineOptions = {}): Pipeline => {
   );
   const data = prepareData(p, opts);
   runMethods(p, data, Object.values(RFTT_ARMS));
+  // Test-time scaling: majority votes over 1, 2, 4, 8 sampled traces per problem (scaling.svg).
+  const ctx = methodContext(p, data);
+  const warm = warmUp(ctx);
+  addScalingChart(
+    p,
+    "scaling-chart",
+    Object.fromEntries(
+      (["rftt-sft", "rftt"] as const).map((label) => [
+        label,
+        p.add(`vote-${label}`, evaluateStep, {
+          ...answerJudging(ctx),
+          ...judged(warm.sft, warm.tokenizer).judging,
+          batchSize: 64,
+          samples: VOTE_SAMPLES,
+          temperature: VOTE_TEMPERATURE,
+          seed: ctx.seed,
+        }, {
+          model: label === "rftt-sft" ? warm.sft : { node: "rftt" },
+          data: data.testSet,
+          tokenizer: warm.tokenizer,
+        }),
+      ]),
+    ),
+  );
   // The RL runs' per-update logs as charts (rl_curves.svg in the run directory).
   addRlCharts(p, "rl-charts", Object.fromEntries(RL_ARMS.map((arm) => [arm, { node: arm }])));
-  const r = rlBudget(methodContext(p, data));
+  const r = rlBudget(ctx);
   p.setting(
     "rl",
     `${r.updates} updates x ${r.promptsPerUpdate} prompts x ${r.rolloutsPerPrompt} rollouts (lr ${

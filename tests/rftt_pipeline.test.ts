@@ -3,7 +3,7 @@
  * (rftt-sft, rftt, rftt-prm, rftt-sampling, cot-sft, cot-rl) is trained and evaluated; the RL steps write
  * their per-update log; the RFTT checkpoints are valid Hugging Face checkpoints (config.json's vocab_size
  * matches the embedding rows, tokenizer.json lists the 16 functional tokens as special added tokens); the
- * RL charts are published; a rerun is all cached.
+ * RL charts and the test-time scaling chart are published; a rerun is all cached.
  */
 import { Effect } from "effect";
 import { assert, assertEquals } from "./assert.ts";
@@ -55,7 +55,10 @@ Deno.test("rftt --quick: every arm trains and is evaluated; RL logs; valid HF ch
     }
   };
   const summary = await run();
-  assertEquals(Object.keys(summary.models).sort(), Object.keys(RFTT_ARMS).sort());
+  assertEquals(
+    Object.keys(summary.models).sort(),
+    [...Object.keys(RFTT_ARMS), "vote-rftt-sft", "vote-rftt"].sort(),
+  );
   assert(summary.steps.every((s) => s.status === "ran"), JSON.stringify(summary.steps));
   const artifact = (name: string) => {
     const s = summary.steps.find((s) => s.name === name)!;
@@ -100,6 +103,13 @@ Deno.test("rftt --quick: every arm trains and is evaluated; RL logs; valid HF ch
   for (const text of ["mean reward", "KL to reference", "clip fraction", "rftt-sampling", "cot-rl"]) {
     assert(svg.includes(text.replace("<", "&lt;")), text);
   }
+  // Test-time scaling: majority votes over 1, 2, 4, 8 sampled traces, charted.
+  for (const label of ["rftt-sft", "rftt"]) {
+    const metrics = JSON.parse(await Deno.readTextFile(`${artifact(`vote-${label}`)}/metrics.json`));
+    assertEquals(Object.keys(metrics.majority_at), ["1", "2", "4", "8"], label);
+    assertEquals(metrics.majority_at["8"], metrics.majority_accuracy, label);
+  }
+  assert((await Deno.readTextFile(`${dir}/run/scaling.svg`)).includes("majority-vote accuracy"));
   const rerun = await run();
   assert(rerun.steps.every((s) => s.status === "cached"), JSON.stringify(rerun.steps));
   await Deno.remove(dir, { recursive: true });

@@ -8,8 +8,11 @@
  * cut with an ellipsis and legends were laid out far too wide. `installTextWidths` replaces that
  * estimate with per-character widths of a Helvetica-like font (measured widths, rounded to classes).
  */
+import { Effect } from "effect";
 import * as vega from "vega";
 import * as vl from "vega-lite";
+import { WriteFailed } from "../errors.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 
 /** Width of each character class in units of the font size (Helvetica/Arial-like). */
 const charWidth = (c: string): number => {
@@ -50,6 +53,21 @@ export const renderSvg = async (spec: vl.TopLevelSpec): Promise<string> => {
     view.finalize();
   }
 };
+
+/** Writes `spec` rendered as `<dir>/<base>.svg` and the spec itself as `<dir>/<base>.vl.json`. */
+export const writeChart = (
+  dir: string,
+  base: string,
+  spec: vl.TopLevelSpec,
+): Effect.Effect<void, WriteFailed> =>
+  Effect.gen(function* () {
+    const svg = yield* Effect.tryPromise({
+      try: () => renderSvg(spec),
+      catch: (e) => new WriteFailed({ path: `${dir}/${base}.svg`, reason: String(e) }),
+    });
+    yield* writeFileAtomic(`${dir}/${base}.svg`, svg);
+    yield* writeFileAtomic(`${dir}/${base}.vl.json`, JSON.stringify(spec, null, 2) + "\n");
+  });
 
 /**
  * Prefixes the ids an SVG defines (Vega's clip paths are "clip1", "clip2", ... in every chart) and the
@@ -250,4 +268,32 @@ export const rlSpec = (
       },
     ],
     config: { ...config, header: { ...config.header, labelAngle: 0, labelAlign: "left" as const } },
+  }) as vl.TopLevelSpec;
+
+/** A model's accuracy with a majority vote over its first `n` sampled rollouts per prompt. */
+export interface ScalingPoint {
+  readonly model: string;
+  readonly n: number;
+  readonly accuracy: number;
+}
+
+/** Test-time scaling: majority-vote accuracy against the number of rollouts voted over, one line per model. */
+export const scalingSpec = (points: ReadonlyArray<ScalingPoint>) =>
+  ({
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    data: { values: points.map((p) => ({ ...p })) },
+    width: 320,
+    height: 180,
+    mark: { type: "line", strokeWidth: 1.5, point: true },
+    encoding: {
+      x: { field: "n", type: "quantitative", title: "rollouts voted over", scale: { type: "log", base: 2 } },
+      y: {
+        field: "accuracy",
+        type: "quantitative",
+        title: "majority-vote accuracy",
+        axis: { format: ".0%" },
+      },
+      color: { field: "model", type: "nominal", title: "model" },
+    },
+    config,
   }) as vl.TopLevelSpec;

@@ -10,7 +10,8 @@
  * greedy continuation: accuracy and format rate are then means over all samples (accuracy is pass@1), and
  * it adds pass@j for j = 1, 2, 4, ..., k (the unbiased estimator of Chen et al. 2021 from the k samples)
  * and majority_accuracy (the most frequent normalised extracted answer of each prompt, compared with the
- * gold one). Without `samples`, `temperature` and `seed` the config, the cache key and the output are those
+ * gold one), and majority_at: the majority vote's accuracy over each prompt's first j samples, for the same
+ * j (test-time scaling: accuracy against the number of rollouts voted over). Without `samples`, `temperature` and `seed` the config, the cache key and the output are those
  * of the greedy evaluation.
  *
  * Output: metrics.json and predictions.jsonl (prompt, generation, extracted and gold answer per example;
@@ -97,6 +98,7 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
       const rng = temperature > 0 ? Rng.seeded(config.seed ?? 0) : undefined;
       const sizes = passAtSizes(k);
       const passSums = sizes.map(() => 0);
+      const majoritySums = sizes.map(() => 0);
       let majorityCorrect = 0;
       // batchSize counts generated sequences: each prompt of a batch is generated k times.
       const rowsPerBatch = Math.max(1, Math.floor(config.batchSize / k));
@@ -145,10 +147,14 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
             });
             return;
           }
-          sizes.forEach((size, at) => passSums[at] += passAtK(k, right, size));
-          const majority = majorityVote(
-            samples.map((x) => x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)),
+          const answers = samples.map((x) =>
+            x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)
           );
+          sizes.forEach((size, at) => {
+            passSums[at] += passAtK(k, right, size);
+            if (majorityVote(answers.slice(0, size)) === gold) majoritySums[at]++;
+          });
+          const majority = majorityVote(answers);
           if (majority === gold) majorityCorrect++;
           predictions.push({
             source: r.source,
@@ -195,6 +201,7 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
           ? {
             pass_at: Object.fromEntries(sizes.map((size, at) => [String(size), passSums[at] / n])),
             majority_accuracy: majorityCorrect / n,
+            majority_at: Object.fromEntries(sizes.map((size, at) => [String(size), majoritySums[at] / n])),
           }
           : {}),
       };

@@ -9,12 +9,11 @@
  * Output: rl_curves.svg, rl_curves.vl.json.
  */
 import { Effect, Schema } from "effect";
-import { type FileUnreadable, WriteFailed } from "../errors.ts";
+import type { FileUnreadable, WriteFailed } from "../errors.ts";
 import { readJsonl } from "../data/records.ts";
-import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
-import { renderSvg, type RlPoint, rlSpec } from "../report/charts.ts";
+import { type RlPoint, rlSpec, writeChart } from "../report/charts.ts";
 import type { RlLogRow } from "../train/rl_rollouts.ts";
 
 /** The files the step writes and the run publishes. */
@@ -65,12 +64,7 @@ export const rlChartsStep = (
           }
         }
         const spec = rlSpec(metrics, tags, METRICS.map(([, m]) => m));
-        const svg = yield* Effect.tryPromise({
-          try: () => renderSvg(spec),
-          catch: (e) => new WriteFailed({ path: `${ctx.dir}/rl_curves.svg`, reason: String(e) }),
-        });
-        yield* writeFileAtomic(`${ctx.dir}/rl_curves.svg`, svg);
-        yield* writeFileAtomic(`${ctx.dir}/rl_curves.vl.json`, JSON.stringify(spec, null, 2) + "\n");
+        yield* writeChart(ctx.dir, "rl_curves", spec);
         ctx.reporter.log(`[${ctx.node}] RL curves of ${config.labels.join(", ")}`);
       }),
   });
