@@ -31,6 +31,7 @@ import { addRlCharts } from "../src/steps/rl_charts.ts";
 import { addScalingChart } from "../src/steps/scaling_chart.ts";
 import { evaluateStep } from "../src/steps/evaluate.ts";
 import { RL_STEP_DEFAULTS, type RlConfig, rlStep } from "../src/steps/rl.ts";
+import { takeRowsStep } from "../src/steps/take_rows.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { trainStep } from "../src/steps/train.ts";
 import { TREE_SEARCH_DEFAULTS, treeSearchStep } from "../src/steps/tree_search.ts";
@@ -225,6 +226,8 @@ export const RFTT_ARMS: Readonly<Record<string, Method>> = {
 export const VOTE_SAMPLES = 8;
 /** The temperature of the voted traces. */
 export const VOTE_TEMPERATURE = 0.7;
+/** With --quick, the votes are on this many test problems. */
+export const QUICK_VOTE_PROBLEMS = 20;
 
 /** The arms that run RL (their nodes are named by their labels). */
 export const RL_ARMS = ["rftt", "rftt-prm", "rftt-sampling", "cot-rl"] as const;
@@ -240,6 +243,15 @@ export const build = (opts: PipelineOptions = {}): Pipeline => {
   // Test-time scaling: majority votes over 1, 2, 4, 8 sampled traces per problem (scaling.svg).
   const ctx = methodContext(p, data);
   const warm = warmUp(ctx);
+  // --quick votes on the first test problems only: 8 traces of an untrained model run to the length limit.
+  const voteSet = data.options.quick
+    ? p.add(`test-first${QUICK_VOTE_PROBLEMS}`, takeRowsStep, {
+      n: QUICK_VOTE_PROBLEMS,
+      file: "masked.jsonl",
+    }, {
+      from: data.testSet,
+    })
+    : data.testSet;
   addScalingChart(
     p,
     "scaling-chart",
@@ -255,7 +267,7 @@ export const build = (opts: PipelineOptions = {}): Pipeline => {
           seed: ctx.seed,
         }, {
           model: label === "rftt-sft" ? warm.sft : { node: "rftt" },
-          data: data.testSet,
+          data: voteSet,
           tokenizer: warm.tokenizer,
         }),
       ]),
