@@ -16,6 +16,7 @@ import { InvalidConfig } from "../src/errors.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { TOKENIZER_COMPANIONS, tokenizerVocabSizeSync } from "../src/data/tokenizer.ts";
 import { FileUnreadable } from "../src/errors.ts";
+import { countNonBlankLinesSync } from "../src/io/lines.ts";
 import type { BudgetOverrides } from "./budget.ts";
 
 /** A path inside the embedded fixtures/ directory. */
@@ -125,15 +126,11 @@ export const tokenizerVocabSize = (path: string): number => tokenizerVocabSizeSy
  * count then. A row the key locator later rejects fails its step, so lines and rows agree.
  */
 export const countRows = (path: string): number => {
-  let text: string;
   try {
-    text = Deno.readTextFileSync(path);
+    return countNonBlankLinesSync(path);
   } catch (e) {
     throw new FileUnreadable({ path, reason: e instanceof Error ? e.message : String(e) });
   }
-  let n = 0;
-  for (const line of text.split("\n")) if (line.trim() !== "") n++;
-  return n;
 };
 
 /**
