@@ -9,7 +9,9 @@ import { DataFormat } from "../data/formats.ts";
 import { useBackend } from "../backend/backend.ts";
 import { FileUnreadable, InvalidConfig } from "../errors.ts";
 import { loadCheckpointConfig } from "../model/checkpoint.ts";
-import { backend } from "./flags.ts";
+import type { LoraSettings } from "../model/lora.ts";
+import { adapter, backend } from "./flags.ts";
+import { checkAdapter, readAdapter } from "../model/peft.ts";
 import { helpText, wantsHelp } from "./help.ts";
 import { tokenizerPathOf } from "./tokenizer_path.ts";
 import { evalCommand } from "./eval.ts";
@@ -25,7 +27,7 @@ import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
 import { generateCommand } from "./generate.ts";
 import { scoreCommand } from "./score.ts";
 import { mergeCommand } from "./merge.ts";
-import { type LoraFlags, loraFromFlags, loraOptions } from "./lora_flags.ts";
+import { type LoraFlags, loraFromFlags, loraOptions, loraStageTwoFromFlags } from "./lora_flags.ts";
 
 const pipelineName = Args.text({ name: "pipeline" }).pipe(
   Args.withDescription(
@@ -97,6 +99,12 @@ const selection = {
   format,
   tokenizer,
   model,
+  startAdapter: adapter.pipe(
+    Options.withDescription(
+      "a LoRA adapter (PEFT layout) on --model to start training from: continued with --lora (its r, alpha " +
+        "and targets), merged into --model otherwise",
+    ),
+  ),
   seed,
   quick,
   runDir,
@@ -113,6 +121,7 @@ type Selection = DataFlags & BudgetFlags & LoraFlags & {
   format: Option.Option<DataFormat>;
   tokenizer: Option.Option<string>;
   model: Option.Option<string>;
+  startAdapter: Option.Option<string>;
   seed: number;
   quick: boolean;
   runDir: Option.Option<string>;
@@ -134,6 +143,21 @@ const resolve = (a: Selection) =>
       if (!isDir) return yield* new FileUnreadable({ path: modelDir, reason: "no such directory (--model)" });
       yield* loadCheckpointConfig(modelDir);
     }
+    // An --adapter is checked against --model now too (a missing file, another peft_type, shapes), naming
+    // its file; with --lora its settings are the defaults of the --lora flags.
+    const adapterDir = Option.getOrUndefined(a.startAdapter);
+    let startAdapter: { dir: string; settings: LoraSettings } | undefined;
+    if (adapterDir !== undefined) {
+      if (!modelDir) {
+        return yield* new InvalidConfig({
+          where: "--adapter",
+          reason: "needs --model, the base the adapter was trained on",
+        });
+      }
+      const read = yield* readAdapter(adapterDir);
+      yield* checkAdapter(adapterDir, read, (yield* loadCheckpointConfig(modelDir)).config);
+      startAdapter = { dir: adapterDir, settings: read.settings };
+    }
     const tokenizerPath = yield* tokenizerPathOf(Option.getOrUndefined(a.tokenizer), modelDir);
     if (Option.isSome(a.data) && Option.isNone(a.format)) {
       return yield* new InvalidConfig({
@@ -149,7 +173,8 @@ const resolve = (a: Selection) =>
     }
     const dataFlags = yield* dataFromFlags(a);
     const flagBudget = yield* budgetFromFlags(a);
-    const lora = yield* loraFromFlags(a);
+    const lora = yield* loraFromFlags(a, startAdapter);
+    const loraStageTwo = yield* loraStageTwoFromFlags(a);
     // --lora reaches every training node through the budget's train settings.
     const budget = lora ? { ...flagBudget, train: { ...flagBudget?.train, lora } } : flagBudget;
     const pipeline = yield* loadPipeline(a.pipelineName, {
@@ -161,6 +186,8 @@ const resolve = (a: Selection) =>
       ...dataFlags,
       tokenizer: tokenizerPath,
       model: modelDir,
+      adapter: adapterDir,
+      loraStageTwo,
       seed: a.seed,
       quick: a.quick,
     });
