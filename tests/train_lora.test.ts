@@ -5,7 +5,7 @@
  * on, so the per-step masks must be reproduced too).
  */
 import * as tf from "@tensorflow/tfjs";
-import { Effect } from "effect";
+import { Cause, Effect, Option } from "effect";
 import { assert, assertEquals } from "./assert.ts";
 import { PipelineBuilder } from "../src/engine/pipeline.ts";
 import { runPipeline } from "../src/engine/runner.ts";
@@ -131,4 +131,101 @@ Deno.test("train lora: adapter/ in PEFT layout, model/ is the merge, and an inte
     `${resumed.outputs.get("stage")}/adapter/adapter_model.safetensors`,
   );
   assert(bytesEqual(resumedBytes, adapterBytes), "the resumed adapter differs from the uninterrupted one");
+});
+
+/** Stage one with LoRA, then `next` nodes started from its adapter (the `adapter` input). */
+const continuing = (data: string, next: Record<string, { lora?: typeof LORA }>) => {
+  const p = new PipelineBuilder("train-lora-continue");
+  const src = p.source("data", data);
+  const tok = p.source("tokenizer", tokenizer);
+  const examples = p.add("keys", locateKeyStep, { format: "tags", onMissingKey: "fail" }, { data: src });
+  const tokens = p.add("tokens", tokeniseStep, {
+    template: "{prompt}\n",
+    maxLength: 64,
+    onTruncatedKey: "fail",
+  }, { examples, tokenizer: tok });
+  const masks = p.add("masks", buildMasksStep, { mask: { kind: "response" } }, { tokens });
+  const common = {
+    batchSize: 4,
+    microBatchSize: 4,
+    warmupSteps: 0,
+    minLrRatio: 1,
+    weightDecay: 0,
+    clipNorm: 1,
+    checkpointEvery: 10,
+    seed: 0,
+    model: MODEL,
+  };
+  const stage = p.add("stage", trainStep, { ...common, steps: 2, lr: 1e-2, lora: { ...LORA, dropout: 0 } }, {
+    data: masks,
+    tokenizer: tok,
+  });
+  // A learning rate of 1e-9: what a node ends with is, to 1e-6, where it started.
+  for (const [name, extra] of Object.entries(next)) {
+    p.add(name, trainStep, { ...common, steps: 1, lr: 1e-9, ...extra }, {
+      data: masks,
+      tokenizer: tok,
+      adapter: stage,
+    });
+  }
+  return p.build();
+};
+
+const runPipelineIn = async (dir: string, pipeline: ReturnType<typeof continuing>) => {
+  const backend = await Effect.runPromise(useBackend("cpu"));
+  return await Effect.runPromiseExit(runPipeline(pipeline, {
+    store: new ArtifactStore(`${dir}/artifacts`),
+    reporter: silentReporter(),
+    backend,
+  }));
+};
+
+const tensorsOf = async (path: string) => (await Effect.runPromise(readSafetensorsFile(path))).tensors;
+
+const maxDiffOf = (a: ReadonlyMap<string, { data: Float32Array }>, b: typeof a) => {
+  let m = 0;
+  for (const [name, t] of a) {
+    const u = b.get(name)!;
+    for (let i = 0; i < t.data.length; i++) m = Math.max(m, Math.abs(t.data[i] - u.data[i]));
+  }
+  return m;
+};
+
+Deno.test("train lora: an adapter input is continued under lora (same base, its values as the start), merged without", async () => {
+  const { dir, data } = await setup();
+  const exit = await runPipelineIn(
+    dir,
+    continuing(data, { continued: { lora: { ...LORA, dropout: 0 } }, full: {} }),
+  );
+  assert(exit._tag === "Success", String(exit));
+  const out = exit.value.outputs;
+  const stage = out.get("stage")!, continued = out.get("continued")!, full = out.get("full")!;
+  const before = await tensorsOf(`${stage}/adapter/adapter_model.safetensors`);
+  const after = await tensorsOf(`${continued}/adapter/adapter_model.safetensors`);
+  assertEquals([...after.keys()].sort(), [...before.keys()].sort());
+  assert(
+    [...before.values()].some((t) => t.data.some((x) => Math.abs(x) > 1e-4)),
+    "stage one's adapter moved off its init",
+  );
+  const d = maxDiffOf(before, after);
+  assert(d <= 1e-6, `the continued adapter starts from stage one's: ${d}`);
+  const config = JSON.parse(await Deno.readTextFile(`${continued}/adapter/adapter_config.json`));
+  assertEquals(config.base_model_name_or_path, "(a fresh model drawn from the train step's seed)");
+  // Without lora the adapter is merged into the start and every weight trains: model/ is stage one's.
+  const merged = await tensorsOf(`${stage}/model/model.safetensors`);
+  const fullWeights = await tensorsOf(`${full}/model/model.safetensors`);
+  const dm = maxDiffOf(merged, fullWeights);
+  assert(dm <= 1e-6, `full fine-tuning starts from the merge: ${dm}`);
+  assertEquals(await Deno.stat(`${full}/adapter`).then(() => true, () => false), false);
+});
+
+Deno.test("train lora: an adapter input whose rank is not the config's is an InvalidConfig naming the node", async () => {
+  const { dir, data } = await setup();
+  const exit = await runPipelineIn(dir, continuing(data, { other: { lora: { ...LORA, r: 2, dropout: 0 } } }));
+  assert(exit._tag === "Failure");
+  const failure = Cause.failureOption(exit.cause);
+  assert(Option.isSome(failure), String(exit.cause));
+  const e = (failure.value as { error: { _tag: string; where: string; reason: string } }).error;
+  assertEquals([e._tag, e.where], ["InvalidConfig", "other.config.lora"]);
+  assert(e.reason.includes("r 4, the config 2"), e.reason);
 });
