@@ -981,6 +981,106 @@ export const cases: ReadonlyArray<BadInputCase> = [
     },
   },
   {
+    name: "--lora-stage-two with an unknown value",
+    input: "deno task pipeline --lora --lora-stage-two other",
+    expected: "InvalidConfig",
+    mentions: ["--lora-stage-two", "continue or new", '"other"'],
+    via: "cli",
+    run: (dir) => cliFailure(["run", "--lora", "--lora-stage-two", "other", "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "--lora-stage-two without --lora",
+    input: "deno task pipeline --lora-stage-two new",
+    expected: "InvalidConfig",
+    mentions: ["--lora-stage-two", "needs --lora"],
+    via: "cli",
+    run: (dir) => cliFailure(["run", "--lora-stage-two", "new", "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "--adapter directory that does not exist",
+    input: "deno task pipeline --model DIR --adapter no-such-adapter",
+    expected: "FileUnreadable",
+    mentions: ["no-such-adapter/adapter_config.json"],
+    via: "cli",
+    run: async (dir) => {
+      const model = await writeModel(`${dir}/model`, tinyConfig(323));
+      return await cliFailure([
+        "run",
+        "--model",
+        model,
+        "--tokenizer",
+        fixtureTokenizer,
+        "--adapter",
+        `${dir}/no-such-adapter`,
+        "--run-dir",
+        `${dir}/run`,
+      ]);
+    },
+  },
+  {
+    name: "--adapter of another PEFT type as a training start",
+    input: 'deno task pipeline --model DIR --adapter DIR whose adapter_config.json says peft_type "IA3"',
+    expected: "AdapterInvalid",
+    mentions: ["adapter/adapter_config.json", '"IA3"'],
+    via: "cli",
+    run: async (dir) => {
+      const model = await writeModel(`${dir}/model`, tinyConfig(323));
+      await Deno.mkdir(`${dir}/adapter`);
+      await Deno.writeTextFile(
+        `${dir}/adapter/adapter_config.json`,
+        JSON.stringify({ peft_type: "IA3", task_type: "CAUSAL_LM", target_modules: ["k_proj"] }),
+      );
+      return await cliFailure([
+        "run",
+        "--model",
+        model,
+        "--tokenizer",
+        fixtureTokenizer,
+        "--adapter",
+        `${dir}/adapter`,
+        "--lora",
+        "--run-dir",
+        `${dir}/run`,
+      ]);
+    },
+  },
+  {
+    name: "eval --adapter that does not exist",
+    input: "deno task eval --model DIR --adapter no-such-adapter --data FILE --format tags",
+    expected: "FileUnreadable",
+    mentions: ["no-such-adapter/adapter_config.json"],
+    via: "cli",
+    run: async (dir) => {
+      const model = await writeModel(`${dir}/model`, tinyConfig(323));
+      return await cliFailure([
+        "eval",
+        "--model",
+        model,
+        "--tokenizer",
+        fixtureTokenizer,
+        "--adapter",
+        `${dir}/no-such-adapter`,
+        "--data",
+        await goodData(dir),
+        "--format",
+        "tags",
+        "--run-dir",
+        `${dir}/run`,
+      ]);
+    },
+  },
+  {
+    name: "--adapter without --model",
+    input: "deno task pipeline --adapter DIR (no --model)",
+    expected: "InvalidConfig",
+    mentions: ["--adapter", "needs --model"],
+    via: "cli",
+    run: async (dir) => {
+      await Deno.mkdir(`${dir}/adapter`);
+      return await cliFailure(["run", "--adapter", `${dir}/adapter`, "--run-dir", `${dir}/run`]);
+    },
+  },
+  {
     name: "pipeline file that does not exist",
     input: "deno task pipeline mine.ts (no such file)",
     expected: "FileUnreadable",

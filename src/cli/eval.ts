@@ -18,6 +18,7 @@ import { InvalidConfig } from "../errors.ts";
 import { build } from "../../pipelines/eval.ts";
 import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
 import { adapter, optionalFloat, optionalInt, requirePositive } from "./flags.ts";
+import { adapterAgainstModel } from "./lora_flags.ts";
 import { runAndSummarise } from "./run.ts";
 import { tokenizerPathOf } from "./tokenizer_path.ts";
 
@@ -72,6 +73,7 @@ export const evalCommand = Command.make("eval", options, (a) =>
         reason: `${samples} samples per prompt need --temperature above 0 (greedy samples are all the same)`,
       });
     }
+    if (Option.isSome(a.adapter)) yield* adapterAgainstModel(a.adapter.value, a.model);
     const tokenizer = yield* tokenizerPathOf(Option.getOrUndefined(a.tokenizer), a.model);
     const pipeline = yield* Effect.try({
       try: () =>

@@ -11,7 +11,14 @@
  */
 import { Options } from "@effect/cli";
 import { Effect, Option } from "effect";
-import { InvalidConfig } from "../errors.ts";
+import {
+  type AdapterInvalid,
+  type CheckpointMalformed,
+  type FileUnreadable,
+  InvalidConfig,
+} from "../errors.ts";
+import { loadCheckpointConfig } from "../model/checkpoint.ts";
+import { checkAdapter, readAdapter } from "../model/peft.ts";
 import type { LoraSettings } from "../model/lora.ts";
 import { LORA_STAGE_TWO, type LoraStageTwo } from "../../pipelines/data.ts";
 import { optionalFloat, optionalInt } from "./flags.ts";
@@ -55,6 +62,30 @@ export interface LoraFlags {
   readonly useRslora: boolean;
   readonly loraStageTwo: Option.Option<string>;
 }
+
+/**
+ * An `--adapter` directory checked against `--model` before anything runs (a missing file, another
+ * peft_type, a module or shape the model does not have), each failure one line naming the file; its
+ * settings (the defaults of the --lora flags when training continues it).
+ */
+export const adapterAgainstModel = (
+  dir: string,
+  modelDir: string | undefined,
+): Effect.Effect<
+  { readonly dir: string; readonly settings: LoraSettings },
+  InvalidConfig | AdapterInvalid | FileUnreadable | CheckpointMalformed
+> =>
+  Effect.gen(function* () {
+    if (modelDir === undefined) {
+      return yield* new InvalidConfig({
+        where: "--adapter",
+        reason: "needs --model, the base the adapter was trained on",
+      });
+    }
+    const read = yield* readAdapter(dir);
+    yield* checkAdapter(dir, read, (yield* loadCheckpointConfig(modelDir)).config);
+    return { dir, settings: read.settings };
+  });
 
 /** `--lora-stage-two`: undefined when not given; needs --lora. */
 export const loraStageTwoFromFlags = (a: LoraFlags): Effect.Effect<LoraStageTwo | undefined, InvalidConfig> =>

@@ -9,9 +9,7 @@ import { DataFormat } from "../data/formats.ts";
 import { useBackend } from "../backend/backend.ts";
 import { FileUnreadable, InvalidConfig } from "../errors.ts";
 import { loadCheckpointConfig } from "../model/checkpoint.ts";
-import type { LoraSettings } from "../model/lora.ts";
 import { adapter, backend } from "./flags.ts";
-import { checkAdapter, readAdapter } from "../model/peft.ts";
 import { helpText, wantsHelp } from "./help.ts";
 import { tokenizerPathOf } from "./tokenizer_path.ts";
 import { evalCommand } from "./eval.ts";
@@ -27,7 +25,13 @@ import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
 import { generateCommand } from "./generate.ts";
 import { scoreCommand } from "./score.ts";
 import { mergeCommand } from "./merge.ts";
-import { type LoraFlags, loraFromFlags, loraOptions, loraStageTwoFromFlags } from "./lora_flags.ts";
+import {
+  adapterAgainstModel,
+  type LoraFlags,
+  loraFromFlags,
+  loraOptions,
+  loraStageTwoFromFlags,
+} from "./lora_flags.ts";
 
 const pipelineName = Args.text({ name: "pipeline" }).pipe(
   Args.withDescription(
@@ -143,21 +147,12 @@ const resolve = (a: Selection) =>
       if (!isDir) return yield* new FileUnreadable({ path: modelDir, reason: "no such directory (--model)" });
       yield* loadCheckpointConfig(modelDir);
     }
-    // An --adapter is checked against --model now too (a missing file, another peft_type, shapes), naming
-    // its file; with --lora its settings are the defaults of the --lora flags.
+    // An --adapter is checked against --model now too, naming its file; with --lora its settings are the
+    // defaults of the --lora flags.
     const adapterDir = Option.getOrUndefined(a.startAdapter);
-    let startAdapter: { dir: string; settings: LoraSettings } | undefined;
-    if (adapterDir !== undefined) {
-      if (!modelDir) {
-        return yield* new InvalidConfig({
-          where: "--adapter",
-          reason: "needs --model, the base the adapter was trained on",
-        });
-      }
-      const read = yield* readAdapter(adapterDir);
-      yield* checkAdapter(adapterDir, read, (yield* loadCheckpointConfig(modelDir)).config);
-      startAdapter = { dir: adapterDir, settings: read.settings };
-    }
+    const startAdapter = adapterDir === undefined
+      ? undefined
+      : yield* adapterAgainstModel(adapterDir, modelDir);
     const tokenizerPath = yield* tokenizerPathOf(Option.getOrUndefined(a.tokenizer), modelDir);
     if (Option.isSome(a.data) && Option.isNone(a.format)) {
       return yield* new InvalidConfig({
