@@ -11,10 +11,10 @@ import { decodeModelConfig } from "../src/model/config.ts";
 import { saveCheckpoint } from "../src/model/checkpoint.ts";
 import { attachFreshAdapter, defaultTargets } from "../src/model/lora.ts";
 import { disposeParams, initParams, paramShapes } from "../src/model/model.ts";
-import { saveAdapter } from "../src/model/peft.ts";
+import { readAdapter, saveAdapter } from "../src/model/peft.ts";
 import { runMerge } from "../src/cli/merge.ts";
 import { runScore } from "../src/cli/score.ts";
-import { loraFromFlags } from "../src/cli/lora_flags.ts";
+import { loraFromFlags, loraStageTwoFromFlags } from "../src/cli/lora_flags.ts";
 import { Rng } from "../src/util/rng.ts";
 import { tinyModel, tokenizerVocabSize } from "../pipelines/data.ts";
 import { assert, assertEquals } from "./assert.ts";
@@ -104,6 +104,24 @@ Deno.test("lora flags: a setting without --lora, or out of range, is an InvalidC
   fails(flags({ lora: true, loraTargets: Option.some(" , ") }), "--lora-targets");
 });
 
+Deno.test("lora flags: an --adapter to continue gives the defaults, and a flag that contradicts it is an InvalidConfig", () => {
+  const adapter = {
+    dir: "/a",
+    settings: { r: 4, alpha: 4, dropout: 0.05, targets: ["q_proj"], useRslora: true },
+  };
+  assertEquals(Effect.runSync(loraFromFlags(flags({ lora: true }), adapter)), adapter.settings);
+  assertEquals(
+    Effect.runSync(loraFromFlags(flags({ lora: true, loraDropout: Option.some(0) }), adapter)),
+    { ...adapter.settings, dropout: 0 },
+  );
+  const e = Effect.runSync(Effect.flip(loraFromFlags(flags({ lora: true, loraR: Option.some(8) }), adapter)));
+  assertEquals([e._tag, e.where], ["InvalidConfig", "--lora-r"]);
+  assert(e.reason.includes("(/a) has 4"), e.reason);
+  const stageTwo = (v?: string) =>
+    Effect.runSync(loraStageTwoFromFlags(flags({ lora: true, loraStageTwo: Option.fromNullable(v) })));
+  assertEquals([stageTwo(), stageTwo("new"), stageTwo("continue")], [undefined, "new", "continue"]);
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // `deno task pipeline sftkey --model DIR --lora`, `merge` and `score` as a user types them (the launcher).
 
@@ -169,7 +187,7 @@ const baseOf = async (adapter: string) =>
     base_model_name_or_path: string;
   }).base_model_name_or_path;
 
-Deno.test("pipeline sftkey --model DIR --lora: both stages' adapters merge into checkpoints that score agrees with (continue and new)", async (t) => {
+Deno.test("pipeline sftkey --model DIR --lora: both stages' adapters merge into checkpoints that score agrees with (continue and new); eval --adapter; --adapter as a training start", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "sftkey-lora-cli-" });
   try {
     await userFiles(dir);
@@ -232,6 +250,81 @@ Deno.test("pipeline sftkey --model DIR --lora: both stages' adapters merge into 
       const two = await mergesLikeScore(stageTwo, `${dir}/base`, `${dir}/merged-two`);
       assert(maxDiff(two, stageOneScores) > 1e-5, "stage two trained the adapter further");
     });
+
+    await t.step(
+      "eval --adapter evaluates the base with the adapter as eval does the merged checkpoint",
+      async () => {
+        const evaluate = async (args: string[], runDir: string) => {
+          await ok([
+            "eval",
+            ...args,
+            "--data",
+            `${dir}/test.jsonl`,
+            "--format",
+            "tags",
+            "--max-new-tokens",
+            "4",
+            "--backend",
+            "cpu",
+            "--run-dir",
+            runDir,
+          ]);
+          return (JSON.parse(await Deno.readTextFile(`${runDir}/summary.json`)) as {
+            models: Record<string, Record<string, number>>;
+          }).models.model;
+        };
+        const adapted = await evaluate(
+          ["--model", `${dir}/base`, "--adapter", `${stageOne}/adapter`],
+          `${dir}/e1`,
+        );
+        const merged = await evaluate(["--model", `${dir}/merged-one`], `${dir}/e2`);
+        const plain = await evaluate(["--model", `${dir}/base`], `${dir}/e3`);
+        assertEquals(adapted.n, 2);
+        assertEquals([adapted.accuracy, adapted.format_rate], [merged.accuracy, merged.format_rate]);
+        assert(
+          Math.abs(adapted.key_loss - merged.key_loss) <= 1e-6,
+          `${adapted.key_loss} vs ${merged.key_loss}`,
+        );
+        assert(Math.abs(adapted.key_loss - plain.key_loss) > 1e-5, "the adapter was applied");
+      },
+    );
+
+    await t.step(
+      "pipeline --adapter DIR --lora: training continues the adapter, on its base, with its r",
+      async () => {
+        await ok([
+          "run",
+          "sft",
+          "--model",
+          `${dir}/base`,
+          "--adapter",
+          `${stageOne}/adapter`,
+          "--lora",
+          "--data",
+          `${dir}/train.jsonl`,
+          "--test",
+          `${dir}/test.jsonl`,
+          "--format",
+          "tags",
+          "--stage-one-steps",
+          "1",
+          "--stage-two-steps",
+          "1",
+          "--batch-size",
+          "2",
+          "--max-new-tokens",
+          "4",
+          "--backend",
+          "cpu",
+          "--run-dir",
+          `${dir}/from-adapter`,
+        ]);
+        const sft = (await artifactsOf(`${dir}/from-adapter`)).get("sft")!;
+        assertEquals(await baseOf(`${sft}/adapter`), `${dir}/base`);
+        const adapter = await Effect.runPromise(readAdapter(`${sft}/adapter`));
+        assertEquals(adapter.settings.r, 4);
+      },
+    );
 
     await t.step("--lora-stage-two new: stage two's adapter is on stage one's merged model", async () => {
       await run(["--lora-stage-two", "new"]);
