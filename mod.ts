@@ -58,7 +58,7 @@ export { useBackend } from "./src/backend/backend.ts";
 /** SFTKey: the method (`sftkey`) and its pipeline (`build`). */
 export * as sftkey from "./pipelines/sftkey.ts";
 export { methods } from "./pipelines/methods.ts";
-export type { Data, PipelineOptions } from "./pipelines/data.ts";
+export type { Data, LoraStageTwo, PipelineOptions } from "./pipelines/data.ts";
 export type { Budget, BudgetOverrides, Regime } from "./pipelines/budget.ts";
 /** LoRA settings of a training node (rank, alpha, dropout, target modules, rsLoRA). */
 export type { LoraSettings } from "./src/model/lora.ts";
