@@ -34,7 +34,16 @@ Deno.test({
     try {
       const tool = new URL("../tools/make_shaped_checkpoint.ts", import.meta.url).pathname;
       const made = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", tool, "smol", `${dir}/base`],
+        args: [
+          "run",
+          "--allow-read",
+          "--allow-write",
+          "--allow-env",
+          "--allow-sys",
+          tool,
+          "smol",
+          `${dir}/base`,
+        ],
         stdout: "piped",
         stderr: "inherit",
       }).output();
