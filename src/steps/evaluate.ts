@@ -72,152 +72,156 @@ export const passAtSizes = (k: number): number[] => {
   return out;
 };
 
+/**
+ * The `evaluate` step's inputs: the model, the test set with key masks, the tokenizer, and optionally a
+ * LoRA adapter merged into the model first (`deno task eval --adapter`, a pipeline's base and its
+ * --adapter); unconnected, a node's key is what it was before the input existed.
+ */
+export type EvaluateInput = "model" | "data" | "tokenizer" | "adapter";
+
 /** The `evaluate` step: generation, answer extraction and exact match; format rate; key-token loss; pass@k. */
-export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer" | "adapter", ToolkitError> =
-  defineStep({
-    name: "evaluate",
-    version: 1,
-    description: "greedy generation, answer extraction and exact match; format rate; key-token loss",
-    config: EvaluateConfig,
-    // adapter: a LoRA adapter merged into the model first (`deno task eval --adapter`, a base and its
-    // adapter as a pipeline's start); absent, the node's key is what it was before the input existed.
-    inputs: ["model", "data", "tokenizer", "adapter"] as const,
-    optionalInputs: ["adapter"] as const,
-    producesMetrics: true,
-    run: (config, inputs, ctx) =>
-      Effect.gen(function* () {
-        const locator = config.locator ?? defaultLocator[config.format];
-        const { tok, config: modelConfig, params } = yield* loadModel(
-          inputs.model!,
-          inputs.tokenizer!,
-          inputs.adapter,
+export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = defineStep({
+  name: "evaluate",
+  version: 1,
+  description: "greedy generation, answer extraction and exact match; format rate; key-token loss",
+  config: EvaluateConfig,
+  inputs: ["model", "data", "tokenizer", "adapter"] as const,
+  optionalInputs: ["adapter"] as const,
+  producesMetrics: true,
+  run: (config, inputs, ctx) =>
+    Effect.gen(function* () {
+      const locator = config.locator ?? defaultLocator[config.format];
+      const { tok, config: modelConfig, params } = yield* loadModel(
+        inputs.model!,
+        inputs.tokenizer!,
+        inputs.adapter,
+      );
+      const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
+
+      const k = config.samples ?? 1;
+      const temperature = config.temperature ?? 0;
+      if (k > 1 && temperature === 0) {
+        return yield* new InvalidConfig({
+          where: `${ctx.node}.config.temperature`,
+          reason: `${k} samples per prompt need a temperature above 0 (greedy samples are all the same)`,
+        });
+      }
+      const rng = temperature > 0 ? Rng.seeded(config.seed ?? 0) : undefined;
+      const sizes = passAtSizes(k);
+      const passSums = sizes.map(() => 0);
+      let majorityCorrect = 0;
+      // batchSize counts generated sequences: each prompt of a batch is generated k times.
+      const rowsPerBatch = Math.max(1, Math.floor(config.batchSize / k));
+
+      const progress = ctx.reporter.progress(`[${ctx.node}]`);
+      const predictions: Array<Record<string, unknown>> = [];
+      let correct = 0;
+      let formatted = 0;
+      let keyLossSum = 0;
+      let keyTokens = 0;
+      const started = performance.now();
+      for (let i = 0; i < rows.length; i += rowsPerBatch) {
+        const batch = rows.slice(i, i + rowsPerBatch);
+        const prompts = batch.map((r) => r.input_ids.slice(0, r.prompt_length));
+        let longestPrompt = 0;
+        for (const p of prompts) longestPrompt = Math.max(longestPrompt, p.length);
+        const outputs = generate(
+          params,
+          modelConfig,
+          prompts.flatMap((p) => Array.from({ length: k }, () => p)),
+          {
+            maxNewTokens: Math.min(config.maxNewTokens, modelConfig.maxPositions - longestPrompt),
+            eosId: tok.eosId,
+            ...(rng ? { temperature, rng } : {}),
+          },
         );
-        const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
-
-        const k = config.samples ?? 1;
-        const temperature = config.temperature ?? 0;
-        if (k > 1 && temperature === 0) {
-          return yield* new InvalidConfig({
-            where: `${ctx.node}.config.temperature`,
-            reason: `${k} samples per prompt need a temperature above 0 (greedy samples are all the same)`,
+        batch.forEach((r, j) => {
+          const gold = normaliseAnswer(r.answer);
+          const samples = outputs.slice(j * k, (j + 1) * k).map((ids) => {
+            const text = tok.decode(ids);
+            const predicted = extractAnswer(text, locator);
+            return { text, predicted, ok: predicted !== undefined && normaliseAnswer(predicted) === gold };
           });
-        }
-        const rng = temperature > 0 ? Rng.seeded(config.seed ?? 0) : undefined;
-        const sizes = passAtSizes(k);
-        const passSums = sizes.map(() => 0);
-        let majorityCorrect = 0;
-        // batchSize counts generated sequences: each prompt of a batch is generated k times.
-        const rowsPerBatch = Math.max(1, Math.floor(config.batchSize / k));
-
-        const progress = ctx.reporter.progress(`[${ctx.node}]`);
-        const predictions: Array<Record<string, unknown>> = [];
-        let correct = 0;
-        let formatted = 0;
-        let keyLossSum = 0;
-        let keyTokens = 0;
-        const started = performance.now();
-        for (let i = 0; i < rows.length; i += rowsPerBatch) {
-          const batch = rows.slice(i, i + rowsPerBatch);
-          const prompts = batch.map((r) => r.input_ids.slice(0, r.prompt_length));
-          let longestPrompt = 0;
-          for (const p of prompts) longestPrompt = Math.max(longestPrompt, p.length);
-          const outputs = generate(
-            params,
-            modelConfig,
-            prompts.flatMap((p) => Array.from({ length: k }, () => p)),
-            {
-              maxNewTokens: Math.min(config.maxNewTokens, modelConfig.maxPositions - longestPrompt),
-              eosId: tok.eosId,
-              ...(rng ? { temperature, rng } : {}),
-            },
-          );
-          batch.forEach((r, j) => {
-            const gold = normaliseAnswer(r.answer);
-            const samples = outputs.slice(j * k, (j + 1) * k).map((ids) => {
-              const text = tok.decode(ids);
-              const predicted = extractAnswer(text, locator);
-              return { text, predicted, ok: predicted !== undefined && normaliseAnswer(predicted) === gold };
-            });
-            const right = samples.filter((x) => x.ok).length;
-            formatted += samples.filter((x) => x.predicted !== undefined).length;
-            correct += right;
-            const prompt = tok.decode(prompts[j]);
-            if (k === 1) {
-              predictions.push({
-                source: r.source,
-                prompt,
-                generated: samples[0].text,
-                predicted: samples[0].predicted ?? null,
-                gold: r.answer,
-                correct: samples[0].ok,
-              });
-              return;
-            }
-            sizes.forEach((size, at) => passSums[at] += passAtK(k, right, size));
-            const majority = majorityVote(
-              samples.map((x) => x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)),
-            );
-            if (majority === gold) majorityCorrect++;
+          const right = samples.filter((x) => x.ok).length;
+          formatted += samples.filter((x) => x.predicted !== undefined).length;
+          correct += right;
+          const prompt = tok.decode(prompts[j]);
+          if (k === 1) {
             predictions.push({
               source: r.source,
               prompt,
+              generated: samples[0].text,
+              predicted: samples[0].predicted ?? null,
               gold: r.answer,
-              correct_samples: right,
-              majority: majority ?? null,
-              majority_correct: majority === gold,
-              samples: samples.map((x) => ({
-                generated: x.text,
-                predicted: x.predicted ?? null,
-                correct: x.ok,
-              })),
+              correct: samples[0].ok,
             });
-          });
-          // Teacher-forced loss on the gold key tokens (weights are the key mask).
-          const key = teacherForcedLoss(
-            params,
-            modelConfig,
-            batch.map((r) => ({ ids: r.input_ids, weights: r.weights })),
+            return;
+          }
+          sizes.forEach((size, at) => passSums[at] += passAtK(k, right, size));
+          const majority = majorityVote(
+            samples.map((x) => x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)),
           );
-          keyLossSum += key.lossSum;
-          keyTokens += key.weightSum;
-          const done = Math.min(i + rowsPerBatch, rows.length);
-          progress.update({
-            done,
-            total: rows.length,
-            rate: done / ((performance.now() - started) / 1000),
-            unit: "ex",
+          if (majority === gold) majorityCorrect++;
+          predictions.push({
+            source: r.source,
+            prompt,
+            gold: r.answer,
+            correct_samples: right,
+            majority: majority ?? null,
+            majority_correct: majority === gold,
+            samples: samples.map((x) => ({
+              generated: x.text,
+              predicted: x.predicted ?? null,
+              correct: x.ok,
+            })),
           });
-        }
-        progress.finish();
-        const n = rows.length;
-        const metrics = {
-          accuracy: correct / (n * k),
-          format_rate: formatted / (n * k),
-          key_loss: keyLossSum / keyTokens,
-          n,
-          correct,
-          backend: ctx.backend,
-          locator: locator.kind,
-          ...(rng ? { samples: k, temperature, seed: config.seed ?? 0 } : {}),
-          ...(k > 1
-            ? {
-              pass_at: Object.fromEntries(sizes.map((size, at) => [String(size), passSums[at] / n])),
-              majority_accuracy: majorityCorrect / n,
-            }
-            : {}),
-        };
-        yield* writeJsonl(`${ctx.dir}/predictions.jsonl`, predictions);
-        yield* writeFileAtomic(`${ctx.dir}/metrics.json`, JSON.stringify(metrics, null, 2) + "\n");
-        ctx.reporter.log(
-          `[${ctx.node}] accuracy ${(100 * metrics.accuracy).toFixed(1)}%  format ${
-            (100 * metrics.format_rate).toFixed(1)
-          }%  key loss ${metrics.key_loss.toFixed(4)}  (n=${n})${
-            metrics.pass_at
-              ? `  pass@${k} ${(100 * metrics.pass_at[String(k)]).toFixed(1)}%  majority ${
-                (100 * metrics.majority_accuracy!).toFixed(1)
-              }%`
-              : ""
-          }`,
+        });
+        // Teacher-forced loss on the gold key tokens (weights are the key mask).
+        const key = teacherForcedLoss(
+          params,
+          modelConfig,
+          batch.map((r) => ({ ids: r.input_ids, weights: r.weights })),
         );
-      }),
-  });
+        keyLossSum += key.lossSum;
+        keyTokens += key.weightSum;
+        const done = Math.min(i + rowsPerBatch, rows.length);
+        progress.update({
+          done,
+          total: rows.length,
+          rate: done / ((performance.now() - started) / 1000),
+          unit: "ex",
+        });
+      }
+      progress.finish();
+      const n = rows.length;
+      const metrics = {
+        accuracy: correct / (n * k),
+        format_rate: formatted / (n * k),
+        key_loss: keyLossSum / keyTokens,
+        n,
+        correct,
+        backend: ctx.backend,
+        locator: locator.kind,
+        ...(rng ? { samples: k, temperature, seed: config.seed ?? 0 } : {}),
+        ...(k > 1
+          ? {
+            pass_at: Object.fromEntries(sizes.map((size, at) => [String(size), passSums[at] / n])),
+            majority_accuracy: majorityCorrect / n,
+          }
+          : {}),
+      };
+      yield* writeJsonl(`${ctx.dir}/predictions.jsonl`, predictions);
+      yield* writeFileAtomic(`${ctx.dir}/metrics.json`, JSON.stringify(metrics, null, 2) + "\n");
+      ctx.reporter.log(
+        `[${ctx.node}] accuracy ${(100 * metrics.accuracy).toFixed(1)}%  format ${
+          (100 * metrics.format_rate).toFixed(1)
+        }%  key loss ${metrics.key_loss.toFixed(4)}  (n=${n})${
+          metrics.pass_at
+            ? `  pass@${k} ${(100 * metrics.pass_at[String(k)]).toFixed(1)}%  majority ${
+              (100 * metrics.majority_accuracy!).toFixed(1)
+            }%`
+            : ""
+        }`,
+      );
+    }),
+});

@@ -458,18 +458,19 @@ const trainingLoop = (
     return state;
   });
 
+/**
+ * The `train` step's inputs: the masked data, the starting checkpoint (`init`), the tokenizer, and a LoRA
+ * adapter the start carries (`adapter`, see the file comment); unconnected, a node's key is what it was
+ * before the input existed.
+ */
+export type TrainInput = "data" | "init" | "tokenizer" | "adapter";
+
 /** The `train` step: token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints. */
-export const trainStep: Step<
-  typeof TrainConfig.Type,
-  "data" | "init" | "tokenizer" | "adapter",
-  ToolkitError
-> = defineStep({
+export const trainStep: Step<typeof TrainConfig.Type, TrainInput, ToolkitError> = defineStep({
   name: "train",
   version: 1,
   description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
   config: TrainConfig,
-  // adapter: a LoRA adapter the start carries (see the file comment); unconnected, a node's key is what
-  // it was before the input existed.
   inputs: ["data", "init", "tokenizer", "adapter"] as const,
   optionalInputs: ["init", "tokenizer", "adapter"] as const,
   resumable: true,
