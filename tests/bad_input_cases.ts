@@ -316,6 +316,32 @@ const writeModel = async (dir: string, config: ModelConfig) => {
   return dir;
 };
 
+/** A checkpoint in `dir`/model and, in `dir`/adapter, an adapter_config.json of another PEFT method. */
+const modelAndForeignAdapter = async (dir: string, config: Record<string, unknown>) => {
+  const model = await writeModel(`${dir}/model`, tinyConfig(323));
+  await Deno.mkdir(`${dir}/adapter`);
+  await Deno.writeTextFile(
+    `${dir}/adapter/adapter_config.json`,
+    JSON.stringify({ task_type: "CAUSAL_LM", ...config }),
+  );
+  return model;
+};
+
+/** `command` (run, eval) on the checkpoint in `dir`/model with the fixture's tokenizer and `--adapter`. */
+const adapterFailure = (dir: string, command: string, adapter: string, extra: string[] = []) =>
+  cliFailure([
+    command,
+    "--model",
+    `${dir}/model`,
+    "--tokenizer",
+    fixtureTokenizer,
+    "--adapter",
+    adapter,
+    ...extra,
+    "--run-dir",
+    `${dir}/run`,
+  ]);
+
 /** A checkpoint directory with one tensor removed from model.safetensors. */
 const modelWithoutTensor = async (dir: string, drop: string) => {
   await writeModel(dir, tinyConfig(323));
@@ -933,12 +959,7 @@ export const cases: ReadonlyArray<BadInputCase> = [
     mentions: ["adapter_config.json", "PREFIX_TUNING"],
     via: "cli",
     run: async (dir) => {
-      const model = await writeModel(`${dir}/model`, tinyConfig(323));
-      await Deno.mkdir(`${dir}/adapter`);
-      await Deno.writeTextFile(
-        `${dir}/adapter/adapter_config.json`,
-        JSON.stringify({ peft_type: "PREFIX_TUNING", task_type: "CAUSAL_LM", num_virtual_tokens: 20 }),
-      );
+      const model = await modelAndForeignAdapter(dir, { peft_type: "PREFIX_TUNING", num_virtual_tokens: 20 });
       return await cliFailure([
         "merge",
         "--model",
@@ -1003,18 +1024,8 @@ export const cases: ReadonlyArray<BadInputCase> = [
     mentions: ["no-such-adapter/adapter_config.json"],
     via: "cli",
     run: async (dir) => {
-      const model = await writeModel(`${dir}/model`, tinyConfig(323));
-      return await cliFailure([
-        "run",
-        "--model",
-        model,
-        "--tokenizer",
-        fixtureTokenizer,
-        "--adapter",
-        `${dir}/no-such-adapter`,
-        "--run-dir",
-        `${dir}/run`,
-      ]);
+      await writeModel(`${dir}/model`, tinyConfig(323));
+      return await adapterFailure(dir, "run", `${dir}/no-such-adapter`);
     },
   },
   {
@@ -1024,24 +1035,8 @@ export const cases: ReadonlyArray<BadInputCase> = [
     mentions: ["adapter/adapter_config.json", '"IA3"'],
     via: "cli",
     run: async (dir) => {
-      const model = await writeModel(`${dir}/model`, tinyConfig(323));
-      await Deno.mkdir(`${dir}/adapter`);
-      await Deno.writeTextFile(
-        `${dir}/adapter/adapter_config.json`,
-        JSON.stringify({ peft_type: "IA3", task_type: "CAUSAL_LM", target_modules: ["k_proj"] }),
-      );
-      return await cliFailure([
-        "run",
-        "--model",
-        model,
-        "--tokenizer",
-        fixtureTokenizer,
-        "--adapter",
-        `${dir}/adapter`,
-        "--lora",
-        "--run-dir",
-        `${dir}/run`,
-      ]);
+      await modelAndForeignAdapter(dir, { peft_type: "IA3", target_modules: ["k_proj"] });
+      return await adapterFailure(dir, "run", `${dir}/adapter`, ["--lora"]);
     },
   },
   {
@@ -1051,21 +1046,12 @@ export const cases: ReadonlyArray<BadInputCase> = [
     mentions: ["no-such-adapter/adapter_config.json"],
     via: "cli",
     run: async (dir) => {
-      const model = await writeModel(`${dir}/model`, tinyConfig(323));
-      return await cliFailure([
-        "eval",
-        "--model",
-        model,
-        "--tokenizer",
-        fixtureTokenizer,
-        "--adapter",
-        `${dir}/no-such-adapter`,
+      await writeModel(`${dir}/model`, tinyConfig(323));
+      return await adapterFailure(dir, "eval", `${dir}/no-such-adapter`, [
         "--data",
         await goodData(dir),
         "--format",
         "tags",
-        "--run-dir",
-        `${dir}/run`,
       ]);
     },
   },

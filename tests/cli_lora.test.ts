@@ -146,6 +146,20 @@ const userFiles = async (dir: string) => {
   await Deno.writeTextFile(`${dir}/test.jsonl`, `${TRAIN}\n${OTHER}\n`);
 };
 
+/** The tiny generation budget and the backend of every run and eval of these tests. */
+const QUICK = ["--max-new-tokens", "4", "--backend", "cpu"];
+
+/** --data, --test and --format of every run. */
+const dataArgs = (dir: string) => [
+  "--data",
+  `${dir}/train.jsonl`,
+  "--test",
+  `${dir}/test.jsonl`,
+  "--format",
+  "tags",
+  ...QUICK,
+];
+
 const ok = async (args: string[]) => {
   const r = await cli(args);
   assertEquals(r.code, 0, `${args.join(" ")}\n${r.stdout}\n${r.stderr}`);
@@ -197,12 +211,7 @@ Deno.test("pipeline sftkey --model DIR --lora: both stages' adapters merge into 
         "sftkey",
         "--model",
         `${dir}/base`,
-        "--data",
-        `${dir}/train.jsonl`,
-        "--test",
-        `${dir}/test.jsonl`,
-        "--format",
-        "tags",
+        ...dataArgs(dir),
         "--lora",
         "--lora-r",
         "4",
@@ -216,10 +225,6 @@ Deno.test("pipeline sftkey --model DIR --lora: both stages' adapters merge into 
         "0.01",
         "--stage-two-lr",
         "0.01",
-        "--max-new-tokens",
-        "4",
-        "--backend",
-        "cpu",
         "--run-dir",
         `${dir}/run`,
         ...extra,
@@ -258,14 +263,7 @@ Deno.test("pipeline sftkey --model DIR --lora: both stages' adapters merge into 
           await ok([
             "eval",
             ...args,
-            "--data",
-            `${dir}/test.jsonl`,
-            "--format",
-            "tags",
-            "--max-new-tokens",
-            "4",
-            "--backend",
-            "cpu",
+            ...["--data", `${dir}/test.jsonl`, "--format", "tags", ...QUICK],
             "--run-dir",
             runDir,
           ]);
@@ -300,22 +298,13 @@ Deno.test("pipeline sftkey --model DIR --lora: both stages' adapters merge into 
           "--adapter",
           `${stageOne}/adapter`,
           "--lora",
-          "--data",
-          `${dir}/train.jsonl`,
-          "--test",
-          `${dir}/test.jsonl`,
-          "--format",
-          "tags",
+          ...dataArgs(dir),
           "--stage-one-steps",
           "1",
           "--stage-two-steps",
           "1",
           "--batch-size",
           "2",
-          "--max-new-tokens",
-          "4",
-          "--backend",
-          "cpu",
           "--run-dir",
           `${dir}/from-adapter`,
         ]);

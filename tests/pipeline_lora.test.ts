@@ -17,13 +17,17 @@ import { attachFreshAdapter } from "../src/model/lora.ts";
 import { disposeParams, initParams, paramShapes } from "../src/model/model.ts";
 import { readAdapter, saveAdapter } from "../src/model/peft.ts";
 import { Rng } from "../src/util/rng.ts";
-import { build as buildCompare } from "../pipelines/compare.ts";
+import { build as buildCompare, type DatasetSpec } from "../pipelines/compare.ts";
 import { fixture, type PipelineOptions, tinyModel, tokenizerVocabSize } from "../pipelines/data.ts";
 import { pipelines } from "../pipelines/index.ts";
 import { methods } from "../pipelines/methods.ts";
 
 const LORA = { r: 4, alpha: 8, dropout: 0 };
 const tokenizer = fixture("arith/tokenizer.json");
+/** The comparison on the arithmetic set only. */
+const ARITH: ReadonlyArray<DatasetSpec> = [
+  { name: "arith", train: fixture("arith/train.jsonl"), test: fixture("arith/test.jsonl"), format: "tags" },
+];
 
 const trainNodes = (p: Pipeline) =>
   p.nodes.filter((n): n is StepNode => n.kind === "step" && n.step.name === "train");
@@ -63,12 +67,7 @@ Deno.test("sftkey --lora: stage two continues stage one's adapter on the base by
 Deno.test("every method's second stage continues its first stage's adapter under --lora", () => {
   const p = buildCompare({ budget: { train: { lora: LORA } } }, {
     seeds: [0],
-    datasets: [{
-      name: "arith",
-      train: fixture("arith/train.jsonl"),
-      test: fixture("arith/test.jsonl"),
-      format: "tags",
-    }],
+    datasets: ARITH,
   });
   const train = trainNodes(p);
   const names = new Set(train.map((n) => n.name));
@@ -134,12 +133,7 @@ Deno.test("compare --lora from --model with --adapter: every method trains adapt
       },
     }, {
       seeds: [0],
-      datasets: [{
-        name: "arith",
-        train: fixture("arith/train.jsonl"),
-        test: fixture("arith/test.jsonl"),
-        format: "tags",
-      }],
+      datasets: ARITH,
       maskExamples: 1,
     });
     assertEquals(node(pipeline, "arith/s0/base/eval-base").inputs.adapter, "arith/base-adapter");

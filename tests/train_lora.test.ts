@@ -28,8 +28,9 @@ const tokenizer = `${root}/fixtures/arith/tokenizer.json`;
 const MODEL = { ...tinyModel(tokenizerVocabSize(tokenizer)), hiddenSize: 32, intermediateSize: 64 };
 const LORA = { r: 4, alpha: 8, dropout: 0.1 };
 
-const pipeline = (data: string) => {
-  const p = new PipelineBuilder("train-lora");
+/** A builder with the data nodes: `data` located, tokenised and masked (every response token). */
+const withMasks = (name: string, data: string) => {
+  const p = new PipelineBuilder(name);
   const src = p.source("data", data);
   const tok = p.source("tokenizer", tokenizer);
   const examples = p.add("keys", locateKeyStep, { format: "tags", onMissingKey: "fail" }, { data: src });
@@ -38,7 +39,11 @@ const pipeline = (data: string) => {
     maxLength: 64,
     onTruncatedKey: "fail",
   }, { examples, tokenizer: tok });
-  const masks = p.add("masks", buildMasksStep, { mask: { kind: "response" } }, { tokens });
+  return { p, tok, masks: p.add("masks", buildMasksStep, { mask: { kind: "response" } }, { tokens }) };
+};
+
+const pipeline = (data: string) => {
+  const { p, tok, masks } = withMasks("train-lora", data);
   p.add("stage", trainStep, {
     steps: 4,
     batchSize: 4,
@@ -135,16 +140,7 @@ Deno.test("train lora: adapter/ in PEFT layout, model/ is the merge, and an inte
 
 /** Stage one with LoRA, then `next` nodes started from its adapter (the `adapter` input). */
 const continuing = (data: string, next: Record<string, { lora?: typeof LORA }>) => {
-  const p = new PipelineBuilder("train-lora-continue");
-  const src = p.source("data", data);
-  const tok = p.source("tokenizer", tokenizer);
-  const examples = p.add("keys", locateKeyStep, { format: "tags", onMissingKey: "fail" }, { data: src });
-  const tokens = p.add("tokens", tokeniseStep, {
-    template: "{prompt}\n",
-    maxLength: 64,
-    onTruncatedKey: "fail",
-  }, { examples, tokenizer: tok });
-  const masks = p.add("masks", buildMasksStep, { mask: { kind: "response" } }, { tokens });
+  const { p, tok, masks } = withMasks("train-lora-continue", data);
   const common = {
     batchSize: 4,
     microBatchSize: 4,
