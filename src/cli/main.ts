@@ -9,7 +9,7 @@ import { DataFormat } from "../data/formats.ts";
 import { useBackend } from "../backend/backend.ts";
 import { FileUnreadable, InvalidConfig } from "../errors.ts";
 import { loadCheckpointConfig } from "../model/checkpoint.ts";
-import { adapter, backend } from "./flags.ts";
+import { backend } from "./flags.ts";
 import { helpText, wantsHelp } from "./help.ts";
 import { tokenizerPathOf } from "./tokenizer_path.ts";
 import { evalCommand } from "./eval.ts";
@@ -75,6 +75,15 @@ const model = Options.directory("model").pipe(
   ),
   Options.optional,
 );
+// Text, not Options.directory: a missing one is then one typed line naming adapter_config.json.
+const startAdapter = Options.text("adapter").pipe(
+  Options.withPseudoName("DIR"),
+  Options.withDescription(
+    "a LoRA adapter (PEFT layout) on --model to start training from: continued with --lora (its r, alpha " +
+      "and targets), merged into --model otherwise",
+  ),
+  Options.optional,
+);
 const runDir = Options.text("run-dir").pipe(
   Options.withPseudoName("DIR"),
   Options.withDescription("where artifacts, locks and summary.json go (default: runs/<pipeline>)"),
@@ -103,12 +112,7 @@ const selection = {
   format,
   tokenizer,
   model,
-  startAdapter: adapter.pipe(
-    Options.withDescription(
-      "a LoRA adapter (PEFT layout) on --model to start training from: continued with --lora (its r, alpha " +
-        "and targets), merged into --model otherwise",
-    ),
-  ),
+  startAdapter,
   seed,
   quick,
   runDir,
