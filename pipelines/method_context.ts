@@ -157,15 +157,33 @@ export const evaluate = (ctx: MethodContext, label: string, model: NodeRef): Nod
     ...(ctx.data.adapter && model.node === ctx.data.base?.node ? { adapter: ctx.data.adapter } : {}),
   });
 
-/** Puts which budget applied, and why, into the pipeline's settings (header and summary.json). */
-export const recordBudget = (p: PipelineBuilder, b: Budget): void => {
-  p.setting("budget", describeBudget(b));
+/**
+ * Puts which budget applied, and why, into the pipeline's settings (header and summary.json); under
+ * --lora also the adapter's settings and how second stages start.
+ */
+export const recordBudget = (p: PipelineBuilder, ctx: Pick<MethodContext, "budget" | "data">): void => {
+  p.setting("budget", describeBudget(ctx.budget));
+  const lora = ctx.budget.train.lora;
+  if (lora) {
+    const { loraStageTwo } = ctx.data.options;
+    p.setting(
+      "lora",
+      `r ${lora.r}, alpha ${lora.alpha}${lora.useRslora ? " (rsLoRA)" : ""}, dropout ${lora.dropout}, ` +
+        `targets ${lora.targets?.join(",") ?? "every block projection"}${
+          ctx.data.adapter ? `, starting from --adapter ${ctx.data.options.adapter}` : ""
+        }; second stages ${
+          loraStageTwo === "continue"
+            ? "continue the first stage's adapter"
+            : "train a new adapter on the first stage's merged model"
+        }`,
+    );
+  }
 };
 
 /** Runs each method once and evaluates every model it returns. */
 export const runMethods = (p: PipelineBuilder, data: Data, methods: ReadonlyArray<Method>): void => {
   const ctx = methodContext(p, data);
-  recordBudget(p, ctx.budget);
+  recordBudget(p, ctx);
   for (const method of methods) {
     for (const [label, model] of Object.entries(method(ctx))) evaluate(ctx, label, model);
   }

@@ -47,7 +47,12 @@ Deno.test("sftkey --lora: stage two continues stage one's adapter on the base by
   assertEquals(node(continued, "sftkey-stage-two").inputs.init, "base-model");
   assertEquals(node(continued, "sftkey-stage-two").inputs.adapter, "sftkey-stage-one");
   assertEquals(node(continued, "sftkey-stage-one").inputs.adapter, undefined);
+  assertEquals(
+    continued.settings?.lora,
+    "r 4, alpha 8, dropout 0, targets every block projection; second stages continue the first stage's adapter",
+  );
   const fresh = pipelines.sftkey(opts({ loraStageTwo: "new" }));
+  assert(fresh.settings?.lora?.endsWith("train a new adapter on the first stage's merged model"));
   assertEquals(node(fresh, "sftkey-stage-two").inputs.init, "sftkey-stage-one");
   assertEquals(node(fresh, "sftkey-stage-two").inputs.adapter, undefined);
   // From scratch the stage-two base is the same seeded fresh model as stage one's.
@@ -88,6 +93,7 @@ Deno.test("without --lora the shipped pipelines are wired as before: no adapter 
       assertEquals(n.inputs.adapter, undefined, `${name}: ${n.name}`);
       assert(!("lora" in (n.config as object)), `${name}: ${n.name}`);
     }
+    assertEquals(build({}).settings?.lora, undefined, name);
   }
 });
 
