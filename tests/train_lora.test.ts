@@ -2,7 +2,9 @@
  * The train step with `lora` (src/steps/train.ts, src/model/lora.ts): it writes a PEFT adapter and the
  * merged checkpoint, its training checkpoints hold only the adapter and the adapter's AdamW moments, and a
  * run interrupted after a checkpoint resumes to exactly the adapter of an uninterrupted run (LoRA dropout
- * on, so the per-step masks must be reproduced too).
+ * on, so the per-step masks must be reproduced too). With an `adapter` input (a stage two continuing stage
+ * one's adapter, `--adapter` as a training start) training continues that adapter under `lora`, on the same
+ * base, and refuses one whose rank is not the config's; without `lora` the adapter is merged into the start.
  */
 import * as tf from "@tensorflow/tfjs";
 import { Cause, Effect, Option } from "effect";
