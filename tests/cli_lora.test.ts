@@ -117,6 +117,14 @@ Deno.test("lora flags: an --adapter to continue gives the defaults, and a flag t
   const e = Effect.runSync(Effect.flip(loraFromFlags(flags({ lora: true, loraR: Option.some(8) }), adapter)));
   assertEquals([e._tag, e.where], ["InvalidConfig", "--lora-r"]);
   assert(e.reason.includes("(/a) has 4"), e.reason);
+  const t = Effect.runSync(
+    Effect.flip(loraFromFlags(flags({ lora: true, loraTargets: Option.some("v_proj") }), adapter)),
+  );
+  assertEquals(t.where, "--lora-targets");
+  assertEquals(
+    Effect.runSync(loraFromFlags(flags({ lora: true, loraTargets: Option.some(" q_proj ") }), adapter)),
+    adapter.settings,
+  );
   const stageTwo = (v?: string) =>
     Effect.runSync(loraStageTwoFromFlags(flags({ lora: true, loraStageTwo: Option.fromNullable(v) })));
   assertEquals([stageTwo(), stageTwo("new"), stageTwo("continue")], [undefined, "new", "continue"]);

@@ -102,6 +102,10 @@ export const loraStageTwoFromFlags = (a: LoraFlags): Effect.Effect<LoraStageTwo 
     return v as LoraStageTwo;
   });
 
+/** `--lora-targets` as a sorted comma-separated list (how an adapter's targets are compared with it). */
+const targetList = (t: string): string =>
+  t.split(",").map((s) => s.trim()).filter((s) => s !== "").toSorted().join(",");
+
 /**
  * The LoRA settings the flags ask for, undefined without --lora; checked for range. `adapter` (the
  * settings of an --adapter to continue, and its directory) gives the defaults instead of DEFAULT_LORA,
@@ -131,6 +135,12 @@ export const loraFromFlags = (
           ["--lora-r", Option.getOrUndefined(a.loraR), from.r],
           ["--lora-alpha", Option.getOrUndefined(a.loraAlpha), from.alpha],
           ["--use-rslora", a.useRslora || undefined, from.useRslora ?? false],
+          // Compared as sorted lists; an adapter whose target_modules is a pattern has no list to compare.
+          [
+            "--lora-targets",
+            from.targets ? Option.getOrUndefined(Option.map(a.loraTargets, targetList)) : undefined,
+            from.targets?.toSorted().join(","),
+          ],
         ] as const
       ).find(([, given, has]) => given !== undefined && given !== has);
       if (clash) {
