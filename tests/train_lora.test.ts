@@ -4,7 +4,8 @@
  * run interrupted after a checkpoint resumes to exactly the adapter of an uninterrupted run (LoRA dropout
  * on, so the per-step masks must be reproduced too). With an `adapter` input (a stage two continuing stage
  * one's adapter, `--adapter` as a training start) training continues that adapter under `lora`, on the same
- * base, and refuses one whose rank is not the config's; without `lora` the adapter is merged into the start.
+ * base (and resumes as exactly), and refuses one whose rank is not the config's; without `lora` the adapter
+ * is merged into the start.
  */
 import * as tf from "@tensorflow/tfjs";
 import { Cause, Effect, Option } from "effect";
@@ -17,7 +18,7 @@ import { useBackend } from "../src/backend/backend.ts";
 import { locateKeyStep } from "../src/steps/locate_key.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
-import { trainStep } from "../src/steps/train.ts";
+import { type TrainConfig, trainStep } from "../src/steps/train.ts";
 import { tinyModel, tokenizerVocabSize } from "../pipelines/data.ts";
 import { loadCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, forward, initParams } from "../src/model/model.ts";
@@ -141,7 +142,7 @@ Deno.test("train lora: adapter/ in PEFT layout, model/ is the merge, and an inte
 });
 
 /** Stage one with LoRA, then `next` nodes started from its adapter (the `adapter` input). */
-const continuing = (data: string, next: Record<string, { lora?: typeof LORA }>) => {
+const continuing = (data: string, next: Record<string, Partial<TrainConfig>>) => {
   const { p, tok, masks } = withMasks("train-lora-continue", data);
   const common = {
     batchSize: 4,
@@ -169,11 +170,15 @@ const continuing = (data: string, next: Record<string, { lora?: typeof LORA }>) 
   return p.build();
 };
 
-const runPipelineIn = async (dir: string, pipeline: ReturnType<typeof continuing>) => {
+const runPipelineIn = async (
+  dir: string,
+  pipeline: ReturnType<typeof continuing>,
+  reporter: Reporter = silentReporter(),
+) => {
   const backend = await Effect.runPromise(useBackend("cpu"));
   return await Effect.runPromiseExit(runPipeline(pipeline, {
     store: new ArtifactStore(`${dir}/artifacts`),
-    reporter: silentReporter(),
+    reporter,
     backend,
   }));
 };
@@ -226,4 +231,28 @@ Deno.test("train lora: an adapter input whose rank is not the config's is an Inv
   const e = (failure.value as { error: { _tag: string; where: string; reason: string } }).error;
   assertEquals([e._tag, e.where], ["InvalidConfig", "other.config.lora"]);
   assert(e.reason.includes("r 4, the config 2"), e.reason);
+});
+
+Deno.test("train lora: a node continuing an adapter, interrupted after a checkpoint, resumes to the same adapter bytes", async () => {
+  // LoRA dropout on: the resumed node must rebuild the base, take the checkpoint's adapter (not the
+  // adapter input it started from) and reproduce the per-step masks.
+  const next = { continued: { lora: LORA, steps: 4, lr: 1e-2, checkpointEvery: 2 } };
+  const first = await setup();
+  const whole = await runPipelineIn(first.dir, continuing(first.data, next));
+  assert(whole._tag === "Success", String(whole));
+  const bytes = await Deno.readFile(
+    `${whole.value.outputs.get("continued")}/adapter/adapter_model.safetensors`,
+  );
+  const second = await setup();
+  // Stage one has 2 steps, so only the continuing node reaches step 3.
+  const crashed = await runPipelineIn(second.dir, continuing(second.data, next), crashingAt(3));
+  assert(crashed._tag === "Failure");
+  const lines: string[] = [];
+  const resumed = await runPipelineIn(second.dir, continuing(second.data, next), silentReporter(lines));
+  assert(resumed._tag === "Success", String(resumed));
+  assert(lines.some((l) => l.includes("[continued] resuming at optimizer step 2/4")), lines.join("\n"));
+  const again = await Deno.readFile(
+    `${resumed.value.outputs.get("continued")}/adapter/adapter_model.safetensors`,
+  );
+  assert(bytesEqual(again, bytes), "the resumed adapter differs from the uninterrupted one");
 });
