@@ -210,7 +210,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
       for (const [method, add] of Object.entries(methods)) {
         const prefix = `${d.name}/s${seed}/${method}/`;
         const ctx = methodContext(p, data, seed, prefix);
-        recordBudget(p, ctx.budget);
+        recordBudget(p, ctx);
         steps = `${ctx.budget.stageOneSteps} + ${ctx.budget.stageTwoSteps} steps`;
         const models = Object.entries(add(ctx)).map(([label, model]) => ({
           model: label,

@@ -5,12 +5,14 @@
  * self_generation.ts; its header says why it is separate.
  */
 import { Effect, Schema, type Scope } from "effect";
-import type { CheckpointMalformed, FileUnreadable, TokenizerMismatch } from "../errors.ts";
+import type { AdapterInvalid, CheckpointMalformed, FileUnreadable, TokenizerMismatch } from "../errors.ts";
 import { loadTokenizer, type TextTokenizer } from "../data/tokenizer.ts";
 import { exists } from "../io/fs.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfig } from "../model/config.ts";
+import { mergeAdapter } from "../model/lora.ts";
 import { disposeParams, type Params } from "../model/model.ts";
+import { ADAPTER_CONFIG_FILE, loadAdapter } from "../model/peft.ts";
 
 /** What to do with a row that has a problem (key not found, key cut by max length): drop it or fail. */
 export const OnProblem = Schema.Literal("drop", "fail");
@@ -22,6 +24,13 @@ export const SHOWN = 5;
 export const modelDirOf = async (dir: string): Promise<string> =>
   (await exists(`${dir}/model/config.json`)) ? `${dir}/model` : dir;
 
+/**
+ * The LoRA adapter inside a train artifact (its adapter/, written under `lora`), or a plain adapter
+ * directory (PEFT layout) given as a source.
+ */
+export const adapterDirOf = async (dir: string): Promise<string> =>
+  (await exists(`${dir}/adapter/${ADAPTER_CONFIG_FILE}`)) ? `${dir}/adapter` : dir;
+
 /** A checkpoint's config and weights with the tokenizer that goes with them. */
 export interface LoadedModel {
   readonly tok: TextTokenizer;
@@ -31,13 +40,19 @@ export interface LoadedModel {
 
 /**
  * The prologue of every step that runs a model: the tokenizer, then the checkpoint (a train artifact or
- * a plain checkpoint directory). The weights are a scoped resource: their tfjs tensors are disposed when
+ * a plain checkpoint directory), with `adapter` (a LoRA adapter, adapterDirOf) merged into it when given,
+ * as `deno task merge` would. The weights are a scoped resource: their tfjs tensors are disposed when
  * the step's scope closes, whether it succeeded, failed or was interrupted.
  */
 export const loadModel = (
   model: string,
   tokenizer: string,
-): Effect.Effect<LoadedModel, FileUnreadable | TokenizerMismatch | CheckpointMalformed, Scope.Scope> =>
+  adapter?: string,
+): Effect.Effect<
+  LoadedModel,
+  FileUnreadable | TokenizerMismatch | CheckpointMalformed | AdapterInvalid,
+  Scope.Scope
+> =>
   Effect.gen(function* () {
     const tok = yield* loadTokenizer(tokenizer);
     const dir = yield* Effect.promise(() => modelDirOf(model));
@@ -45,5 +60,9 @@ export const loadModel = (
       loadCheckpoint(dir),
       (loaded) => Effect.sync(() => disposeParams(loaded.params)),
     );
+    if (adapter !== undefined) {
+      yield* loadAdapter(yield* Effect.promise(() => adapterDirOf(adapter)), config, params);
+      mergeAdapter(params, config);
+    }
     return { tok, config, params };
   });
