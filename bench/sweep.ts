@@ -4,7 +4,7 @@
  * length: one sequence per step (batch 1), tokens/s (median of the timed steps after a warm-up) and the
  * process's peak resident memory, each measurement in a fresh process, the two sides alternating as in
  * bench/main.ts. Writes DIR/seq_sweep.json (the rows) and DIR/seq_sweep.svg (a Vega-Lite chart rendered
- * like the report's); DIR defaults to docs/.
+ * like the report's); DIR defaults to docs/. `--from DIR/seq_sweep.json` renders a measured sweep again.
  */
 import { Effect } from "effect";
 import type * as vl from "vega-lite";
@@ -26,7 +26,7 @@ export const sweepSpec = (rows: ReadonlyArray<SweepRow>, title: string): vl.TopL
   const panel = (field: "tokensPerSecond" | "peakRssMb", axis: string) => ({
     width: 300,
     height: 220,
-    mark: { type: "line" as const, point: true },
+    mark: { type: "line" as const, point: { size: 25 } },
     encoding: {
       x: {
         field: "seq",
@@ -34,9 +34,20 @@ export const sweepSpec = (rows: ReadonlyArray<SweepRow>, title: string): vl.TopL
         scale: { type: "log" as const, base: 2 },
         axis: { values: [...new Set(rows.map((r) => r.seq))], title: "sequence length (tokens, batch 1)" },
       },
-      y: { field, type: "quantitative" as const, scale: { type: "log" as const }, title: axis },
+      // Memory spans an order of magnitude: log; throughput stays within a few times: linear from 0.
+      y: {
+        field,
+        type: "quantitative" as const,
+        scale: field === "peakRssMb" ? { type: "log" as const } : { zero: true },
+        title: axis,
+      },
       color: { field: "model", type: "nominal" as const },
-      strokeDash: { field: "side", type: "nominal" as const },
+      strokeDash: {
+        field: "side",
+        type: "nominal" as const,
+        scale: { domain: ["ours", "PyTorch"], range: [[1, 0], [5, 3]] },
+        legend: null, // the title says which is which: a dash legend rendered without its strokes here
+      },
       tooltip: [{ field: "model" }, { field: "side" }, { field: "seq" }, { field }],
     },
   });
@@ -48,7 +59,20 @@ export const sweepSpec = (rows: ReadonlyArray<SweepRow>, title: string): vl.TopL
   } as vl.TopLevelSpec;
 };
 
+const render = async (out: string, sweep: { backend: string; torch: string | null; rows: SweepRow[] }) => {
+  const title = `Training cost against sequence length: ours (${sweep.backend}) solid, PyTorch ${
+    sweep.torch ?? "-"
+  } (1 thread) dashed`;
+  await Deno.writeTextFile(`${out}/seq_sweep.svg`, await renderSvg(sweepSpec(sweep.rows, title)));
+};
+
 const main = async (args: string[]) => {
+  const from = flag(args, "--from");
+  if (from !== undefined) {
+    // Re-renders a measured sweep (its JSON) without measuring again.
+    const dir = from.slice(0, from.lastIndexOf("/") + 1) || ".";
+    return await render(dir, JSON.parse(await Deno.readTextFile(from)));
+  }
   const names = (flag(args, "--models") ?? "small,wide").split(",");
   const seqs = (flag(args, "--seqs") ?? "128,256,512,1024,2048").split(",").map(Number);
   const reps = Number(flag(args, "--reps") ?? 2);
@@ -84,18 +108,9 @@ const main = async (args: string[]) => {
   }
   const load = round(Deno.loadavg()[0], 2);
   await Deno.mkdir(out, { recursive: true });
-  await Deno.writeTextFile(
-    `${out}/seq_sweep.json`,
-    JSON.stringify(
-      { backend, torch: torch.ok ? torch.version : null, load_avg_1m_at_end: load, rows },
-      null,
-      1,
-    ) + "\n",
-  );
-  const title = `Training cost against sequence length (${backend} vs PyTorch ${
-    torch.ok ? torch.version : "-"
-  }, 1 thread)`;
-  await Deno.writeTextFile(`${out}/seq_sweep.svg`, await renderSvg(sweepSpec(rows, title)));
+  const sweep = { backend, torch: torch.ok ? torch.version : null, load_avg_1m_at_end: load, rows };
+  await Deno.writeTextFile(`${out}/seq_sweep.json`, JSON.stringify(sweep, null, 1) + "\n");
+  await render(out, sweep);
   console.error(
     `load average (1 min) at the end: ${load}; wrote ${out}/seq_sweep.json and ${out}/seq_sweep.svg`,
   );
