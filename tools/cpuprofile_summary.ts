@@ -38,6 +38,8 @@ if (import.meta.main) {
   const { total, rows } = selfTimes(JSON.parse(await Deno.readTextFile(file)));
   console.log(`total ${(total / 1e6).toFixed(1)} s`);
   for (const [name, t] of rows.slice(0, Number(top ?? 25))) {
-    console.log(`${(100 * t / total).toFixed(1).padStart(5)}%  ${(t / 1e6).toFixed(2).padStart(7)} s  ${name}`);
+    console.log(
+      `${(100 * t / total).toFixed(1).padStart(5)}%  ${(t / 1e6).toFixed(2).padStart(7)} s  ${name}`,
+    );
   }
 }
