@@ -21,9 +21,9 @@ export type { TokeniseConfig } from "./src/steps/tokenise.ts";
 export { buildMasksStep } from "./src/steps/build_masks.ts";
 export type { BuildMasksConfig } from "./src/steps/build_masks.ts";
 export { trainStep } from "./src/steps/train.ts";
-export type { TrainConfig } from "./src/steps/train.ts";
+export type { TrainConfig, TrainInput } from "./src/steps/train.ts";
 export { evaluateStep } from "./src/steps/evaluate.ts";
-export type { EvaluateConfig } from "./src/steps/evaluate.ts";
+export type { EvaluateConfig, EvaluateInput } from "./src/steps/evaluate.ts";
 // Steps the other methods add: self-sampling (UPFT, S3FT), prefix data, critical tokens, S3FT targets.
 export { sampleResponsesStep } from "./src/steps/sample_responses.ts";
 export type { SampleResponsesConfig } from "./src/steps/sample_responses.ts";
@@ -68,7 +68,7 @@ export { useBackend } from "./src/backend/backend.ts";
 /** SFTKey: the method (`sftkey`) and its pipeline (`build`). */
 export * as sftkey from "./pipelines/sftkey.ts";
 export { methods } from "./pipelines/methods.ts";
-export type { Data, PipelineOptions } from "./pipelines/data.ts";
+export type { Data, LoraStageTwo, PipelineOptions } from "./pipelines/data.ts";
 export type { Budget, BudgetOverrides, Regime } from "./pipelines/budget.ts";
 /** LoRA settings of a training node (rank, alpha, dropout, target modules, rsLoRA). */
 export type { LoraSettings } from "./src/model/lora.ts";

@@ -80,6 +80,14 @@ export const FINE_TUNE_SEEDS = 5;
 const withoutRftt = (methods: Readonly<Record<string, Method>>): Record<string, Method> =>
   Object.fromEntries(Object.entries(methods).filter(([name]) => !RFTT_METHODS.includes(name)));
 
+/**
+ * `--quick` in the fine-tuning regime: one method run from the shipped base, at the quick budget, takes
+ * about 6 minutes per seed and dataset on the 2-core machine (12 trainings and 14 evaluations of a model
+ * 30 times the from-scratch one), so the 10-minute smoke run takes 2 seeds (the fewest with a spread) on
+ * the first dataset (word-tags). The full comparison runs both datasets over FINE_TUNE_SEEDS.
+ */
+export const FINE_TUNE_QUICK = { seeds: 2, datasets: 1 } as const;
+
 /** The starting checkpoint's own row: evaluated as it is, the same node for every seed (cached once). */
 export const baseRow: Method = (
   ctx,
@@ -185,13 +193,13 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
       ? withoutRftt(registry)
       : registry);
   const first = opts.seed ?? 0;
-  const seedCount = fineTuning ? FINE_TUNE_SEEDS : 3;
+  const seedCount = fineTuning ? (opts.quick ? FINE_TUNE_QUICK.seeds : FINE_TUNE_SEEDS) : 3;
   const seeds = config.seeds ?? Array.from({ length: seedCount }, (_, i) => first + i);
   const datasets = config.datasets ??
     (opts.train
       ? [{ name: "data", train: opts.train, test: opts.test ?? opts.train, format: opts.format ?? "tags" }]
       : fineTuning
-      ? FINE_TUNE_DATASETS
+      ? (opts.quick ? FINE_TUNE_DATASETS.slice(0, FINE_TUNE_QUICK.datasets) : FINE_TUNE_DATASETS)
       : DEFAULT_DATASETS);
   // Its own name, so that the two regimes get their own run directories (runs/compare-finetune/).
   const p = new WiringBuilder(
@@ -221,7 +229,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
       for (const [method, add] of Object.entries(methods)) {
         const prefix = `${d.name}/s${seed}/${method}/`;
         const ctx = methodContext(p, data, seed, prefix);
-        recordBudget(p, ctx.budget);
+        recordBudget(p, ctx);
         steps = `${ctx.budget.stageOneSteps} + ${ctx.budget.stageTwoSteps} steps`;
         const models = Object.entries(add(ctx)).map(([label, model]) => ({
           model: label,

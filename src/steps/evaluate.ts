@@ -73,18 +73,30 @@ export const passAtSizes = (k: number): number[] => {
   return out;
 };
 
+/**
+ * The `evaluate` step's inputs: the model, the test set with key masks, the tokenizer, and optionally a
+ * LoRA adapter merged into the model first (`deno task eval --adapter`, a pipeline's base and its
+ * --adapter); unconnected, a node's key is what it was before the input existed.
+ */
+export type EvaluateInput = "model" | "data" | "tokenizer" | "adapter";
+
 /** The `evaluate` step: generation, answer extraction and exact match; format rate; key-token loss; pass@k. */
-export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", ToolkitError> = defineStep({
+export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = defineStep({
   name: "evaluate",
   version: 1,
   description: "greedy generation, answer extraction and exact match; format rate; key-token loss",
   config: EvaluateConfig,
-  inputs: ["model", "data", "tokenizer"] as const,
+  inputs: ["model", "data", "tokenizer", "adapter"] as const,
+  optionalInputs: ["adapter"] as const,
   producesMetrics: true,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
-      const { tok, config: modelConfig, params } = yield* loadModel(inputs.model!, inputs.tokenizer!);
+      const { tok, config: modelConfig, params } = yield* loadModel(
+        inputs.model!,
+        inputs.tokenizer!,
+        inputs.adapter,
+      );
       const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
 
       const k = config.samples ?? 1;

@@ -6,6 +6,7 @@
  */
 import { Effect, Schema, type Scope } from "effect";
 import {
+  type AdapterInvalid,
   type CheckpointMalformed,
   type FileUnreadable,
   type TokenizerMismatch,
@@ -20,7 +21,9 @@ import {
 import { exists, readJson, removeIfExists } from "../io/fs.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfig } from "../model/config.ts";
+import { mergeAdapter } from "../model/lora.ts";
 import { disposeParams, type Params } from "../model/model.ts";
+import { ADAPTER_CONFIG_FILE, loadAdapter } from "../model/peft.ts";
 
 /** What to do with a row that has a problem (key not found, key cut by max length): drop it or fail. */
 export const OnProblem = Schema.Literal("drop", "fail");
@@ -32,6 +35,13 @@ export const SHOWN = 5;
 export const modelDirOf = async (dir: string): Promise<string> =>
   (await exists(`${dir}/model/config.json`)) ? `${dir}/model` : dir;
 
+/**
+ * The LoRA adapter inside a train artifact (its adapter/, written under `lora`), or a plain adapter
+ * directory (PEFT layout) given as a source.
+ */
+export const adapterDirOf = async (dir: string): Promise<string> =>
+  (await exists(`${dir}/adapter/${ADAPTER_CONFIG_FILE}`)) ? `${dir}/adapter` : dir;
+
 /** A checkpoint's config and weights with the tokenizer that goes with them. */
 export interface LoadedModel {
   readonly tok: TextTokenizer;
@@ -41,13 +51,19 @@ export interface LoadedModel {
 
 /**
  * The prologue of every step that runs a model: the tokenizer, then the checkpoint (a train artifact or
- * a plain checkpoint directory). The weights are a scoped resource: their tfjs tensors are disposed when
+ * a plain checkpoint directory), with `adapter` (a LoRA adapter, adapterDirOf) merged into it when given,
+ * as `deno task merge` would. The weights are a scoped resource: their tfjs tensors are disposed when
  * the step's scope closes, whether it succeeded, failed or was interrupted.
  */
 export const loadModel = (
   model: string,
   tokenizer: string,
-): Effect.Effect<LoadedModel, FileUnreadable | TokenizerMismatch | CheckpointMalformed, Scope.Scope> =>
+  adapter?: string,
+): Effect.Effect<
+  LoadedModel,
+  FileUnreadable | TokenizerMismatch | CheckpointMalformed | AdapterInvalid,
+  Scope.Scope
+> =>
   Effect.gen(function* () {
     const tok = yield* loadTokenizer(tokenizer);
     const dir = yield* Effect.promise(() => modelDirOf(model));
@@ -55,6 +71,10 @@ export const loadModel = (
       loadCheckpoint(dir),
       (loaded) => Effect.sync(() => disposeParams(loaded.params)),
     );
+    if (adapter !== undefined) {
+      yield* loadAdapter(yield* Effect.promise(() => adapterDirOf(adapter)), config, params);
+      mergeAdapter(params, config);
+    }
     return { tok, config, params };
   });
 

@@ -13,8 +13,15 @@
  * checkpoints hold the adapter (PEFT layout) and the adapter's AdamW moments, the base being rebuilt from
  * `init` (or the seeded fresh model) on resume, so a resumed LoRA run is exact too. It writes adapter/
  * (PEFT layout) besides model/, which is then the merged checkpoint (W + scaling B A), so every later
- * step (a stage two, evaluation, sampling) reads model/ unchanged. A stage two given `lora` therefore
- * trains a NEW adapter on stage one's merged model.
+ * step (a stage two, evaluation, sampling) reads model/ unchanged.
+ *
+ * The optional `adapter` input (a train artifact's adapter/, or a PEFT adapter directory) is part of the
+ * starting point: the base (`init`, or the seeded fresh model) with that adapter. With `lora` training
+ * continues that adapter (its r, alpha, rsLoRA and modules must be the config's; its values are the
+ * start, the AdamW moments start at zero), and adapter/ keeps `init` as base_model_name_or_path: this is
+ * how a stage two continues stage one's adapter (pipelines/method_context.ts). Without `lora` the adapter
+ * is merged into the base and every weight trains. A stage two whose `init` is stage one (no `adapter`)
+ * trains a NEW adapter on stage one's merged model instead.
  *
  * Output: model/ (a Hugging Face checkpoint: config.json, model.safetensors, tokenizer files),
  * train_log.jsonl (loss, lr, gradient norm, tokens per step), train_summary.json, and train.meta.json
@@ -26,15 +33,18 @@ import { InvalidConfig, NonFiniteLoss, TokenizerMismatch, type ToolkitError } fr
 import { readTrainingRows } from "../data/records.ts";
 import { removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
-import { copyTokenizerFiles, modelDirOf, saveTrainedModel } from "./shared.ts";
+import { adapterDirOf, copyTokenizerFiles, modelDirOf, saveTrainedModel } from "./shared.ts";
 import { contextLength, ModelConfig, type ModelConfigEncoded } from "../model/config.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params, paramShapes } from "../model/model.ts";
 import {
   attachFreshAdapter,
   defaultTargets,
+  loraOf,
+  loraScaling,
   LoraSettings,
   mergeAdapter,
+  targetModules,
   trainableParams,
   withLoraDropout,
 } from "../model/lora.ts";
@@ -159,12 +169,56 @@ const baseModel = (config: TrainConfig, init: string | undefined, ctx: StepConte
   });
 
 /**
- * Where training starts: a resumed checkpoint, else the init checkpoint, else a fresh model; with `lora`,
- * the base from init (or fresh) plus the checkpoint's adapter, else a fresh adapter (PEFT's init, drawn
- * from seed + 1 so that it differs from the fresh model's draw).
+ * Attaches the adapter in `dir` to `base` (mutated): to train further under `lora`, whose settings it
+ * must have, else merged into the base. With `lora` the adapter's dropout is the config's.
  */
-const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepContext) =>
+const startAdapter = (
+  dir: string,
+  base: { readonly config: ModelConfig; readonly params: Params },
+  lora: LoraSettings | undefined,
+  ctx: StepContext,
+) =>
   Effect.gen(function* () {
+    const { adapter } = yield* loadAdapter(dir, base.config, base.params, lora?.dropout);
+    if (!lora) {
+      mergeAdapter(base.params, base.config);
+      return;
+    }
+    const modules = (list: ReadonlyArray<{ readonly module: string }>) => list.map((m) => m.module).join(",");
+    const wanted = modules(
+      targetModules(base.config, paramShapes(base.config), lora.targets ?? defaultTargets(base.config)),
+    );
+    const has = loraOf(base.params)!;
+    const differs = adapter.settings.r !== lora.r
+      ? `r ${adapter.settings.r}, the config ${lora.r}`
+      : loraScaling(adapter.settings) !== loraScaling(lora)
+      ? `scaling ${loraScaling(adapter.settings)} (lora_alpha ${adapter.settings.alpha}${
+        adapter.settings.useRslora ? ", rsLoRA" : ""
+      }), the config ${loraScaling(lora)} (alpha ${lora.alpha}${lora.useRslora ? ", rsLoRA" : ""})`
+      : modules(has.modules) !== wanted
+      ? `${has.modules.length} adapted modules, the config's targets select ${wanted.split(",").length}`
+      : undefined;
+    if (differs) {
+      return yield* new InvalidConfig({
+        where: `${ctx.node}.config.lora`,
+        reason: `the adapter to continue (${dir}) has ${differs}`,
+      });
+    }
+  });
+
+/**
+ * Where training starts: a resumed checkpoint, else the init checkpoint, else a fresh model; then the
+ * `adapter` input if connected (startAdapter); else, with `lora`, a fresh adapter (PEFT's init, drawn
+ * from seed + 1 so that it differs from the fresh model's draw). A resumed LoRA run rebuilds the base from
+ * init (or fresh) and attaches the checkpoint's adapter.
+ */
+const startingPoint = (
+  config: TrainConfig,
+  inputs: { readonly init?: string; readonly adapter?: string },
+  ctx: StepContext,
+) =>
+  Effect.gen(function* () {
+    const { init } = inputs;
     const lora = config.lora;
     const log = (line: string) => ctx.reporter.log(`[${ctx.node}] ${line}`);
     const resumed = !ctx.resumed
@@ -181,7 +235,12 @@ const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepC
       : yield* loadRunCheckpoint(ctx.dir, log, loadCheckpoint, parseTrainState);
     if (resumed) return { modelConfig: resumed.config, params: resumed.params, resumed };
     const base = yield* baseModel(config, init, ctx);
-    if (lora) {
+    if (inputs.adapter) {
+      const dir = yield* Effect.promise(() => adapterDirOf(inputs.adapter!));
+      yield* startAdapter(dir, base, lora, ctx).pipe(
+        Effect.tapError(() => Effect.sync(() => disposeParams(base.params))),
+      );
+    } else if (lora) {
       attachFreshAdapter(
         base.params,
         base.config,
@@ -307,41 +366,47 @@ const trainingLoop = (
     return state;
   });
 
-/** The `train` step: token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints. */
-export const trainStep: Step<typeof TrainConfig.Type, "data" | "init" | "tokenizer", ToolkitError> =
-  defineStep({
-    name: "train",
-    version: 1,
-    description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
-    config: TrainConfig,
-    inputs: ["data", "init", "tokenizer"] as const,
-    optionalInputs: ["init", "tokenizer"] as const,
-    resumable: true,
-    run: (config, inputs, ctx) =>
-      Effect.gen(function* () {
-        // Streamed: masked.jsonl may be larger than one string can hold.
-        const data: Sequence[] = yield* readTrainingRows(`${inputs.data}/masked.jsonl`);
-        const { modelConfig, params, resumed } = yield* startingPoint(config, inputs.init, ctx);
-        yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
-        yield* checkDataFits(data, modelConfig, {
-          tokenizer: inputs.tokenizer ?? inputs.data!,
-          node: ctx.node,
-        });
+/**
+ * The `train` step's inputs: the masked data, the starting checkpoint (`init`), the tokenizer, and a LoRA
+ * adapter the start carries (`adapter`, see the file comment); unconnected, a node's key is what it was
+ * before the input existed.
+ */
+export type TrainInput = "data" | "init" | "tokenizer" | "adapter";
 
-        // With LoRA only the adapter is trainable: no moments for the frozen base weights.
-        const optimizer = new AdamW(trainableParams(params), { weightDecay: config.weightDecay });
-        let start = { state: { step: 0, log: [], seconds: 0 } as TrainState, lastCheckpoint: "(none yet)" };
-        if (resumed) {
-          optimizer.importState(resumed.optimizer);
-          start = { state: resumed.state, lastCheckpoint: resumed.path };
-          ctx.reporter.log(`[${ctx.node}] resuming at optimizer step ${resumed.state.step}/${config.steps}`);
-        }
-        const state = yield* trainingLoop(config, data, { modelConfig, params, optimizer }, start, ctx);
-        yield* writeOutputs(config, { modelConfig, params }, state, data.length, inputs, ctx);
-        yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
-        return { resumed: resumed !== undefined };
-      }),
-  });
+/** The `train` step: token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints. */
+export const trainStep: Step<typeof TrainConfig.Type, TrainInput, ToolkitError> = defineStep({
+  name: "train",
+  version: 1,
+  description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
+  config: TrainConfig,
+  inputs: ["data", "init", "tokenizer", "adapter"] as const,
+  optionalInputs: ["init", "tokenizer", "adapter"] as const,
+  resumable: true,
+  run: (config, inputs, ctx) =>
+    Effect.gen(function* () {
+      // Streamed: masked.jsonl may be larger than one string can hold.
+      const data: Sequence[] = yield* readTrainingRows(`${inputs.data}/masked.jsonl`);
+      const { modelConfig, params, resumed } = yield* startingPoint(config, inputs, ctx);
+      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      yield* checkDataFits(data, modelConfig, {
+        tokenizer: inputs.tokenizer ?? inputs.data!,
+        node: ctx.node,
+      });
+
+      // With LoRA only the adapter is trainable: no moments for the frozen base weights.
+      const optimizer = new AdamW(trainableParams(params), { weightDecay: config.weightDecay });
+      let start = { state: { step: 0, log: [], seconds: 0 } as TrainState, lastCheckpoint: "(none yet)" };
+      if (resumed) {
+        optimizer.importState(resumed.optimizer);
+        start = { state: resumed.state, lastCheckpoint: resumed.path };
+        ctx.reporter.log(`[${ctx.node}] resuming at optimizer step ${resumed.state.step}/${config.steps}`);
+      }
+      const state = yield* trainingLoop(config, data, { modelConfig, params, optimizer }, start, ctx);
+      yield* writeOutputs(config, { modelConfig, params }, state, data.length, inputs, ctx);
+      yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
+      return { resumed: resumed !== undefined };
+    }),
+});
 
 /** The artifact: model/ as a Hugging Face checkpoint, the loss log, a summary, and the run's meta facts. */
 const writeOutputs = (
