@@ -21,9 +21,9 @@ export type { TokeniseConfig } from "./src/steps/tokenise.ts";
 export { buildMasksStep } from "./src/steps/build_masks.ts";
 export type { BuildMasksConfig } from "./src/steps/build_masks.ts";
 export { trainStep } from "./src/steps/train.ts";
-export type { TrainConfig } from "./src/steps/train.ts";
+export type { TrainConfig, TrainInput } from "./src/steps/train.ts";
 export { evaluateStep } from "./src/steps/evaluate.ts";
-export type { EvaluateConfig } from "./src/steps/evaluate.ts";
+export type { EvaluateConfig, EvaluateInput } from "./src/steps/evaluate.ts";
 // Steps the other methods add: self-sampling (UPFT, S3FT), prefix data, critical tokens, S3FT targets.
 export { sampleResponsesStep } from "./src/steps/sample_responses.ts";
 export type { SampleResponsesConfig } from "./src/steps/sample_responses.ts";
@@ -47,6 +47,16 @@ export * as functionalTokens from "./src/data/functional_tokens.ts";
 export * as rfttSearch from "./src/train/rftt_search.ts";
 /** RFTT's RL objective: token rewards, REINFORCE++ and GRPO advantages, the PPO clipped loss. */
 export * as rlLoss from "./src/train/rl_loss.ts";
+/** One RL update on a batch of rollouts: reference log-probs, advantages, minibatched PPO-clip steps. */
+export * as rlUpdate from "./src/train/rl_update.ts";
+/** RFTT's RL rollouts: functional-token MCTS or plain sampling, outcome and process rewards, the RL log. */
+export * as rlRollouts from "./src/train/rl_rollouts.ts";
+export { RL_STEP_DEFAULTS, rlStep } from "./src/steps/rl.ts";
+export type { RlConfig } from "./src/steps/rl.ts";
+export { addRlCharts, RL_CHART_FILES, rlChartsStep } from "./src/steps/rl_charts.ts";
+export type { RlChartsConfig } from "./src/steps/rl_charts.ts";
+export { addScalingChart, SCALING_CHART_FILES, scalingChartStep } from "./src/steps/scaling_chart.ts";
+export type { ScalingChartConfig } from "./src/steps/scaling_chart.ts";
 export { DataFormat, readExamples } from "./src/data/formats.ts";
 export { extractAnswer, locateKey, LocatorSpec, normaliseAnswer } from "./src/data/locate.ts";
 export { buildMask, MaskSpec } from "./src/data/masks.ts";
@@ -58,12 +68,18 @@ export { useBackend } from "./src/backend/backend.ts";
 /** SFTKey: the method (`sftkey`) and its pipeline (`build`). */
 export * as sftkey from "./pipelines/sftkey.ts";
 export { methods } from "./pipelines/methods.ts";
-export type { Data, PipelineOptions } from "./pipelines/data.ts";
+export type { Data, LoraStageTwo, PipelineOptions } from "./pipelines/data.ts";
 export type { Budget, BudgetOverrides, Regime } from "./pipelines/budget.ts";
 /** LoRA settings of a training node (rank, alpha, dropout, target modules, rsLoRA). */
 export type { LoraSettings } from "./src/model/lora.ts";
 export { budget, describeBudget, FINE_TUNING, stepsForEpochs } from "./pipelines/budget.ts";
-export type { AnswerJudging, Method, MethodContext } from "./pipelines/method_context.ts";
+export type {
+  AnswerJudging,
+  Method,
+  MethodContext,
+  MethodModel,
+  OwnEvaluation,
+} from "./pipelines/method_context.ts";
 export { prepareData } from "./pipelines/data.ts";
 export { answerJudging, evaluate, methodContext, runMethods, train } from "./pipelines/method_context.ts";
 /** The plain SFT baseline: the method (`sft`) and its pipeline (`build`). */

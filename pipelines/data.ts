@@ -16,6 +16,7 @@ import { InvalidConfig } from "../src/errors.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { TOKENIZER_COMPANIONS, tokenizerVocabSizeSync } from "../src/data/tokenizer.ts";
 import { FileUnreadable } from "../src/errors.ts";
+import { countNonBlankLinesSync } from "../src/io/lines.ts";
 import type { BudgetOverrides } from "./budget.ts";
 
 /** A path inside the embedded fixtures/ directory. */
@@ -51,6 +52,18 @@ export interface PipelineOptions {
    * model is initialised (from-scratch defaults).
    */
   readonly model?: string;
+  /**
+   * A LoRA adapter (PEFT layout) on `model`, part of the starting point: every training node that starts
+   * from `model` starts from it with this adapter (continued under --lora, merged otherwise), and the
+   * comparison's "base" row evaluates it merged.
+   */
+  readonly adapter?: string;
+  /**
+   * Under --lora, how a training node that starts from another one (SFTKey's stage two, every method's
+   * second stage) starts: "continue" (default) trains the earlier node's adapter further, on the earlier
+   * node's own base; "new" trains a new adapter on the earlier node's merged model.
+   */
+  readonly loraStageTwo?: LoraStageTwo;
   /** Seed of initialisation, data order and sampling (default 0). */
   readonly seed?: number;
   /** A smaller budget, for tests and smoke runs. */
@@ -61,27 +74,39 @@ export interface PipelineOptions {
   readonly budget?: BudgetOverrides;
 }
 
+/** How a later training stage starts under --lora (PipelineOptions.loraStageTwo). */
+export type LoraStageTwo = "continue" | "new";
+export const LORA_STAGE_TWO: ReadonlyArray<LoraStageTwo> = ["continue", "new"];
+export const DEFAULT_LORA_STAGE_TWO: LoraStageTwo = "continue";
+
 /** The nodes `prepareData` added, and the options with their defaults filled in. */
 export interface Data {
   /** The tokenizer source. */
   readonly tokenizer: NodeRef;
+  /** The located training examples (located.jsonl: prompts, responses, gold answers), before --limit. */
+  readonly trainExamples: NodeRef;
   /** The tokenised training set (tokens.jsonl). */
   readonly trainTokens: NodeRef;
   /** The test set with key masks: prompts for generation, key tokens for the key loss. */
   readonly testSet: NodeRef;
   /** The starting checkpoint, when the user gave one. */
   readonly base?: NodeRef;
+  /** A LoRA adapter on `base` that the start carries (PipelineOptions.adapter). */
+  readonly adapter?: NodeRef;
   /** Rows of the training set (after --limit), counted when fine-tuning: its budget is in epochs. */
   readonly trainRows?: number;
   /** Masks over the training set; the same spec gives the same node, so methods share it. */
   readonly masks: (spec: MaskSpec) => NodeRef;
   /** The options the data was prepared with, defaults filled in. */
-  readonly options: Required<Omit<PipelineOptions, "model" | "quick" | "budget" | "limit" | "locator">> & {
-    model?: string;
-    locator?: LocatorSpec;
-    quick: boolean;
-    budget: NonNullable<PipelineOptions["budget"]>;
-  };
+  readonly options:
+    & Required<Omit<PipelineOptions, "model" | "adapter" | "quick" | "budget" | "limit" | "locator">>
+    & {
+      model?: string;
+      adapter?: string;
+      locator?: LocatorSpec;
+      quick: boolean;
+      budget: NonNullable<PipelineOptions["budget"]>;
+    };
 }
 
 export const DEFAULT_MAX_LENGTH = 128;
@@ -125,15 +150,11 @@ export const tokenizerVocabSize = (path: string): number => tokenizerVocabSizeSy
  * count then. A row the key locator later rejects fails its step, so lines and rows agree.
  */
 export const countRows = (path: string): number => {
-  let text: string;
   try {
-    text = Deno.readTextFileSync(path);
+    return countNonBlankLinesSync(path);
   } catch (e) {
     throw new FileUnreadable({ path, reason: e instanceof Error ? e.message : String(e) });
   }
-  let n = 0;
-  for (const line of text.split("\n")) if (line.trim() !== "") n++;
-  return n;
 };
 
 /**
@@ -169,11 +190,25 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     tokenizer: opts.tokenizer ?? fixture("arith/tokenizer.json"),
     seed: opts.seed ?? 0,
     model: opts.model,
+    adapter: opts.adapter,
+    loraStageTwo: opts.loraStageTwo ?? DEFAULT_LORA_STAGE_TWO,
     quick: opts.quick ?? false,
     budget: opts.budget ?? {},
   };
   const problem = generationLocatorProblem(options.format, options.locator);
   if (problem) throw new InvalidConfig({ where: "--locator", reason: problem });
+  if (options.adapter !== undefined && options.model === undefined) {
+    throw new InvalidConfig({
+      where: "--adapter",
+      reason: "needs --model, the base the adapter was trained on",
+    });
+  }
+  if (!LORA_STAGE_TWO.includes(options.loraStageTwo)) {
+    throw new InvalidConfig({
+      where: "--lora-stage-two",
+      reason: `must be ${LORA_STAGE_TWO.join(" or ")}, got ${JSON.stringify(options.loraStageTwo)}`,
+    });
+  }
   const tokenizer = p.source(`${prefix}tokenizer`, options.tokenizer, { companions: TOKENIZER_COMPANIONS });
   const keys = (split: string, path: string) =>
     p.add(`${prefix}${split}-keys`, locateKeyStep, {
@@ -201,12 +236,14 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
     all
       ? p.add(`${prefix}${part}-split`, holdOutStep, { part, ...split }, { examples: all })
       : keys(part, path);
-  const trainTokens = first("train", tokens("train", examples("train", options.train)), opts.limit?.train);
+  const trainExamples = examples("train", options.train);
+  const trainTokens = first("train", tokens("train", trainExamples), opts.limit?.train);
   const testTokens = first("test", tokens("test", examples("test", options.test)), opts.limit?.test);
   const testSet = p.add(`${prefix}test-set`, buildMasksStep, { mask: { kind: "key" } }, {
     tokens: testTokens,
   });
   const base = options.model ? p.source(`${prefix}base-model`, options.model) : undefined;
+  const adapter = options.adapter ? p.source(`${prefix}base-adapter`, options.adapter) : undefined;
   const made = new Map<string, NodeRef>();
   const masks = (spec: MaskSpec) => {
     const name = `${prefix}mask-${maskName(spec)}`;
@@ -226,7 +263,7 @@ export const prepareData = (p: PipelineBuilder, opts: PipelineOptions, prefix = 
       opts.limit?.train ?? Number.POSITIVE_INFINITY,
     )
     : undefined;
-  return { tokenizer, trainTokens, testSet, base, trainRows, masks, options };
+  return { tokenizer, trainExamples, trainTokens, testSet, base, adapter, trainRows, masks, options };
 };
 
 const maskName = (spec: MaskSpec): string => {

@@ -19,6 +19,8 @@ import { DEFAULT_MAX_LENGTH, DEFAULT_MAX_NEW_TOKENS, TEMPLATE } from "./data.ts"
 export interface EvalOptions {
   /** A Hugging Face checkpoint directory. */
   readonly model: string;
+  /** A LoRA adapter (PEFT layout) on `model`, merged into it before evaluation. */
+  readonly adapter?: string;
   /** The tokenizer file (tokenizer.json, or vocab.json beside merges.txt), usually the model's own. */
   readonly tokenizer: string;
   readonly data: string;
@@ -45,6 +47,7 @@ export const build = (opts: EvalOptions) => {
   const locator = opts.locator ? { locator: opts.locator } : {};
   const tokenizer = p.source("tokenizer", opts.tokenizer, { companions: TOKENIZER_COMPANIONS });
   const model = p.source("model", opts.model);
+  const adapter = opts.adapter !== undefined ? p.source("adapter", opts.adapter) : undefined;
   const data = p.source("test-data", opts.data);
   const examples = p.add("test-keys", locateKeyStep, {
     format: opts.format,
@@ -67,6 +70,6 @@ export const build = (opts: EvalOptions) => {
     maxNewTokens: opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
     batchSize: opts.batchSize ?? 50,
     ...sampling,
-  }, { model, data: testSet, tokenizer });
+  }, { model, data: testSet, tokenizer, ...(adapter ? { adapter } : {}) });
   return p.build();
 };

@@ -7,6 +7,7 @@ import * as dft from "./dft.ts";
 import * as fdiv from "./fdiv.ts";
 import * as mix from "./mix.ts";
 import * as pretrain from "./pretrain.ts";
+import * as rftt from "./rftt.ts";
 import * as s3ft from "./s3ft.ts";
 import * as sft from "./sft.ts";
 import * as sftkey from "./sftkey.ts";
@@ -24,6 +25,7 @@ export const pipelines: Record<string, PipelineFactory> = {
   upft: upft.build,
   cft: cft.build,
   s3ft: s3ft.build,
+  rftt: rftt.build,
   compare: (opts) => compare.build(opts),
   // The comparison in the fine-tuning regime: the shipped base unless --model names another checkpoint.
   "compare-finetune": (opts) =>

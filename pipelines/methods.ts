@@ -7,6 +7,7 @@ import { cft } from "./cft.ts";
 import { dft } from "./dft.ts";
 import { fdiv, sftLowLr } from "./fdiv.ts";
 import { mix } from "./mix.ts";
+import { cotRl, rftt, rfttPrm, rfttSampling, rfttSft } from "./rftt.ts";
 import { s3ft } from "./s3ft.ts";
 import { sft } from "./sft.ts";
 import { sftkey } from "./sftkey.ts";
@@ -24,4 +25,18 @@ export const methods: Readonly<Record<string, Method>> = {
   s3ft,
   fdiv,
   "sft-lowlr": sftLowLr,
+  "rftt-sft": rfttSft,
+  rftt,
+  "rftt-prm": rfttPrm,
+  "rftt-sampling": rfttSampling,
+  "cot-rl": cotRl,
 };
+
+/** The RFTT arms of the registry (pipelines/rftt.ts). */
+export const RFTT_METHODS: ReadonlyArray<string> = [
+  "rftt-sft",
+  "rftt",
+  "rftt-prm",
+  "rftt-sampling",
+  "cot-rl",
+];

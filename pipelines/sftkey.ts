@@ -6,6 +6,12 @@
  * output format. Stage two continues from stage one with the loss on the key part only: the tokens after
  * the thinking part (`<Answer>...</Answer>` and EOS in the tag format, the `#### ` line in GSM8K).
  * Both stages are evaluated.
+ *
+ * Under --lora each stage trains an adapter. Stage two continues stage one's adapter by default
+ * (`--lora-stage-two continue`: the original base with stage one's adapter as the start, so both stages'
+ * adapters are on the original base, and stage two's is the whole fine-tune as one adapter); with
+ * `--lora-stage-two new` it trains a new adapter on stage one's merged model. trainOn
+ * (method_context.ts) wires either for every method's second stage.
  */
 import { type NodeRef, type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
 import { fixture, type PipelineOptions, prepareData } from "./data.ts";
@@ -20,7 +26,8 @@ export const sftkey: Method = (ctx): Readonly<Record<string, NodeRef>> => {
     ...b.train,
     steps: b.stageOneSteps,
   });
-  // Stage two: from stage one, loss on the answer part only.
+  // Stage two: from stage one, loss on the answer part only (under --lora: stage one's adapter continued,
+  // or a new one on its merged model; see the file comment).
   const stageTwo = train(ctx, "sftkey-stage-two", { kind: "answer" }, stageOne, {
     ...b.train,
     steps: b.stageTwoSteps,

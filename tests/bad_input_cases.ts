@@ -316,6 +316,32 @@ const writeModel = async (dir: string, config: ModelConfig) => {
   return dir;
 };
 
+/** A checkpoint in `dir`/model and, in `dir`/adapter, an adapter_config.json of another PEFT method. */
+const modelAndForeignAdapter = async (dir: string, config: Record<string, unknown>) => {
+  const model = await writeModel(`${dir}/model`, tinyConfig(323));
+  await Deno.mkdir(`${dir}/adapter`);
+  await Deno.writeTextFile(
+    `${dir}/adapter/adapter_config.json`,
+    JSON.stringify({ task_type: "CAUSAL_LM", ...config }),
+  );
+  return model;
+};
+
+/** `command` (run, eval) on the checkpoint in `dir`/model with the fixture's tokenizer and `--adapter`. */
+const adapterFailure = (dir: string, command: string, adapter: string, extra: string[] = []) =>
+  cliFailure([
+    command,
+    "--model",
+    `${dir}/model`,
+    "--tokenizer",
+    fixtureTokenizer,
+    "--adapter",
+    adapter,
+    ...extra,
+    "--run-dir",
+    `${dir}/run`,
+  ]);
+
 /** A checkpoint directory with one tensor removed from model.safetensors. */
 const modelWithoutTensor = async (dir: string, drop: string) => {
   await writeModel(dir, tinyConfig(323));
@@ -933,12 +959,7 @@ export const cases: ReadonlyArray<BadInputCase> = [
     mentions: ["adapter_config.json", "PREFIX_TUNING"],
     via: "cli",
     run: async (dir) => {
-      const model = await writeModel(`${dir}/model`, tinyConfig(323));
-      await Deno.mkdir(`${dir}/adapter`);
-      await Deno.writeTextFile(
-        `${dir}/adapter/adapter_config.json`,
-        JSON.stringify({ peft_type: "PREFIX_TUNING", task_type: "CAUSAL_LM", num_virtual_tokens: 20 }),
-      );
+      const model = await modelAndForeignAdapter(dir, { peft_type: "PREFIX_TUNING", num_virtual_tokens: 20 });
       return await cliFailure([
         "merge",
         "--model",
@@ -978,6 +999,71 @@ export const cases: ReadonlyArray<BadInputCase> = [
       } finally {
         disposeParams(params);
       }
+    },
+  },
+  {
+    name: "--lora-stage-two with an unknown value",
+    input: "deno task pipeline --lora --lora-stage-two other",
+    expected: "InvalidConfig",
+    mentions: ["--lora-stage-two", "continue or new", '"other"'],
+    via: "cli",
+    run: (dir) => cliFailure(["run", "--lora", "--lora-stage-two", "other", "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "--lora-stage-two without --lora",
+    input: "deno task pipeline --lora-stage-two new",
+    expected: "InvalidConfig",
+    mentions: ["--lora-stage-two", "needs --lora"],
+    via: "cli",
+    run: (dir) => cliFailure(["run", "--lora-stage-two", "new", "--run-dir", `${dir}/run`]),
+  },
+  {
+    name: "--adapter directory that does not exist",
+    input: "deno task pipeline --model DIR --adapter no-such-adapter",
+    expected: "FileUnreadable",
+    mentions: ["no-such-adapter/adapter_config.json"],
+    via: "cli",
+    run: async (dir) => {
+      await writeModel(`${dir}/model`, tinyConfig(323));
+      return await adapterFailure(dir, "run", `${dir}/no-such-adapter`);
+    },
+  },
+  {
+    name: "--adapter of another PEFT type as a training start",
+    input: 'deno task pipeline --model DIR --adapter DIR whose adapter_config.json says peft_type "IA3"',
+    expected: "AdapterInvalid",
+    mentions: ["adapter/adapter_config.json", '"IA3"'],
+    via: "cli",
+    run: async (dir) => {
+      await modelAndForeignAdapter(dir, { peft_type: "IA3", target_modules: ["k_proj"] });
+      return await adapterFailure(dir, "run", `${dir}/adapter`, ["--lora"]);
+    },
+  },
+  {
+    name: "eval --adapter that does not exist",
+    input: "deno task eval --model DIR --adapter no-such-adapter --data FILE --format tags",
+    expected: "FileUnreadable",
+    mentions: ["no-such-adapter/adapter_config.json"],
+    via: "cli",
+    run: async (dir) => {
+      await writeModel(`${dir}/model`, tinyConfig(323));
+      return await adapterFailure(dir, "eval", `${dir}/no-such-adapter`, [
+        "--data",
+        await goodData(dir),
+        "--format",
+        "tags",
+      ]);
+    },
+  },
+  {
+    name: "--adapter without --model",
+    input: "deno task pipeline --adapter DIR (no --model)",
+    expected: "InvalidConfig",
+    mentions: ["--adapter", "needs --model"],
+    via: "cli",
+    run: async (dir) => {
+      await Deno.mkdir(`${dir}/adapter`);
+      return await cliFailure(["run", "--adapter", `${dir}/adapter`, "--run-dir", `${dir}/run`]);
     },
   },
   {

@@ -130,3 +130,10 @@ Deno.test("compare-finetune: every method fine-tunes the base with the same budg
   assert(!Object.keys(t).some((n) => n.includes("/s5/")), "five seeds, not more");
   assert(p.settings?.budget?.startsWith("fine-tuning defaults"), p.settings?.budget);
 });
+
+Deno.test("compare-finetune --quick: 2 seeds on word-tags at the quick budget, within its 10 minutes", () => {
+  const t = trainConfigs(pipelines["compare-finetune"]({ quick: true }));
+  const stageOnes = Object.keys(t).filter((n) => n.endsWith("/sftkey/sftkey-stage-one")).sort();
+  assertEquals(stageOnes, ["word-tags/s0/sftkey/sftkey-stage-one", "word-tags/s1/sftkey/sftkey-stage-one"]);
+  assertEquals(t[stageOnes[0]].steps, 8);
+});

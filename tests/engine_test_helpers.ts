@@ -2,6 +2,7 @@
 import { Effect, Schema } from "effect";
 import { defineStep } from "../src/engine/step.ts";
 import { FileUnreadable } from "../src/errors.ts";
+import { type Reporter, silentReporter } from "../src/engine/progress.ts";
 
 export const runs: Record<string, number> = {};
 const bump = (name: string) => (runs[name] = (runs[name] ?? 0) + 1);
@@ -37,4 +38,19 @@ export const count = defineStep({
       const text = await Deno.readTextFile(`${inputs.upper}/out.txt`);
       await Deno.writeTextFile(`${ctx.dir}/n.json`, JSON.stringify({ n: text.length * config.scale }));
     }),
+});
+
+/**
+ * A reporter that "crashes" the process at item `at` of any long operation (an optimizer step of a
+ * training stage, an update of an RL run): its progress callback throws, which stops the step after the
+ * checkpoint before that item, as a crash would.
+ */
+export const crashingAt = (at: number): Reporter => ({
+  ...silentReporter(),
+  progress: () => ({
+    update: (p) => {
+      if (p.done === at) throw new Error("simulated crash");
+    },
+    finish: () => {},
+  }),
 });

@@ -13,6 +13,7 @@ import { PipelineBuilder } from "../src/engine/pipeline.ts";
 import { runPipeline } from "../src/engine/runner.ts";
 import { ArtifactStore } from "../src/engine/store.ts";
 import { type Reporter, silentReporter } from "../src/engine/progress.ts";
+import { crashingAt } from "./engine_test_helpers.ts";
 import { useBackend } from "../src/backend/backend.ts";
 import { locateKeyStep } from "../src/steps/locate_key.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
@@ -52,17 +53,6 @@ const pipeline = (data: string) => {
   }, { data: masks, tokenizer: tok });
   return p.build();
 };
-
-/** A reporter that "crashes" the process at optimizer step `at` of any training stage. */
-const crashingAt = (at: number): Reporter => ({
-  ...silentReporter(),
-  progress: () => ({
-    update: (p) => {
-      if (p.done === at) throw new Error("simulated crash");
-    },
-    finish: () => {},
-  }),
-});
 
 const run = async (dir: string, data: string, reporter: Reporter) => {
   const backend = await Effect.runPromise(useBackend("cpu"));

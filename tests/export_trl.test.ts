@@ -87,6 +87,38 @@ Deno.test("export on the fixtures: each stage file equals its masked artifact, s
     }
   }));
 
+Deno.test("a rerun leaves the files it wrote alone, and rewrites one that was changed or removed", () =>
+  withDirs(async (run, out) => {
+    const pipeline = buildSftkey({ quick: true });
+    await Effect.runPromise(runExport(pipeline, { runDir: run, out }));
+    const files = ["sftkey-stage-one.jsonl", "sftkey-stage-two.jsonl", "sft.jsonl"];
+    const original = new Map(files.map((f) => [f, Deno.readTextFileSync(`${out}/${f}`)]));
+    const stat = (f: string) => {
+      const i = Deno.statSync(`${out}/${f}`);
+      return { ino: i.ino, mtime: i.mtime?.getTime(), ctime: i.ctime?.getTime() };
+    };
+    const first = new Map(files.map((f) => [f, stat(f)]));
+
+    await Effect.runPromise(runExport(pipeline, { runDir: run, out }));
+    for (const f of files) assertEquals(stat(f), first.get(f), `${f} was written again`);
+
+    // Changed in place (same size: the first byte of a row), and removed: both are written again.
+    const one = `${out}/sftkey-stage-one.jsonl`;
+    const bytes = Deno.readFileSync(one);
+    bytes[0] = "[".charCodeAt(0);
+    Deno.writeFileSync(one, bytes);
+    Deno.removeSync(`${out}/sft.jsonl`);
+    await Effect.runPromise(runExport(pipeline, { runDir: run, out }));
+    for (const f of files) assertEquals(Deno.readTextFileSync(`${out}/${f}`), original.get(f), f);
+    assertEquals(stat("sftkey-stage-two.jsonl"), first.get("sftkey-stage-two.jsonl"));
+
+    // A stages.json this version cannot read only costs the copies.
+    Deno.writeTextFileSync(`${out}/stages.json`, "{not json");
+    await Effect.runPromise(runExport(pipeline, { runDir: run, out }));
+    assert(stat("sftkey-stage-two.jsonl").ino !== first.get("sftkey-stage-two.jsonl")!.ino);
+    for (const f of files) assertEquals(Deno.readTextFileSync(`${out}/${f}`), original.get(f), f);
+  }));
+
 Deno.test("a mask with fractional weights (mix) is refused, naming the example", () =>
   withDirs(async (run, out) => {
     const exit = await Effect.runPromiseExit(runExport(buildMix({ quick: true }), { runDir: run, out }));

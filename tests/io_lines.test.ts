@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { Effect, Exit } from "effect";
-import { LineDecodeError, LineReader } from "../src/io/lines.ts";
+import { countNonBlankLinesSync, LineDecodeError, LineReader } from "../src/io/lines.ts";
 import { createJsonl, openJsonl, readJsonl, writeJsonl } from "../src/data/records.ts";
 import { openExamples, parseExamples, readExamples } from "../src/data/formats.ts";
 import { setChunkWriter } from "../src/io/fs.ts";
@@ -46,6 +46,33 @@ Deno.test("lines: every chunk size gives the same lines (split lines, CRLF, mult
   for (const chunk of [1, 2, 3, 4, 5, 7, 64, 1 << 20]) {
     assertEquals(await readAll(path, chunk), expected, `chunk size ${chunk}`);
   }
+});
+
+Deno.test("lines: countNonBlankLinesSync counts the lines LineReader returns, at every chunk size", async () => {
+  // Blank, whitespace-only (ASCII and U+00A0 / U+3000, which String.trim removes), CRLF, multi-byte
+  // characters across chunk boundaries, and a last line with and without a newline.
+  for (
+    const text of [
+      'a\r\n{"x":"é€😀"}\n\n  \r\n\u00a0\u3000\n\t\v\f\nx\u00a0\n€\nlast',
+      "\n\n",
+      "",
+      "one\n",
+      "\u00a0",
+    ]
+  ) {
+    const path = await tempFile(text);
+    const expected = (await readAll(path, 1 << 20)).length;
+    for (const chunk of [1, 2, 3, 5, 64, 1 << 20]) {
+      assertEquals(countNonBlankLinesSync(path, chunk), expected, `${JSON.stringify(text)}, chunk ${chunk}`);
+    }
+  }
+  // The count the budget uses, independently of LineReader: 5 visible lines in the first text.
+  assertEquals(
+    countNonBlankLinesSync(
+      await tempFile('a\r\n{"x":"é€😀"}\n\n  \r\n\u00a0\u3000\n\t\v\f\nx\u00a0\n€\nlast'),
+    ),
+    5,
+  );
 });
 
 Deno.test("lines: invalid UTF-8 is reported at its line, also when the bad line spans chunks", async () => {

@@ -44,14 +44,22 @@ Deno.test("upft: a prefix example trains exactly its first k response tokens, al
   const r = upftRecord(long, tok, config);
   assert(r.prefix);
   assertEquals(positions(r.weights), range(r.prompt_length, r.prompt_length + 8));
-  // The response is untouched and the prompt is the old one followed by the instruction.
-  assertEquals(r.input_ids.slice(r.prompt_length), long.input_ids.slice(long.prompt_length));
+  // The sequence ends with the k trained response tokens (nothing after them changes their loss), and
+  // the prompt is the old one followed by the instruction.
+  assertEquals(
+    r.input_ids.slice(r.prompt_length),
+    long.input_ids.slice(long.prompt_length, long.prompt_length + 8),
+  );
   assertEquals(
     tok.decode(r.input_ids.slice(0, r.prompt_length)),
     `What is 9 - 3 + 2?\n${UPFT_INSTRUCTION}\n`,
   );
-  // Spans move with the prompt.
-  assertEquals(r.key.start - r.prompt_length, long.key.start - long.prompt_length);
+  // Spans move with the prompt and are clipped to the sequence (this key lies past the 8 tokens).
+  assert(long.key.start - long.prompt_length >= 8);
+  assertEquals(r.key, { start: r.input_ids.length, end: r.input_ids.length });
+  const wide = upftRecord(long, tok, { ...config, k: 64 });
+  assertEquals(wide.key.start - wide.prompt_length, long.key.start - long.prompt_length);
+  assertEquals(wide.input_ids.slice(wide.prompt_length), long.input_ids.slice(long.prompt_length));
 
   const s = upftRecord(short, tok, { ...config, k: 64 });
   const responseLength = short.input_ids.length - short.prompt_length;

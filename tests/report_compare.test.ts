@@ -1,5 +1,7 @@
 /**
- * End to end: the comparison pipeline over every registered method, 2 seeds (3 with SFTKEY_SLOW=1) and
+ * End to end: the comparison pipeline over every registered method (the RFTT arms only with SFTKEY_SLOW=1:
+ * their RL runs and long-trace evaluations added about 100 s here; tests/rftt_pipeline.test.ts runs them end
+ * to end in the default tier), 2 seeds (3 with SFTKEY_SLOW=1) and
  * both embedded datasets, on a tiny slice with a tiny budget, through the CLI's entry point. It must write
  * report.md/html with every method, charts and the mask viewer; share identical nodes through the cache;
  * state significance in agreement with its own intervals; and, run again, reuse everything, the report
@@ -10,11 +12,15 @@ import { assert, assertEquals } from "./assert.ts";
 import { runAndSummarise } from "../src/cli/run.ts";
 import { useBackend } from "../src/backend/backend.ts";
 import { build } from "../pipelines/compare.ts";
-import { methods } from "../pipelines/methods.ts";
+import { methods as registry, RFTT_METHODS } from "../pipelines/methods.ts";
 import type { PipelineOptions } from "../pipelines/data.ts";
 
 /** Three seeds as in the real comparison in the slow tier; two keep the default suite fast. */
-const SEEDS = Deno.env.get("SFTKEY_SLOW") === "1" ? [0, 1, 2] : [0, 1];
+const SLOW = Deno.env.get("SFTKEY_SLOW") === "1";
+const SEEDS = SLOW ? [0, 1, 2] : [0, 1];
+const methods = SLOW
+  ? registry
+  : Object.fromEntries(Object.entries(registry).filter(([name]) => !RFTT_METHODS.includes(name)));
 
 const tiny: PipelineOptions = {
   limit: { train: 16, test: 6 },
@@ -36,7 +42,7 @@ const run = (runDir: string) =>
     Effect.runPromise(
       Effect.flatMap(
         useBackend("cpu"),
-        (backend) => runAndSummarise(build(tiny, { seeds: SEEDS }), { runDir, force: [], backend }),
+        (backend) => runAndSummarise(build(tiny, { seeds: SEEDS, methods }), { runDir, force: [], backend }),
       ),
     )
   );

@@ -5,15 +5,11 @@
  * checkpoint it runs end to end.
  */
 import * as tf from "@tensorflow/tfjs";
-import { Effect } from "effect";
 import { assert, assertEquals } from "./assert.ts";
 import { tinyConfig } from "./model_test_helpers.ts";
-import { FUNCTIONAL_TOKENS, parseTrace, renderTrace } from "../src/data/functional_tokens.ts";
-import { loadTokenizer } from "../src/data/tokenizer.ts";
-import { growTokenizer } from "../src/data/tokenizer_grow.ts";
+import { parseTrace, renderTrace } from "../src/data/functional_tokens.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
 import {
-  functionalTokenIds,
   modelExpander,
   modelPolicy,
   orderTags,
@@ -22,16 +18,11 @@ import {
 } from "../src/train/rftt_model_expander.ts";
 import { search, segmentsOf } from "../src/train/rftt_search.ts";
 import { Rng } from "../src/util/rng.ts";
+import { grownArithTokenizer } from "./rftt_test_helpers.ts";
 
 await tf.setBackend("cpu");
 
-const fixture = new URL("../fixtures/arith/tokenizer.json", import.meta.url).pathname;
-const tmp = await Deno.makeTempDir();
-const grown = await Effect.runPromise(growTokenizer(fixture, FUNCTIONAL_TOKENS));
-for (const [name, text] of Object.entries(grown.files)) await Deno.writeTextFile(`${tmp}/${name}`, text);
-const tok = await Effect.runPromise(loadTokenizer(`${tmp}/tokenizer.json`));
-const ids = functionalTokenIds(tok);
-const id = (t: string) => ids.get(t)!;
+const { tok, ids, id, dir: tmp } = await grownArithTokenizer();
 
 /** A scripted policy: the continuation depends on the opening tag the prompt ends with. */
 const scripted = (scripts: Record<string, number[]>, prefer: string[]): Policy & { stops: boolean[] } => {

@@ -10,7 +10,6 @@
  * DIR: e.g. a SmolLM2-135M- or Qwen2.5-0.5B-shaped checkpoint from tools/make_shaped_checkpoint.ts. LoRA:
  * r 8, alpha 16, the default targets (every block projection).
  */
-import * as tf from "@tensorflow/tfjs";
 import { Effect } from "effect";
 import { useBackend } from "../src/backend/backend.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/model/checkpoint.ts";
@@ -40,7 +39,7 @@ if (mode === undefined) {
     console.log(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1));
   }
 } else {
-  await Effect.runPromise(useBackend((Deno.env.get("SFTKEY_BACKEND") ?? "cpu") as "cpu"));
+  const backend = await Effect.runPromise(useBackend((Deno.env.get("SFTKEY_BACKEND") ?? "cpu") as "cpu"));
   const { config, params, hfConfig } = await Effect.runPromise(loadCheckpoint(dir));
   const lora = { r: 8, alpha: 16, dropout: 0 };
   if (mode === "lora") attachFreshAdapter(params, config, paramShapes(config), lora, Rng.seeded(1));
@@ -73,7 +72,7 @@ if (mode === undefined) {
   const trainableCount = [...trainable.values()].reduce((n, v) => n + v.size, 0);
   console.log(JSON.stringify({
     mode,
-    backend: tf.getBackend(),
+    backend,
     trainableParams: trainableCount,
     peakRssGiB: +(peakRss() / 1024 ** 3).toFixed(3),
     stepSeconds: times.map((t) => +t.toFixed(2)),

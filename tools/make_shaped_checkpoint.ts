@@ -12,6 +12,7 @@
  * DIR defaults to a new temporary directory. Prints the directory.
  */
 import { Effect } from "effect";
+import { useBackend } from "../src/backend/backend.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { saveCheckpoint } from "../src/model/checkpoint.ts";
 import { disposeParams, initParams } from "../src/model/model.ts";
@@ -65,5 +66,6 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const dir = Deno.args[1] ?? await Deno.makeTempDir({ prefix: `${shape}-shaped-` });
+  await Effect.runPromise(useBackend("cpu")); // the plain cpu backend, without tfjs's Node.js banner
   console.log(await Effect.runPromise(makeShapedCheckpoint(shape, dir)));
 }

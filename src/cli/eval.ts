@@ -3,11 +3,12 @@
  * accuracy, format rate and key loss of the pipelines' evaluate step, and with `--samples k --temperature
  * T` pass@j and majority vote over k seeded samples per prompt.
  *
- *   deno task eval --model DIR --data FILE --format F [--tokenizer T] [--locator L] [--max-length N]
+ *   deno task eval --model DIR [--adapter DIR] --data FILE --format F [--tokenizer T] [--locator L] [--max-length N]
  *                  [--max-new-tokens N] [--samples K --temperature T --seed S] [--run-dir DIR]
  *
  * It runs as a pipeline (pipelines/eval.ts) in its run directory (default runs/eval): prepared data and
- * results are cached, and summary.json and the metrics table come out as for any pipeline.
+ * results are cached, and summary.json and the metrics table come out as for any pipeline. With
+ * `--adapter` the LoRA adapter is merged into the model before it is evaluated (as `deno task merge`).
  */
 import { Command, Options } from "@effect/cli";
 import { Effect, Option } from "effect";
@@ -16,7 +17,8 @@ import { DataFormat } from "../data/formats.ts";
 import { InvalidConfig } from "../errors.ts";
 import { build } from "../../pipelines/eval.ts";
 import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
-import { optionalFloat, optionalInt, requirePositive } from "./flags.ts";
+import { adapter, optionalFloat, optionalInt, requirePositive } from "./flags.ts";
+import { adapterAgainstModel } from "./lora_flags.ts";
 import { runAndSummarise } from "./run.ts";
 import { tokenizerPathOf } from "./tokenizer_path.ts";
 
@@ -24,6 +26,7 @@ const options = {
   model: Options.directory("model").pipe(
     Options.withDescription("the Hugging Face checkpoint directory to evaluate"),
   ),
+  adapter,
   data: Options.file("data").pipe(Options.withDescription("evaluation data (JSONL)")),
   format: Options.choice("format", DataFormat.literals).pipe(
     Options.withDescription("row format of --data: tags, gsm8k, reasoning, math, messages"),
@@ -70,11 +73,13 @@ export const evalCommand = Command.make("eval", options, (a) =>
         reason: `${samples} samples per prompt need --temperature above 0 (greedy samples are all the same)`,
       });
     }
+    if (Option.isSome(a.adapter)) yield* adapterAgainstModel(a.adapter.value, a.model);
     const tokenizer = yield* tokenizerPathOf(Option.getOrUndefined(a.tokenizer), a.model);
     const pipeline = yield* Effect.try({
       try: () =>
         build({
           model: a.model,
+          adapter: Option.getOrUndefined(a.adapter),
           tokenizer: tokenizer!,
           data: a.data,
           format: a.format,
@@ -89,7 +94,8 @@ export const evalCommand = Command.make("eval", options, (a) =>
     const sampling = samples !== undefined || temperature !== undefined
       ? `${samples ?? 1} sample(s) per prompt at temperature ${temperature ?? 0}, seed ${a.seed}`
       : "greedy";
-    console.log(`evaluating ${a.model} on ${a.data} (${a.format}, ${sampling})`);
+    const adapted = Option.match(a.adapter, { onNone: () => "", onSome: (d) => ` with adapter ${d}` });
+    console.log(`evaluating ${a.model}${adapted} on ${a.data} (${a.format}, ${sampling})`);
     const used = yield* useBackend(a.backend);
     yield* runAndSummarise(pipeline, {
       runDir: Option.getOrElse(a.runDir, () => "runs/eval"),

@@ -15,6 +15,7 @@ import { type Pipeline, type PipelineNode, type StepNode, validate } from "../en
 import { lockRunDir } from "../engine/lock.ts";
 import { consoleReporter } from "../engine/progress.ts";
 import { runPipeline } from "../engine/runner.ts";
+import { type FileStat, parseStat, statOf, trusted } from "../engine/file_stats.ts";
 import { copyFileAtomic, ensureDir, writeFileAtomic } from "../io/fs.ts";
 import { exportTrlStep, TRL_FILE } from "../steps/export_trl.ts";
 import { storeFor } from "./run.ts";
@@ -78,6 +79,39 @@ const startOf = (pipeline: Pipeline, train: StepNode) => {
   return { stage: init };
 };
 
+/**
+ * Where an exported file was copied from, and its stat right after the copy (stages.json's `copy`): what
+ * lets a rerun leave a file it wrote alone, the stat-record rule of ../engine/file_stats.ts.
+ */
+interface Copy {
+  readonly from: string;
+  readonly stat: FileStat;
+  readonly recordedMs: number;
+}
+
+const statNow = (path: string): Promise<FileStat | undefined> =>
+  Deno.stat(path).then(statOf, () => undefined);
+
+/** The copies an earlier export recorded in stages.json, by file name; none when it is absent or damaged. */
+const previousCopies = async (path: string): Promise<Map<string, Copy>> => {
+  const out = new Map<string, Copy>();
+  try {
+    const stages = JSON.parse(await Deno.readTextFile(path));
+    for (const s of Array.isArray(stages) ? stages : []) {
+      const stat = parseStat(s?.copy?.stat);
+      if (
+        typeof s?.file === "string" && typeof s.copy.from === "string" && stat &&
+        typeof s.copy.recordedMs === "number"
+      ) {
+        out.set(s.file, { from: s.copy.from, stat, recordedMs: s.copy.recordedMs });
+      }
+    }
+  } catch {
+    // No earlier export, or a file this version cannot read: everything is copied.
+  }
+  return out;
+};
+
 /** Runs the data preparation of `pipeline` and writes the TRL files and stages.json into `out`. */
 export const runExport = (pipeline: Pipeline, opts: { runDir: string; out: string }) =>
   Effect.scoped(Effect.gen(function* () {
@@ -92,10 +126,31 @@ export const runExport = (pipeline: Pipeline, opts: { runDir: string; out: strin
     const reporter = consoleReporter();
     const result = yield* runPipeline(prep, { store: storeFor(opts.runDir), reporter, backend: "none" });
     yield* ensureDir(opts.out);
+    const previous = yield* Effect.promise(() => previousCopies(`${opts.out}/stages.json`));
     const manifest = [];
     for (const s of stages) {
+      const from = `${result.outputs.get(s.exportNode)!}/${TRL_FILE}`;
+      const to = `${opts.out}/${s.file}`;
+      // A file this export wrote from the same artifact, untouched since (its stat as recorded then), is
+      // not copied again: a rerun of a large export would otherwise rewrite gigabytes it already holds.
+      const before = previous.get(s.file);
+      const now = yield* Effect.promise(() => statNow(to));
+      const unchanged = before !== undefined && before.from === from && now !== undefined &&
+        trusted(before.stat, now, before.recordedMs);
       // Copied by the kernel, not read into memory: the file may be larger than one read may be.
-      yield* copyFileAtomic(`${result.outputs.get(s.exportNode)!}/${TRL_FILE}`, `${opts.out}/${s.file}`);
+      let copy: Copy;
+      if (unchanged) copy = before;
+      else {
+        yield* copyFileAtomic(from, to);
+        // The copy's mtime is set a second back, so that the record made now vouches for it at once
+        // (a record younger than RACY_MS after the mtime is not trusted); any later write moves it on.
+        const recordedMs = Date.now();
+        const stat = yield* Effect.promise(async () => {
+          await Deno.utime(to, new Date(recordedMs), new Date(recordedMs - 1000));
+          return await statNow(to);
+        });
+        copy = { from, stat: stat!, recordedMs };
+      }
       const train = pipeline.nodes.find((n) => n.name === s.node) as StepNode;
       const mask = pipeline.nodes.find((n) => n.name === s.maskNode) as StepNode;
       manifest.push({
@@ -104,8 +159,9 @@ export const runExport = (pipeline: Pipeline, opts: { runDir: string; out: strin
         mask: mask.config,
         start: startOf(pipeline, train),
         train: train.config,
+        copy,
       });
-      reporter.log(`${s.node}: ${opts.out}/${s.file}`);
+      reporter.log(`${s.node}: ${opts.out}/${s.file}${unchanged ? " (unchanged)" : ""}`);
     }
     yield* writeFileAtomic(`${opts.out}/stages.json`, JSON.stringify(manifest, null, 2) + "\n");
     reporter.log(`stages, in order, with what each starts from: ${opts.out}/stages.json`);

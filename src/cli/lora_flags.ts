@@ -1,13 +1,26 @@
 /**
  * `--lora` and its settings for every training node of a pipeline (src/steps/train.ts `lora`): `--lora-r`,
  * `--lora-alpha`, `--lora-dropout`, `--lora-targets` (comma-separated module names; default every block
- * projection of the architecture) and `--use-rslora`. Without `--lora` the training configs are
- * untouched (no `lora` field), so cache keys stay those of full fine-tuning.
+ * projection of the architecture), `--use-rslora`, and `--lora-stage-two continue|new` (how a second
+ * stage starts: stage one's adapter continued, the default, or a new adapter on stage one's merged model;
+ * pipelines/data.ts loraStageTwo). Without `--lora` the training configs are untouched (no `lora`
+ * field), so cache keys stay those of full fine-tuning.
+ *
+ * With `--adapter DIR` as the training start and `--lora`, training continues that adapter: its r, alpha,
+ * targets, rsLoRA and dropout are the defaults, and a flag that contradicts them is an error.
  */
 import { Options } from "@effect/cli";
 import { Effect, Option } from "effect";
-import { InvalidConfig } from "../errors.ts";
+import {
+  type AdapterInvalid,
+  type CheckpointMalformed,
+  type FileUnreadable,
+  InvalidConfig,
+} from "../errors.ts";
+import { loadCheckpointConfig } from "../model/checkpoint.ts";
+import { checkAdapter, readAdapter } from "../model/peft.ts";
 import type { LoraSettings } from "../model/lora.ts";
+import { LORA_STAGE_TWO, type LoraStageTwo } from "../../pipelines/data.ts";
 import { optionalFloat, optionalInt } from "./flags.ts";
 
 export const DEFAULT_LORA = { r: 8, alpha: 16, dropout: 0 } as const;
@@ -30,6 +43,14 @@ export const loraOptions = {
     Options.optional,
   ),
   useRslora: Options.boolean("use-rslora").pipe(Options.withDescription("rsLoRA: scaling = alpha / sqrt(r)")),
+  // Text, not a choice: a wrong value is then one typed line (InvalidConfig), not the whole usage.
+  loraStageTwo: Options.text("lora-stage-two").pipe(
+    Options.withPseudoName("continue|new"),
+    Options.withDescription(
+      "how a second stage starts under --lora: continue stage one's adapter (default), or a new adapter on stage one's merged model",
+    ),
+    Options.optional,
+  ),
 };
 
 export interface LoraFlags {
@@ -39,10 +60,61 @@ export interface LoraFlags {
   readonly loraDropout: Option.Option<number>;
   readonly loraTargets: Option.Option<string>;
   readonly useRslora: boolean;
+  readonly loraStageTwo: Option.Option<string>;
 }
 
-/** The LoRA settings the flags ask for, undefined without --lora; checked for range. */
-export const loraFromFlags = (a: LoraFlags): Effect.Effect<LoraSettings | undefined, InvalidConfig> =>
+/**
+ * An `--adapter` directory checked against `--model` before anything runs (a missing file, another
+ * peft_type, a module or shape the model does not have), each failure one line naming the file; its
+ * settings (the defaults of the --lora flags when training continues it).
+ */
+export const adapterAgainstModel = (
+  dir: string,
+  modelDir: string | undefined,
+): Effect.Effect<
+  { readonly dir: string; readonly settings: LoraSettings },
+  InvalidConfig | AdapterInvalid | FileUnreadable | CheckpointMalformed
+> =>
+  Effect.gen(function* () {
+    if (modelDir === undefined) {
+      return yield* new InvalidConfig({
+        where: "--adapter",
+        reason: "needs --model, the base the adapter was trained on",
+      });
+    }
+    const read = yield* readAdapter(dir);
+    yield* checkAdapter(dir, read, (yield* loadCheckpointConfig(modelDir)).config);
+    return { dir, settings: read.settings };
+  });
+
+/** `--lora-stage-two`: undefined when not given; needs --lora. */
+export const loraStageTwoFromFlags = (a: LoraFlags): Effect.Effect<LoraStageTwo | undefined, InvalidConfig> =>
+  Effect.gen(function* () {
+    if (Option.isNone(a.loraStageTwo)) return undefined;
+    const v = a.loraStageTwo.value;
+    if (!a.lora) return yield* new InvalidConfig({ where: "--lora-stage-two", reason: "needs --lora" });
+    if (!(LORA_STAGE_TWO as ReadonlyArray<string>).includes(v)) {
+      return yield* new InvalidConfig({
+        where: "--lora-stage-two",
+        reason: `must be ${LORA_STAGE_TWO.join(" or ")}, got ${JSON.stringify(v)}`,
+      });
+    }
+    return v as LoraStageTwo;
+  });
+
+/** `--lora-targets` as a sorted comma-separated list (how an adapter's targets are compared with it). */
+const targetList = (t: string): string =>
+  t.split(",").map((s) => s.trim()).filter((s) => s !== "").toSorted().join(",");
+
+/**
+ * The LoRA settings the flags ask for, undefined without --lora; checked for range. `adapter` (the
+ * settings of an --adapter to continue, and its directory) gives the defaults instead of DEFAULT_LORA,
+ * and a flag that contradicts it is an InvalidConfig.
+ */
+export const loraFromFlags = (
+  a: LoraFlags,
+  adapter?: { readonly dir: string; readonly settings: LoraSettings },
+): Effect.Effect<LoraSettings | undefined, InvalidConfig> =>
   Effect.gen(function* () {
     const given: Array<[string, boolean]> = [
       ["--lora-r", Option.isSome(a.loraR)],
@@ -56,9 +128,31 @@ export const loraFromFlags = (a: LoraFlags): Effect.Effect<LoraSettings | undefi
       if (stray) return yield* new InvalidConfig({ where: stray[0], reason: "needs --lora" });
       return undefined;
     }
-    const r = Option.getOrElse(a.loraR, () => DEFAULT_LORA.r);
-    const alpha = Option.getOrElse(a.loraAlpha, () => DEFAULT_LORA.alpha);
-    const dropout = Option.getOrElse(a.loraDropout, () => DEFAULT_LORA.dropout);
+    const from = adapter?.settings;
+    if (adapter && from) {
+      const clash = (
+        [
+          ["--lora-r", Option.getOrUndefined(a.loraR), from.r],
+          ["--lora-alpha", Option.getOrUndefined(a.loraAlpha), from.alpha],
+          ["--use-rslora", a.useRslora || undefined, from.useRslora ?? false],
+          // Compared as sorted lists; an adapter whose target_modules is a pattern has no list to compare.
+          [
+            "--lora-targets",
+            from.targets ? Option.getOrUndefined(Option.map(a.loraTargets, targetList)) : undefined,
+            from.targets?.toSorted().join(","),
+          ],
+        ] as const
+      ).find(([, given, has]) => given !== undefined && given !== has);
+      if (clash) {
+        return yield* new InvalidConfig({
+          where: clash[0],
+          reason: `the adapter to continue (${adapter.dir}) has ${clash[2]}; leave the flag out or give that`,
+        });
+      }
+    }
+    const r = Option.getOrElse(a.loraR, () => from?.r ?? DEFAULT_LORA.r);
+    const alpha = Option.getOrElse(a.loraAlpha, () => from?.alpha ?? DEFAULT_LORA.alpha);
+    const dropout = Option.getOrElse(a.loraDropout, () => from?.dropout ?? DEFAULT_LORA.dropout);
     if (!(Number.isInteger(r) && r > 0)) {
       return yield* new InvalidConfig({ where: "--lora-r", reason: `must be a positive integer, got ${r}` });
     }
@@ -71,9 +165,9 @@ export const loraFromFlags = (a: LoraFlags): Effect.Effect<LoraSettings | undefi
         reason: `must be in [0, 1), got ${dropout}`,
       });
     }
-    const targets = Option.map(
-      a.loraTargets,
-      (t) => t.split(",").map((s) => s.trim()).filter((s) => s !== ""),
+    const targets = Option.orElse(
+      Option.map(a.loraTargets, (t) => t.split(",").map((s) => s.trim()).filter((s) => s !== "")),
+      () => Option.fromNullable(from?.targets),
     );
     if (Option.isSome(targets) && targets.value.length === 0) {
       return yield* new InvalidConfig({ where: "--lora-targets", reason: "names no module" });
@@ -83,6 +177,6 @@ export const loraFromFlags = (a: LoraFlags): Effect.Effect<LoraSettings | undefi
       alpha,
       dropout,
       ...(Option.isSome(targets) ? { targets: targets.value } : {}),
-      ...(a.useRslora ? { useRslora: true } : {}),
+      ...(a.useRslora || from?.useRslora ? { useRslora: true } : {}),
     };
   });

@@ -25,7 +25,13 @@ import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
 import { generateCommand } from "./generate.ts";
 import { scoreCommand } from "./score.ts";
 import { mergeCommand } from "./merge.ts";
-import { type LoraFlags, loraFromFlags, loraOptions } from "./lora_flags.ts";
+import {
+  adapterAgainstModel,
+  type LoraFlags,
+  loraFromFlags,
+  loraOptions,
+  loraStageTwoFromFlags,
+} from "./lora_flags.ts";
 
 const pipelineName = Args.text({ name: "pipeline" }).pipe(
   Args.withDescription(
@@ -69,6 +75,15 @@ const model = Options.directory("model").pipe(
   ),
   Options.optional,
 );
+// Text, not Options.directory: a missing one is then one typed line naming adapter_config.json.
+const startAdapter = Options.text("adapter").pipe(
+  Options.withPseudoName("DIR"),
+  Options.withDescription(
+    "a LoRA adapter (PEFT layout) on --model to start training from: continued with --lora (its r, alpha " +
+      "and targets), merged into --model otherwise",
+  ),
+  Options.optional,
+);
 const runDir = Options.text("run-dir").pipe(
   Options.withPseudoName("DIR"),
   Options.withDescription("where artifacts, locks and summary.json go (default: runs/<pipeline>)"),
@@ -97,6 +112,7 @@ const selection = {
   format,
   tokenizer,
   model,
+  startAdapter,
   seed,
   quick,
   runDir,
@@ -113,6 +129,7 @@ type Selection = DataFlags & BudgetFlags & LoraFlags & {
   format: Option.Option<DataFormat>;
   tokenizer: Option.Option<string>;
   model: Option.Option<string>;
+  startAdapter: Option.Option<string>;
   seed: number;
   quick: boolean;
   runDir: Option.Option<string>;
@@ -134,6 +151,12 @@ const resolve = (a: Selection) =>
       if (!isDir) return yield* new FileUnreadable({ path: modelDir, reason: "no such directory (--model)" });
       yield* loadCheckpointConfig(modelDir);
     }
+    // An --adapter is checked against --model now too, naming its file; with --lora its settings are the
+    // defaults of the --lora flags.
+    const adapterDir = Option.getOrUndefined(a.startAdapter);
+    const startAdapter = adapterDir === undefined
+      ? undefined
+      : yield* adapterAgainstModel(adapterDir, modelDir);
     const tokenizerPath = yield* tokenizerPathOf(Option.getOrUndefined(a.tokenizer), modelDir);
     if (Option.isSome(a.data) && Option.isNone(a.format)) {
       return yield* new InvalidConfig({
@@ -149,7 +172,8 @@ const resolve = (a: Selection) =>
     }
     const dataFlags = yield* dataFromFlags(a);
     const flagBudget = yield* budgetFromFlags(a);
-    const lora = yield* loraFromFlags(a);
+    const lora = yield* loraFromFlags(a, startAdapter);
+    const loraStageTwo = yield* loraStageTwoFromFlags(a);
     // --lora reaches every training node through the budget's train settings.
     const budget = lora ? { ...flagBudget, train: { ...flagBudget?.train, lora } } : flagBudget;
     const pipeline = yield* loadPipeline(a.pipelineName, {
@@ -161,6 +185,8 @@ const resolve = (a: Selection) =>
       ...dataFlags,
       tokenizer: tokenizerPath,
       model: modelDir,
+      adapter: adapterDir,
+      loraStageTwo,
       seed: a.seed,
       quick: a.quick,
     });

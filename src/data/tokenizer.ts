@@ -123,7 +123,8 @@ type Source = { readonly kind: "json"; readonly file: string } | {
 
 /**
  * Resolve what the user gave: a tokenizer.json, a vocab.json or merges.txt (the pair is taken from its
- * directory), or a directory (a model directory works as is); a directory's tokenizer.json wins over a
+ * directory), or a directory (a model directory works as is, and so does a step artifact holding one in
+ * model/); a directory's tokenizer.json wins over a
  * vocab.json + merges.txt pair, as in Hugging Face's loaders.
  */
 const resolveSource = (fs: FileAccess, path: string): Effect.Effect<Source, FileUnreadable> =>
@@ -135,6 +136,10 @@ const resolveSource = (fs: FileAccess, path: string): Effect.Effect<Source, File
       if (yield* isFile(fs, `${dir}/tokenizer.json`)) return { kind: "json", file: `${dir}/tokenizer.json` };
       if ((yield* isFile(fs, `${dir}/vocab.json`)) && (yield* isFile(fs, `${dir}/merges.txt`))) {
         return { kind: "slow", dir };
+      }
+      // A step's artifact holding a checkpoint in model/ (train, addTokens): the checkpoint's tokenizer.
+      if (!dir.endsWith("/model") && (yield* isFile(fs, `${dir}/model/config.json`))) {
+        return yield* resolveSource(fs, `${dir}/model`);
       }
       return yield* unreadable("is a directory without a tokenizer.json or a vocab.json + merges.txt pair");
     }

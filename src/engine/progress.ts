@@ -7,8 +7,8 @@
 export interface ProgressUpdate {
   /** Items (optimizer steps, examples) done so far. */
   readonly done: number;
-  /** Items in all. */
-  readonly total: number;
+  /** Items in all, when known before the end (a streamed file's rows are not). */
+  readonly total?: number;
   /** The latest loss, when the step trains or scores. */
   readonly loss?: number;
   /** Loss-weighted tokens (or other items) processed per second. */
@@ -41,11 +41,15 @@ const fmtDuration = (s: number): string => {
 };
 
 const describe = (label: string, p: ProgressUpdate, elapsed: number): string => {
-  const parts = [`${label} ${p.done}/${p.total}`];
+  const parts = [
+    p.total === undefined ? `${label} ${p.done} ${p.unit ?? "tok"}` : `${label} ${p.done}/${p.total}`,
+  ];
   if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
   if (p.rate !== undefined) parts.push(`${p.rate.toFixed(0)} ${p.unit ?? "tok"}/s`);
-  const eta = p.done > 0 ? (elapsed / p.done) * (p.total - p.done) : NaN;
-  parts.push(`elapsed ${fmtDuration(elapsed)}`, `ETA ${fmtDuration(eta)}`);
+  parts.push(`elapsed ${fmtDuration(elapsed)}`);
+  if (p.total !== undefined) {
+    parts.push(`ETA ${fmtDuration(p.done > 0 ? (elapsed / p.done) * (p.total - p.done) : NaN)}`);
+  }
   return parts.join("  ");
 };
 
@@ -80,6 +84,30 @@ export const consoleReporter = (opts: { interactive?: boolean; intervalSeconds?:
         },
       };
     },
+  };
+};
+
+/**
+ * Progress of a step that streams rows whose count is not known in advance (the data steps): `add` after
+ * each batch; the line shows rows done and rows per second.
+ */
+export const rowProgress = (
+  reporter: Reporter,
+  label: string,
+): { add(rows: number): void; finish(): void } => {
+  const progress = reporter.progress(label);
+  const start = performance.now();
+  let done = 0;
+  return {
+    add: (rows) => {
+      done += rows;
+      progress.update({
+        done,
+        rate: done / Math.max(1e-3, (performance.now() - start) / 1000),
+        unit: "rows",
+      });
+    },
+    finish: () => progress.finish(),
   };
 };
 

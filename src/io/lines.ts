@@ -124,6 +124,46 @@ export class LineReader {
   }
 }
 
+/**
+ * Lines of a file that hold more than whitespace (the lines LineReader returns), counted synchronously
+ * chunk by chunk: for building a pipeline, which is synchronous, on files of any size. Only a line with
+ * no visible ASCII keeps its non-ASCII bytes, to decide whether they are whitespace as String.trim sees it.
+ */
+export const countNonBlankLinesSync = (path: string, chunkSize = CHUNK): number => {
+  const file = Deno.openSync(path, { read: true });
+  try {
+    const buf = new Uint8Array(chunkSize);
+    const decoder = new TextDecoder();
+    let count = 0;
+    let visible = false;
+    let high: number[] = [];
+    const endLine = () => {
+      if (visible || (high.length > 0 && decoder.decode(Uint8Array.from(high)).trim() !== "")) count++;
+      visible = false;
+      high = [];
+    };
+    for (let n = file.readSync(buf); n !== null; n = file.readSync(buf)) {
+      const chunk = buf.subarray(0, n);
+      for (let i = 0; i < n; i++) {
+        if (visible) {
+          // The rest of a visible line is skipped in one native search (a JSONL row is visible at "{").
+          const nl = chunk.indexOf(0x0a, i);
+          if (nl < 0) break;
+          i = nl;
+        }
+        const b = chunk[i];
+        if (b === 0x0a) endLine();
+        else if (b >= 0x80) high.push(b);
+        else if (b !== 0x20 && (b < 0x09 || b > 0x0d)) visible = true;
+      }
+    }
+    endLine();
+    return count;
+  } finally {
+    file.close();
+  }
+};
+
 const joined = (parts: Uint8Array[]): Uint8Array => {
   if (parts.length === 1) return parts[0];
   let length = 0;

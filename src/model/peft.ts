@@ -20,6 +20,7 @@ import {
   fanInFanOut,
   loraAName,
   loraBName,
+  type LoraModule,
   loraOf,
   loraScaling,
   type LoraSettings,
@@ -180,17 +181,23 @@ export const readAdapter = (dir: string): Effect.Effect<AdapterFile, AdapterInva
     };
   });
 
+/** An adapter checked against a model: the modules it adapts, with the values of their A and B. */
+export interface CheckedAdapter {
+  readonly modules: ReadonlyArray<LoraModule>;
+  readonly values: ReadonlyMap<string, { readonly a: Float32Array; readonly b: Float32Array }>;
+}
+
 /**
- * Checks `adapter` against the base model `params` of config `c` and attaches it (./lora.ts). Tensor
- * names may carry PEFT's "base_model.model." prefix or not; PEFT's adapter-name infix (".default.") in a
- * saved file is not PEFT's layout and is refused as an extra tensor.
+ * Checks `adapter` against a model of config `c` (its parameter shapes only, so nothing is loaded):
+ * every module target_modules selects has both tensors with the base's shapes and r, and no other tensor
+ * is present. Tensor names may carry PEFT's "base_model.model." prefix or not; PEFT's adapter-name infix
+ * (".default.") in a saved file is not PEFT's layout and is refused as an extra tensor.
  */
-export const applyAdapter = (
+export const checkAdapter = (
   dir: string,
   adapter: AdapterFile,
   c: ModelConfig,
-  params: Params,
-): Effect.Effect<Params, AdapterInvalid> =>
+): Effect.Effect<CheckedAdapter, AdapterInvalid> =>
   Effect.gen(function* () {
     const where = join(dir, ADAPTER_WEIGHTS_FILE);
     const bad = (reason: string) => Effect.fail(new AdapterInvalid({ path: where, reason }));
@@ -241,21 +248,42 @@ export const applyAdapter = (
         })`,
       );
     }
-    return attachAdapter(
-      params,
-      { scaling: loraScaling(adapter.settings), dropout: adapter.settings.dropout, modules },
-      values,
-      r,
-    );
+    return { modules, values };
   });
 
-/** Reads the adapter in `dir` and attaches it to the base model `params` (mutated and returned). */
+/**
+ * Checks `adapter` against the base model `params` of config `c` (checkAdapter) and attaches it
+ * (./lora.ts). `dropout` replaces the file's lora_dropout (training an adapter further with another).
+ */
+export const applyAdapter = (
+  dir: string,
+  adapter: AdapterFile,
+  c: ModelConfig,
+  params: Params,
+  dropout: number = adapter.settings.dropout,
+): Effect.Effect<Params, AdapterInvalid> =>
+  Effect.map(
+    checkAdapter(dir, adapter, c),
+    ({ modules, values }) =>
+      attachAdapter(
+        params,
+        { scaling: loraScaling(adapter.settings), dropout, modules },
+        values,
+        adapter.settings.r,
+      ),
+  );
+
+/**
+ * Reads the adapter in `dir` and attaches it to the base model `params` (mutated and returned); `dropout`
+ * replaces the file's lora_dropout.
+ */
 export const loadAdapter = (
   dir: string,
   c: ModelConfig,
   params: Params,
+  dropout?: number,
 ): Effect.Effect<{ params: Params; adapter: AdapterFile }, AdapterInvalid | FileUnreadable> =>
   Effect.gen(function* () {
     const adapter = yield* readAdapter(dir);
-    return { params: yield* applyAdapter(dir, adapter, c, params), adapter };
+    return { params: yield* applyAdapter(dir, adapter, c, params, dropout), adapter };
   });

@@ -8,8 +8,11 @@
  * cut with an ellipsis and legends were laid out far too wide. `installTextWidths` replaces that
  * estimate with per-character widths of a Helvetica-like font (measured widths, rounded to classes).
  */
+import { Effect } from "effect";
 import * as vega from "vega";
 import * as vl from "vega-lite";
+import { WriteFailed } from "../errors.ts";
+import { writeFileAtomic } from "../io/fs.ts";
 
 /** Width of each character class in units of the font size (Helvetica/Arial-like). */
 const charWidth = (c: string): number => {
@@ -50,6 +53,21 @@ export const renderSvg = async (spec: vl.TopLevelSpec): Promise<string> => {
     view.finalize();
   }
 };
+
+/** Writes `spec` rendered as `<dir>/<base>.svg` and the spec itself as `<dir>/<base>.vl.json`. */
+export const writeChart = (
+  dir: string,
+  base: string,
+  spec: vl.TopLevelSpec,
+): Effect.Effect<void, WriteFailed> =>
+  Effect.gen(function* () {
+    const svg = yield* Effect.tryPromise({
+      try: () => renderSvg(spec),
+      catch: (e) => new WriteFailed({ path: `${dir}/${base}.svg`, reason: String(e) }),
+    });
+    yield* writeFileAtomic(`${dir}/${base}.svg`, svg);
+    yield* writeFileAtomic(`${dir}/${base}.vl.json`, JSON.stringify(spec, null, 2) + "\n");
+  });
 
 /**
  * Prefixes the ids an SVG defines (Vega's clip paths are "clip1", "clip2", ... in every chart) and the
@@ -179,4 +197,103 @@ export const lossSpec = (points: ReadonlyArray<LossPoint>, methodOrder: Readonly
     },
     resolve: { scale: { y: "independent" } },
     config: { ...config, header: { ...config.header, labelAngle: 0, labelAlign: "left" as const } },
+  }) as vl.TopLevelSpec;
+
+/** One value of an RL run's per-update log (the rl step's rl_log.jsonl). */
+export interface RlPoint {
+  /** The run's label ("rftt", "cot-rl"). */
+  readonly arm: string;
+  /** 1-based update. */
+  readonly update: number;
+  /** What is measured ("mean reward", "KL to reference", ...; or a functional tag). */
+  readonly metric: string;
+  readonly value: number;
+}
+
+/** The x axis of the RL charts: the update number. */
+const UPDATE_AXIS = {
+  field: "update",
+  type: "quantitative",
+  title: "RL update",
+  axis: { format: "d", tickMinStep: 1 },
+} as const;
+
+/**
+ * RL runs per update: one panel per metric (mean reward, KL to the reference, response length, clip
+ * fraction, share reaching `<output>`), one line per run, each panel on its own y scale; below, the
+ * functional tokens written per rollout, one panel per run, one line per tag.
+ */
+export const rlSpec = (
+  metrics: ReadonlyArray<RlPoint>,
+  tags: ReadonlyArray<RlPoint>,
+  metricOrder: ReadonlyArray<string>,
+) =>
+  ({
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    vconcat: [
+      {
+        data: { values: metrics.map((p) => ({ ...p })) },
+        facet: { row: { field: "metric", type: "nominal", title: null, sort: [...metricOrder] } },
+        spec: {
+          width: 380,
+          height: 90,
+          mark: { type: "line", strokeWidth: 1.5, point: { size: 12 } },
+          encoding: {
+            x: UPDATE_AXIS,
+            y: {
+              field: "value",
+              type: "quantitative",
+              title: null,
+              scale: { zero: false },
+              axis: { tickCount: 4 },
+            },
+            color: { field: "arm", type: "nominal", title: "run" },
+          },
+        },
+        resolve: { scale: { y: "independent" } },
+      },
+      {
+        data: { values: tags.map((p) => ({ ...p })) },
+        facet: { column: { field: "arm", type: "nominal", title: null } },
+        spec: {
+          width: 180,
+          height: 110,
+          mark: { type: "line", strokeWidth: 1.5 },
+          encoding: {
+            x: UPDATE_AXIS,
+            y: { field: "value", type: "quantitative", title: "functional tokens per rollout" },
+            color: { field: "metric", type: "nominal", title: "tag", scale: { scheme: "category10" } },
+          },
+        },
+      },
+    ],
+    config: { ...config, header: { ...config.header, labelAngle: 0, labelAlign: "left" as const } },
+  }) as vl.TopLevelSpec;
+
+/** A model's accuracy with a majority vote over its first `n` sampled rollouts per prompt. */
+export interface ScalingPoint {
+  readonly model: string;
+  readonly n: number;
+  readonly accuracy: number;
+}
+
+/** Test-time scaling: majority-vote accuracy against the number of rollouts voted over, one line per model. */
+export const scalingSpec = (points: ReadonlyArray<ScalingPoint>) =>
+  ({
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    data: { values: points.map((p) => ({ ...p })) },
+    width: 320,
+    height: 180,
+    mark: { type: "line", strokeWidth: 1.5, point: true },
+    encoding: {
+      x: { field: "n", type: "quantitative", title: "rollouts voted over", scale: { type: "log", base: 2 } },
+      y: {
+        field: "accuracy",
+        type: "quantitative",
+        title: "majority-vote accuracy",
+        axis: { format: ".0%" },
+      },
+      color: { field: "model", type: "nominal", title: "model" },
+    },
+    config,
   }) as vl.TopLevelSpec;

@@ -249,7 +249,9 @@ const maskView = (
         return row === undefined ? [] : [{
           stage,
           source: row.source,
-          tokens: row.input_ids.map((id) => tok.tokenText(id)),
+          // An id beyond the dataset's tokenizer is a token a method added (RFTT's functional tokens,
+          // src/steps/add_tokens.ts): shown as its id, since the layout names one tokenizer per dataset.
+          tokens: row.input_ids.map((id) => id < tok.vocabSize ? tok.tokenText(id) : `<id ${id}>`),
           promptLength: row.prompt_length,
           weights: row.weights,
         }];

@@ -21,6 +21,7 @@ export const ModelMetrics = Schema.Struct({
   samples: Schema.optional(Schema.Number),
   pass_at: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Number })),
   majority_accuracy: Schema.optional(Schema.Number),
+  majority_at: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Number })),
 });
 export type ModelMetrics = typeof ModelMetrics.Type;
 

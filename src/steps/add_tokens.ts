@@ -11,6 +11,10 @@
  * Inputs: `model`, a checkpoint directory (or an artifact holding one in model/); `tokenizer`, optional,
  * the tokenizer to grow (default: the checkpoint's own). Output: model/ (config.json, model.safetensors,
  * tokenizer files) and report.json (old and new sizes, each token's id).
+ *
+ * Without `model` (a model trained from scratch, whose embedding is made for the grown vocabulary), only
+ * the tokenizer grows: its files are the output, at the artifact's top level, so the artifact is a
+ * tokenizer path. (A tokenizer path may also be an artifact holding model/: see loadTokenizer.)
  */
 import { Effect, Schema } from "effect";
 import { TokenizerMismatch, type ToolkitError } from "../errors.ts";
@@ -21,7 +25,7 @@ import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams } from "../model/model.ts";
 import { growVocabulary } from "../model/resize.ts";
 import { writeFileAtomic } from "../io/fs.ts";
-import { defineStep, type Step } from "../engine/step.ts";
+import { defineStep, type Step, type StepContext } from "../engine/step.ts";
 
 /** Decoder of the step's config; the fields are documented on the interface `AddTokensConfig`. */
 export const AddTokensConfig: Schema.Schema<AddTokensConfig> = Schema.Struct({
@@ -47,10 +51,29 @@ export const addTokensStep: Step<AddTokensConfig, "model" | "tokenizer", Toolkit
     "add special tokens to a tokenizer and grow the checkpoint's embedding and LM head (mean rows)",
   config: AddTokensConfig,
   inputs: ["model", "tokenizer"] as const,
-  optionalInputs: ["tokenizer"] as const,
+  optionalInputs: ["model", "tokenizer"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const given = inputs.model!;
+      if (inputs.model === undefined) {
+        if (inputs.tokenizer === undefined) {
+          return yield* new TokenizerMismatch({
+            path: ctx.dir,
+            reason: "neither a model nor a tokenizer to grow",
+          });
+        }
+        const before = yield* loadTokenizer(inputs.tokenizer);
+        const grown = yield* growTokenizer(inputs.tokenizer, config.tokens);
+        for (const [name, content] of Object.entries(grown.files)) {
+          yield* writeFileAtomic(`${ctx.dir}/${name}`, content);
+        }
+        yield* checkAdded(ctx.dir, config.tokens, grown.ids);
+        return yield* finish(ctx, config.tokens, grown.ids, {
+          oldVocabSize: before.vocabSize,
+          newVocabSize: grown.vocabSize,
+          tokenizerVocabSize: grown.vocabSize,
+        });
+      }
+      const given = inputs.model;
       const modelDir = (yield* Effect.promise(() => isFile(`${given}/model/config.json`)))
         ? `${given}/model`
         : given;
@@ -70,36 +93,52 @@ export const addTokensStep: Step<AddTokensConfig, "model" | "tokenizer", Toolkit
         copySideFilesFrom: modelDir,
       });
 
-      // The saved tokenizer must give each token exactly its id, both ways.
-      const after = yield* loadTokenizer(out);
-      for (const [i, token] of config.tokens.entries()) {
-        const ids = after.encode(`a${token}b`);
-        const single = after.encode(token);
-        if (
-          single.length !== 1 || single[0] !== grown.ids[i] || !ids.includes(grown.ids[i]) ||
-          after.decode(single) !== token
-        ) {
-          return yield* new TokenizerMismatch({
-            path: out,
-            reason: `${JSON.stringify(token)} encodes as [${single.join(", ")}], not as its new id ${
-              grown.ids[i]
-            }`,
-          });
-        }
-      }
+      const after = yield* checkAdded(out, config.tokens, grown.ids);
       yield* checkVocab(after, modelConfig.vocabSize);
-      const report = {
+      yield* finish(ctx, config.tokens, grown.ids, {
         oldVocabSize: loaded.config.vocabSize,
         newVocabSize: modelConfig.vocabSize,
         tokenizerVocabSize: after.vocabSize,
-        tokens: Object.fromEntries(config.tokens.map((t, i) => [t, grown.ids[i]])),
-      };
-      yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2) + "\n");
-      ctx.reporter.log(
-        `[${ctx.node}] added ${config.tokens.length} tokens (ids ${grown.ids[0]}..${
-          grown.ids[grown.ids.length - 1]
-        }); ` +
-          `vocabulary ${loaded.config.vocabSize} -> ${modelConfig.vocabSize} rows`,
-      );
+      });
     }),
 });
+
+/** The saved tokenizer in `dir` gives each token exactly its id, both ways; returns it. */
+const checkAdded = (dir: string, tokens: ReadonlyArray<string>, added: ReadonlyArray<number>) =>
+  Effect.gen(function* () {
+    const after = yield* loadTokenizer(dir);
+    for (const [i, token] of tokens.entries()) {
+      const ids = after.encode(`a${token}b`);
+      const single = after.encode(token);
+      if (
+        single.length !== 1 || single[0] !== added[i] || !ids.includes(added[i]) ||
+        after.decode(single) !== token
+      ) {
+        return yield* new TokenizerMismatch({
+          path: dir,
+          reason: `${JSON.stringify(token)} encodes as [${single.join(", ")}], not as its new id ${added[i]}`,
+        });
+      }
+    }
+    return after;
+  });
+
+/** report.json and the log line. */
+const finish = (
+  ctx: StepContext,
+  tokens: ReadonlyArray<string>,
+  ids: ReadonlyArray<number>,
+  sizes: {
+    readonly oldVocabSize: number;
+    readonly newVocabSize: number;
+    readonly tokenizerVocabSize: number;
+  },
+) =>
+  Effect.gen(function* () {
+    const report = { ...sizes, tokens: Object.fromEntries(tokens.map((t, i) => [t, ids[i]])) };
+    yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2) + "\n");
+    ctx.reporter.log(
+      `[${ctx.node}] added ${tokens.length} tokens (ids ${ids[0]}..${ids[ids.length - 1]}); ` +
+        `vocabulary ${sizes.oldVocabSize} -> ${sizes.newVocabSize} rows`,
+    );
+  });

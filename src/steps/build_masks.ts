@@ -11,6 +11,7 @@ import { buildMask, MaskSpec, maskWeightSum } from "../data/masks.ts";
 import { createJsonl, type MaskedRecord, openJsonl, type TokenRecord } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
+import { rowProgress } from "../engine/progress.ts";
 import { SHOWN } from "./shared.ts";
 
 /** Decoder of the step's config; the fields are documented on the interface `BuildMasksConfig`. */
@@ -41,7 +42,9 @@ export const buildMasksStep: Step<BuildMasksConfig, "tokens", ToolkitError> = de
       let weightSum = 0;
       let responseTokens = 0;
       let total = 0;
+      const streamed = rowProgress(ctx.reporter, `[${ctx.node}]`);
       for (let rows = yield* reader.next; rows !== undefined; rows = yield* reader.next) {
+        streamed.add(rows.length);
         total += rows.length;
         const out: MaskedRecord[] = [];
         for (const r of rows) {
@@ -62,6 +65,7 @@ export const buildMasksStep: Step<BuildMasksConfig, "tokens", ToolkitError> = de
         }
         yield* writer.write(out);
       }
+      streamed.finish();
       if (empty.length > 0) {
         return yield* new EmptyDataset({
           what: `mask ${config.mask.kind}`,

@@ -10,7 +10,8 @@
  * greedy continuation: accuracy and format rate are then means over all samples (accuracy is pass@1), and
  * it adds pass@j for j = 1, 2, 4, ..., k (the unbiased estimator of Chen et al. 2021 from the k samples)
  * and majority_accuracy (the most frequent normalised extracted answer of each prompt, compared with the
- * gold one). Without `samples`, `temperature` and `seed` the config, the cache key and the output are those
+ * gold one), and majority_at: the majority vote's accuracy over each prompt's first j samples, for the same
+ * j (test-time scaling: accuracy against the number of rollouts voted over). Without `samples`, `temperature` and `seed` the config, the cache key and the output are those
  * of the greedy evaluation.
  *
  * Output: metrics.json and predictions.jsonl (prompt, generation, extracted and gold answer per example;
@@ -72,18 +73,30 @@ export const passAtSizes = (k: number): number[] => {
   return out;
 };
 
+/**
+ * The `evaluate` step's inputs: the model, the test set with key masks, the tokenizer, and optionally a
+ * LoRA adapter merged into the model first (`deno task eval --adapter`, a pipeline's base and its
+ * --adapter); unconnected, a node's key is what it was before the input existed.
+ */
+export type EvaluateInput = "model" | "data" | "tokenizer" | "adapter";
+
 /** The `evaluate` step: generation, answer extraction and exact match; format rate; key-token loss; pass@k. */
-export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", ToolkitError> = defineStep({
+export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = defineStep({
   name: "evaluate",
   version: 1,
   description: "greedy generation, answer extraction and exact match; format rate; key-token loss",
   config: EvaluateConfig,
-  inputs: ["model", "data", "tokenizer"] as const,
+  inputs: ["model", "data", "tokenizer", "adapter"] as const,
+  optionalInputs: ["adapter"] as const,
   producesMetrics: true,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       const locator = config.locator ?? defaultLocator[config.format];
-      const { tok, config: modelConfig, params } = yield* loadModel(inputs.model!, inputs.tokenizer!);
+      const { tok, config: modelConfig, params } = yield* loadModel(
+        inputs.model!,
+        inputs.tokenizer!,
+        inputs.adapter,
+      );
       const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
 
       const k = config.samples ?? 1;
@@ -97,6 +110,7 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
       const rng = temperature > 0 ? Rng.seeded(config.seed ?? 0) : undefined;
       const sizes = passAtSizes(k);
       const passSums = sizes.map(() => 0);
+      const majoritySums = sizes.map(() => 0);
       let majorityCorrect = 0;
       // batchSize counts generated sequences: each prompt of a batch is generated k times.
       const rowsPerBatch = Math.max(1, Math.floor(config.batchSize / k));
@@ -148,10 +162,14 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
             });
             return;
           }
-          sizes.forEach((size, at) => passSums[at] += passAtK(k, right, size));
-          const majority = majorityVote(
-            samples.map((x) => x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)),
+          const answers = samples.map((x) =>
+            x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)
           );
+          sizes.forEach((size, at) => {
+            passSums[at] += passAtK(k, right, size);
+            if (majorityVote(answers.slice(0, size)) === gold) majoritySums[at]++;
+          });
+          const majority = majorityVote(answers);
           if (majority === gold) majorityCorrect++;
           predictions.push({
             source: r.source,
@@ -200,6 +218,7 @@ export const evaluateStep: Step<EvaluateConfig, "model" | "data" | "tokenizer", 
           ? {
             pass_at: Object.fromEntries(sizes.map((size, at) => [String(size), passSums[at] / n])),
             majority_accuracy: majorityCorrect / n,
+            majority_at: Object.fromEntries(sizes.map((size, at) => [String(size), majoritySums[at] / n])),
           }
           : {}),
       };

@@ -19,6 +19,7 @@ import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { createJsonl, type MaskedRecord, openJsonl } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
+import { rowProgress } from "../engine/progress.ts";
 
 /** The file the step writes. */
 export const TRL_FILE = "trl.jsonl";
@@ -51,7 +52,9 @@ export const exportTrlStep: Step<Record<never, never>, "data", ToolkitError> = d
       const reader = yield* openJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
       const writer = yield* createJsonl(`${ctx.dir}/${TRL_FILE}`);
       let trained = 0;
+      const streamed = rowProgress(ctx.reporter, `[${ctx.node}]`);
       for (let rows = yield* reader.next; rows !== undefined; rows = yield* reader.next) {
+        streamed.add(rows.length);
         const out: TrlRow[] = [];
         for (const r of rows) {
           const row = trlRow(r);
@@ -69,6 +72,7 @@ export const exportTrlStep: Step<Record<never, never>, "data", ToolkitError> = d
         }
         yield* writer.write(out);
       }
+      streamed.finish();
       yield* writer.commit;
       const examples = writer.count();
       const report = { examples, trainedTokens: trained };

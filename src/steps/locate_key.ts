@@ -15,6 +15,7 @@ import { answerPartStart, locateKey as locate, LocatorSpec } from "../data/locat
 import { createJsonl, type LocatedRecord } from "../data/records.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
+import { rowProgress } from "../engine/progress.ts";
 import { OnProblem, SHOWN } from "./shared.ts";
 
 /** Decoder of the step's config; the fields are documented on the interface `LocateKeyConfig`. */
@@ -68,7 +69,9 @@ export const locateKeyStep: Step<LocateKeyConfig, "data", ToolkitError> = define
       const writer = yield* createJsonl(`${ctx.dir}/located.jsonl`);
       const missing: string[] = [];
       let total = 0;
+      const streamed = rowProgress(ctx.reporter, `[${ctx.node}]`);
       for (let examples = yield* reader.next; examples !== undefined; examples = yield* reader.next) {
+        streamed.add(examples.length);
         total += examples.length;
         const kept: LocatedRecord[] = [];
         for (const ex of examples) {
@@ -108,6 +111,7 @@ export const locateKeyStep: Step<LocateKeyConfig, "data", ToolkitError> = define
         }
         yield* writer.write(kept);
       }
+      streamed.finish();
       if (total === 0) {
         return yield* new EmptyDataset({ what: inputs.data!, reason: "the file has no rows" });
       }

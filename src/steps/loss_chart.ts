@@ -7,11 +7,9 @@
  * Output: loss_curve.svg, loss_curve.vl.json.
  */
 import { Effect, Schema } from "effect";
-import { WriteFailed } from "../errors.ts";
 import { readJsonl } from "../data/records.ts";
-import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
-import { type LossPoint, lossSpec, renderSvg } from "../report/charts.ts";
+import { type LossPoint, lossSpec, writeChart } from "../report/charts.ts";
 
 export const LossChartConfig = Schema.Struct({
   /** The curve's label (the panel title). */
@@ -54,12 +52,7 @@ export const lossChartStep = defineStep({
           }))
       );
       const spec = lossSpec(points, [config.label]);
-      const svg = yield* Effect.tryPromise({
-        try: () => renderSvg(spec),
-        catch: (e) => new WriteFailed({ path: `${ctx.dir}/loss_curve.svg`, reason: String(e) }),
-      });
-      yield* writeFileAtomic(`${ctx.dir}/loss_curve.svg`, svg);
-      yield* writeFileAtomic(`${ctx.dir}/loss_curve.vl.json`, JSON.stringify(spec, null, 2) + "\n");
+      yield* writeChart(ctx.dir, "loss_curve", spec);
       ctx.reporter.log(`[${ctx.node}] loss curve of ${earlier.length + log.length} steps`);
     }),
 });

@@ -13,6 +13,7 @@ import { loadTokenizer } from "../data/tokenizer.ts";
 import { chatExample, type ChatTemplate, tokenizerChatTemplate } from "../data/chat.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
+import { rowProgress } from "../engine/progress.ts";
 import { OnProblem, SHOWN } from "./shared.ts";
 
 /** Decoder of the step's config; the fields are documented on the interface `TokeniseConfig`. */
@@ -62,7 +63,9 @@ export const tokeniseStep: Step<typeof TokeniseConfig.Type, "examples" | "tokeni
         let truncated = 0;
         let tokens = 0;
         let total = 0;
+        const streamed = rowProgress(ctx.reporter, `[${ctx.node}]`);
         for (let located = yield* reader.next; located !== undefined; located = yield* reader.next) {
+          streamed.add(located.length);
           total += located.length;
           const kept: TokenRecord[] = [];
           for (const record of located) {
@@ -91,6 +94,7 @@ export const tokeniseStep: Step<typeof TokeniseConfig.Type, "examples" | "tokeni
           }
           yield* writer.write(kept);
         }
+        streamed.finish();
         if (cut.length > 0) {
           const problem = new KeyTruncated({
             maxLength: config.maxLength,

@@ -13,8 +13,15 @@
  * checkpoints hold the adapter (PEFT layout) and the adapter's AdamW moments, the base being rebuilt from
  * `init` (or the seeded fresh model) on resume, so a resumed LoRA run is exact too. It writes adapter/
  * (PEFT layout) besides model/, which is then the merged checkpoint (W + scaling B A), so every later
- * step (a stage two, evaluation, sampling) reads model/ unchanged. A stage two given `lora` therefore
- * trains a NEW adapter on stage one's merged model.
+ * step (a stage two, evaluation, sampling) reads model/ unchanged.
+ *
+ * The optional `adapter` input (a train artifact's adapter/, or a PEFT adapter directory) is part of the
+ * starting point: the base (`init`, or the seeded fresh model) with that adapter. With `lora` training
+ * continues that adapter (its r, alpha, rsLoRA and modules must be the config's; its values are the
+ * start, the AdamW moments start at zero), and adapter/ keeps `init` as base_model_name_or_path: this is
+ * how a stage two continues stage one's adapter (pipelines/method_context.ts). Without `lora` the adapter
+ * is merged into the base and every weight trains. A stage two whose `init` is stage one (no `adapter`)
+ * trains a NEW adapter on stage one's merged model instead.
  *
  * Output: model/ (a Hugging Face checkpoint: config.json, model.safetensors, tokenizer files),
  * train_log.jsonl (loss, lr, gradient norm, tokens per step), train_summary.json, and train.meta.json
@@ -22,33 +29,27 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Effect, Schema } from "effect";
-import {
-  describeError,
-  InvalidConfig,
-  NonFiniteLoss,
-  TokenizerMismatch,
-  type ToolkitError,
-  WriteFailed,
-} from "../errors.ts";
+import { InvalidConfig, NonFiniteLoss, TokenizerMismatch, type ToolkitError } from "../errors.ts";
 import { readTrainingRows } from "../data/records.ts";
-import { TOKENIZER_COMPANIONS, tokenizerFiles } from "../data/tokenizer.ts";
-import { readJson, removeIfExists, writeFileAtomic } from "../io/fs.ts";
-import { checkSeal, SEAL, sealOf } from "../io/sealed.ts";
+import { removeIfExists, writeFileAtomic } from "../io/fs.ts";
 import { defineStep, type Step, type StepContext } from "../engine/step.ts";
-import { modelDirOf } from "./shared.ts";
+import { adapterDirOf, copyTokenizerFiles, modelDirOf, saveTrainedModel } from "./shared.ts";
 import { contextLength, ModelConfig, type ModelConfigEncoded } from "../model/config.ts";
-import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
 import { disposeParams, initParams, type Params, paramShapes } from "../model/model.ts";
 import {
   attachFreshAdapter,
   defaultTargets,
+  loraOf,
+  loraScaling,
   LoraSettings,
   mergeAdapter,
+  targetModules,
   trainableParams,
   withLoraDropout,
 } from "../model/lora.ts";
 import { loadAdapter, saveAdapter } from "../model/peft.ts";
-import { loadOptimizerState, OPTIMIZER_FILE, saveOptimizerState } from "../train/optimizer_state.ts";
+import { checkpointDir, loadRunCheckpoint, saveRunCheckpoint } from "../train/run_checkpoint.ts";
 import { AdamW } from "../train/adamw.ts";
 import { batchIndices, microBatches, type Sequence, sequenceExtent } from "../train/batches.ts";
 import { Rng } from "../util/rng.ts";
@@ -135,6 +136,12 @@ interface LogRow {
   readonly tokens: number;
 }
 
+/** Only the fields TrainState has: older checkpoints also carry `cursor` and `rng`, dropped here. */
+const parseTrainState = (json: unknown): TrainState => {
+  const { step, log, seconds } = json as TrainState;
+  return { step, log, seconds };
+};
+
 interface TrainState {
   /**
    * Optimizer steps completed; with the seed it fixes the next batch (train/batches.ts). Checkpoints
@@ -144,95 +151,6 @@ interface TrainState {
   readonly log: LogRow[];
   readonly seconds: number;
 }
-
-const reason = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-const checkpointDir = (dir: string) => `${dir}/checkpoints`;
-
-const saveTrainingCheckpoint = (
-  dir: string,
-  config: ModelConfig,
-  params: Params,
-  optimizer: AdamW,
-  state: TrainState,
-  lora: LoraSettings | undefined,
-) =>
-  Effect.gen(function* () {
-    const root = checkpointDir(dir);
-    const name = `step-${String(state.step).padStart(7, "0")}`;
-    const tmp = `${root}/${name}.tmp`;
-    yield* Effect.tryPromise({
-      try: () => removeIfExists(tmp).then(() => Deno.mkdir(tmp, { recursive: true })),
-      catch: (e) => new WriteFailed({ path: tmp, reason: reason(e) }),
-    });
-    if (lora) yield* saveAdapter(tmp, config, params, lora, lora.targets ?? defaultTargets(config), "(base)");
-    else yield* saveCheckpoint(tmp, config, params);
-    yield* saveOptimizerState(`${tmp}/${OPTIMIZER_FILE}`, optimizer.exportState());
-    yield* writeFileAtomic(`${tmp}/state.json`, JSON.stringify(state));
-    // Sealed last: a resume trusts only a checkpoint whose files all match their digests.
-    yield* writeFileAtomic(`${tmp}/${SEAL}`, yield* Effect.promise(() => sealOf(tmp)));
-    yield* Effect.tryPromise({
-      try: async () => {
-        await removeIfExists(`${root}/${name}`);
-        await Deno.rename(tmp, `${root}/${name}`);
-      },
-      catch: (e) => new WriteFailed({ path: `${root}/${name}`, reason: reason(e) }),
-    });
-    yield* writeFileAtomic(`${root}/LATEST`, name);
-    // Older checkpoints are no longer needed once LATEST points past them.
-    yield* Effect.promise(async () => {
-      for await (const e of Deno.readDir(root)) {
-        if (e.isDirectory && e.name !== name) await removeIfExists(`${root}/${e.name}`);
-      }
-    });
-    return `${root}/${name}`;
-  });
-
-/**
- * The latest checkpoint, or undefined when there is none or it cannot be trusted. A checkpoint that fails
- * its seal or does not load (a crash while old checkpoints were deleted, a flipped byte, a truncated file)
- * is reported and removed, and the stage restarts from its beginning, which ends with the same weights;
- * failing instead would block every later attempt, and loading it regardless could resume from wrong weights.
- */
-const loadTrainingCheckpoint = <E extends ToolkitError>(
-  dir: string,
-  log: (line: string) => void,
-  loadModel: (path: string) => Effect.Effect<{ config: ModelConfig; params: Params }, E>,
-) =>
-  Effect.gen(function* () {
-    const root = checkpointDir(dir);
-    const latest = (yield* Effect.promise(() => Deno.readTextFile(`${root}/LATEST`).catch(() => "")))
-      .trim();
-    if (!latest) return undefined;
-    const path = `${root}/${latest}`;
-    const load = Effect.gen(function* () {
-      const problem = /^step-\d+$/.test(latest)
-        ? yield* Effect.promise(() => checkSeal(path))
-        : `LATEST names "${latest.slice(0, 40)}"`;
-      if (problem) return yield* Effect.fail(problem);
-      const { config, params } = yield* loadModel(path);
-      const rest = Effect.gen(function* () {
-        const optimizer = yield* loadOptimizerState(`${path}/${OPTIMIZER_FILE}`, trainableParams(params));
-        // Only the fields TrainState has: older checkpoints also carry `cursor` and `rng`, dropped here.
-        const state = yield* Effect.try((): TrainState => {
-          const { step, log, seconds } = JSON.parse(Deno.readTextFileSync(`${path}/state.json`));
-          return { step, log, seconds };
-        });
-        return { path, config, params, optimizer, state };
-      });
-      return yield* Effect.tapError(rest, () => Effect.sync(() => disposeParams(params)));
-    });
-    const result = yield* Effect.either(load);
-    if (result._tag === "Right") return result.right;
-    const why = typeof result.left === "string"
-      ? result.left
-      : "_tag" in result.left && result.left._tag !== "UnknownException"
-      ? describeError(result.left)
-      : String(result.left);
-    log(`checkpoint ${path} cannot be used (${why}); restarting this stage from its beginning`);
-    yield* Effect.promise(() => removeIfExists(root));
-    return undefined;
-  });
 
 /** The model training starts from before any adapter: the init checkpoint, else a fresh seeded model. */
 const baseModel = (config: TrainConfig, init: string | undefined, ctx: StepContext) =>
@@ -251,29 +169,78 @@ const baseModel = (config: TrainConfig, init: string | undefined, ctx: StepConte
   });
 
 /**
- * Where training starts: a resumed checkpoint, else the init checkpoint, else a fresh model; with `lora`,
- * the base from init (or fresh) plus the checkpoint's adapter, else a fresh adapter (PEFT's init, drawn
- * from seed + 1 so that it differs from the fresh model's draw).
+ * Attaches the adapter in `dir` to `base` (mutated): to train further under `lora`, whose settings it
+ * must have, else merged into the base. With `lora` the adapter's dropout is the config's.
  */
-const startingPoint = (config: TrainConfig, init: string | undefined, ctx: StepContext) =>
+const startAdapter = (
+  dir: string,
+  base: { readonly config: ModelConfig; readonly params: Params },
+  lora: LoraSettings | undefined,
+  ctx: StepContext,
+) =>
   Effect.gen(function* () {
+    const { adapter } = yield* loadAdapter(dir, base.config, base.params, lora?.dropout);
+    if (!lora) {
+      mergeAdapter(base.params, base.config);
+      return;
+    }
+    const modules = (list: ReadonlyArray<{ readonly module: string }>) => list.map((m) => m.module).join(",");
+    const wanted = modules(
+      targetModules(base.config, paramShapes(base.config), lora.targets ?? defaultTargets(base.config)),
+    );
+    const has = loraOf(base.params)!;
+    const differs = adapter.settings.r !== lora.r
+      ? `r ${adapter.settings.r}, the config ${lora.r}`
+      : loraScaling(adapter.settings) !== loraScaling(lora)
+      ? `scaling ${loraScaling(adapter.settings)} (lora_alpha ${adapter.settings.alpha}${
+        adapter.settings.useRslora ? ", rsLoRA" : ""
+      }), the config ${loraScaling(lora)} (alpha ${lora.alpha}${lora.useRslora ? ", rsLoRA" : ""})`
+      : modules(has.modules) !== wanted
+      ? `${has.modules.length} adapted modules, the config's targets select ${wanted.split(",").length}`
+      : undefined;
+    if (differs) {
+      return yield* new InvalidConfig({
+        where: `${ctx.node}.config.lora`,
+        reason: `the adapter to continue (${dir}) has ${differs}`,
+      });
+    }
+  });
+
+/**
+ * Where training starts: a resumed checkpoint, else the init checkpoint, else a fresh model; then the
+ * `adapter` input if connected (startAdapter); else, with `lora`, a fresh adapter (PEFT's init, drawn
+ * from seed + 1 so that it differs from the fresh model's draw). A resumed LoRA run rebuilds the base from
+ * init (or fresh) and attaches the checkpoint's adapter.
+ */
+const startingPoint = (
+  config: TrainConfig,
+  inputs: { readonly init?: string; readonly adapter?: string },
+  ctx: StepContext,
+) =>
+  Effect.gen(function* () {
+    const { init } = inputs;
     const lora = config.lora;
     const log = (line: string) => ctx.reporter.log(`[${ctx.node}] ${line}`);
     const resumed = !ctx.resumed
       ? undefined
       : lora
-      ? yield* loadTrainingCheckpoint(ctx.dir, log, (path) =>
+      ? yield* loadRunCheckpoint(ctx.dir, log, (path) =>
         Effect.gen(function* () {
           const base = yield* baseModel(config, init, ctx);
           return yield* loadAdapter(path, base.config, base.params).pipe(
             Effect.map(({ params }) => ({ config: base.config, params })),
             Effect.tapError(() => Effect.sync(() => disposeParams(base.params))),
           );
-        }))
-      : yield* loadTrainingCheckpoint(ctx.dir, log, loadCheckpoint);
+        }), parseTrainState)
+      : yield* loadRunCheckpoint(ctx.dir, log, loadCheckpoint, parseTrainState);
     if (resumed) return { modelConfig: resumed.config, params: resumed.params, resumed };
     const base = yield* baseModel(config, init, ctx);
-    if (lora) {
+    if (inputs.adapter) {
+      const dir = yield* Effect.promise(() => adapterDirOf(inputs.adapter!));
+      yield* startAdapter(dir, base, lora, ctx).pipe(
+        Effect.tapError(() => Effect.sync(() => disposeParams(base.params))),
+      );
+    } else if (lora) {
       attachFreshAdapter(
         base.params,
         base.config,
@@ -388,7 +355,7 @@ const trainingLoop = (
         windowTokens = 0;
       }
       if (state.step % config.checkpointEvery === 0 && state.step < config.steps) {
-        lastCheckpoint = yield* saveTrainingCheckpoint(
+        lastCheckpoint = yield* saveRunCheckpoint(
           ctx.dir,
           modelConfig,
           params,
@@ -402,41 +369,47 @@ const trainingLoop = (
     return state;
   });
 
-/** The `train` step: token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints. */
-export const trainStep: Step<typeof TrainConfig.Type, "data" | "init" | "tokenizer", ToolkitError> =
-  defineStep({
-    name: "train",
-    version: 1,
-    description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
-    config: TrainConfig,
-    inputs: ["data", "init", "tokenizer"] as const,
-    optionalInputs: ["init", "tokenizer"] as const,
-    resumable: true,
-    run: (config, inputs, ctx) =>
-      Effect.gen(function* () {
-        // Streamed: masked.jsonl may be larger than one string can hold.
-        const data: Sequence[] = yield* readTrainingRows(`${inputs.data}/masked.jsonl`);
-        const { modelConfig, params, resumed } = yield* startingPoint(config, inputs.init, ctx);
-        yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
-        yield* checkDataFits(data, modelConfig, {
-          tokenizer: inputs.tokenizer ?? inputs.data!,
-          node: ctx.node,
-        });
+/**
+ * The `train` step's inputs: the masked data, the starting checkpoint (`init`), the tokenizer, and a LoRA
+ * adapter the start carries (`adapter`, see the file comment); unconnected, a node's key is what it was
+ * before the input existed.
+ */
+export type TrainInput = "data" | "init" | "tokenizer" | "adapter";
 
-        // With LoRA only the adapter is trainable: no moments for the frozen base weights.
-        const optimizer = new AdamW(trainableParams(params), { weightDecay: config.weightDecay });
-        let start = { state: { step: 0, log: [], seconds: 0 } as TrainState, lastCheckpoint: "(none yet)" };
-        if (resumed) {
-          optimizer.importState(resumed.optimizer);
-          start = { state: resumed.state, lastCheckpoint: resumed.path };
-          ctx.reporter.log(`[${ctx.node}] resuming at optimizer step ${resumed.state.step}/${config.steps}`);
-        }
-        const state = yield* trainingLoop(config, data, { modelConfig, params, optimizer }, start, ctx);
-        yield* writeOutputs(config, { modelConfig, params }, state, data.length, inputs, ctx);
-        yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
-        return { resumed: resumed !== undefined };
-      }),
-  });
+/** The `train` step: token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints. */
+export const trainStep: Step<typeof TrainConfig.Type, TrainInput, ToolkitError> = defineStep({
+  name: "train",
+  version: 1,
+  description: "token-weighted SFT with AdamW, warm-up + cosine, clipping, accumulation and checkpoints",
+  config: TrainConfig,
+  inputs: ["data", "init", "tokenizer", "adapter"] as const,
+  optionalInputs: ["init", "tokenizer", "adapter"] as const,
+  resumable: true,
+  run: (config, inputs, ctx) =>
+    Effect.gen(function* () {
+      // Streamed: masked.jsonl may be larger than one string can hold.
+      const data: Sequence[] = yield* readTrainingRows(`${inputs.data}/masked.jsonl`);
+      const { modelConfig, params, resumed } = yield* startingPoint(config, inputs, ctx);
+      yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(params)));
+      yield* checkDataFits(data, modelConfig, {
+        tokenizer: inputs.tokenizer ?? inputs.data!,
+        node: ctx.node,
+      });
+
+      // With LoRA only the adapter is trainable: no moments for the frozen base weights.
+      const optimizer = new AdamW(trainableParams(params), { weightDecay: config.weightDecay });
+      let start = { state: { step: 0, log: [], seconds: 0 } as TrainState, lastCheckpoint: "(none yet)" };
+      if (resumed) {
+        optimizer.importState(resumed.optimizer);
+        start = { state: resumed.state, lastCheckpoint: resumed.path };
+        ctx.reporter.log(`[${ctx.node}] resuming at optimizer step ${resumed.state.step}/${config.steps}`);
+      }
+      const state = yield* trainingLoop(config, data, { modelConfig, params, optimizer }, start, ctx);
+      yield* writeOutputs(config, { modelConfig, params }, state, data.length, inputs, ctx);
+      yield* Effect.promise(() => removeIfExists(checkpointDir(ctx.dir)));
+      return { resumed: resumed !== undefined };
+    }),
+});
 
 /** The artifact: model/ as a Hugging Face checkpoint, the loss log, a summary, and the run's meta facts. */
 const writeOutputs = (
@@ -448,14 +421,7 @@ const writeOutputs = (
   ctx: StepContext,
 ) =>
   Effect.gen(function* () {
-    // A model fine-tuned from a Hugging Face checkpoint keeps that checkpoint's other config.json fields
-    // (eos_token_id, ...) and side files (generation_config.json, tokenizer files).
     const initDir = inputs.init ? yield* Effect.promise(() => modelDirOf(inputs.init!)) : undefined;
-    const baseConfig = initDir
-      ? (yield* readJson(`${initDir}/config.json`).pipe(Effect.orElseSucceed(() => undefined))) as
-        | Record<string, unknown>
-        | undefined
-      : undefined;
     if (config.lora) {
       const lora = config.lora;
       yield* saveAdapter(
@@ -469,11 +435,7 @@ const writeOutputs = (
       if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/adapter`);
       mergeAdapter(model.params, model.modelConfig);
     }
-    yield* saveCheckpoint(`${ctx.dir}/model`, model.modelConfig, model.params, {}, {
-      baseConfig,
-      copySideFilesFrom: initDir,
-    });
-    if (inputs.tokenizer) yield* copyTokenizerFiles(inputs.tokenizer, `${ctx.dir}/model`);
+    yield* saveTrainedModel(`${ctx.dir}/model`, model.modelConfig, model.params, initDir, inputs.tokenizer);
     yield* writeFileAtomic(
       `${ctx.dir}/train_log.jsonl`,
       state.log.map((r) => JSON.stringify(r)).join("\n") + "\n",
@@ -503,25 +465,4 @@ const writeOutputs = (
         numTensorsAtEnd: tf.memory().numTensors,
       }),
     );
-  });
-
-/**
- * Makes model/ a complete Hugging Face checkpoint with exactly the tokenizer files the loader reads for
- * `tokenizerPath` (a tokenizer.json, or a directory with one or with vocab.json + merges.txt): tokenizer
- * files copied from the init checkpoint that the run did not use are removed, so that no loader can pick
- * another tokenizer than the one the model was trained with.
- */
-const copyTokenizerFiles = (tokenizerPath: string, modelDir: string) =>
-  Effect.gen(function* () {
-    const files = yield* tokenizerFiles(tokenizerPath);
-    const used = new Set(files.map((f) => f.name));
-    yield* Effect.tryPromise({
-      try: async () => {
-        for (const name of TOKENIZER_COMPANIONS) {
-          if (!used.has(name)) await removeIfExists(`${modelDir}/${name}`);
-        }
-        for (const f of files) await Deno.copyFile(f.from, `${modelDir}/${f.name}`);
-      },
-      catch: (e) => new WriteFailed({ path: modelDir, reason: reason(e) }),
-    });
   });

@@ -6,6 +6,9 @@
  * Expanders: "arith", the programmatic expander for the synthetic arithmetic task (prompts "What is
  * 9 - 3 + 2?"; exact, no model). The model expander is for a later version of this step.
  *
+ * Input `data`: a data file in `format`, or a step's located examples (a directory with located.jsonl, as
+ * locateKey and holdOut write: then only its rows are searched, e.g. a training split).
+ *
  * Output: located.jsonl, the locateKey step's records (so tokenise takes this step's output as its
  * examples): the trace is the response, the key is the content of its `<output>` segment and the answer part
  * starts at that segment; each record also says its `kind` ("correct" or "merge"). And report.json. Each problem's tree uses its own RNG stream (seed + problem index), so the data do not
@@ -14,7 +17,7 @@
 import { Effect, Schema } from "effect";
 import { EmptyDataset, InvalidRow, type ToolkitError } from "../errors.ts";
 import { DataFormat, readExamples } from "../data/formats.ts";
-import { type LocatedRecord, writeJsonl } from "../data/records.ts";
+import { type LocatedRecord, readJsonl, writeJsonl } from "../data/records.ts";
 import { closeTag, openTag } from "../data/functional_tokens.ts";
 import { arithExpander, parseArithPrompt } from "../train/rftt_arith.ts";
 import { search, sftTraces } from "../train/rftt_search.ts";
@@ -113,7 +116,12 @@ export const treeSearchStep: Step<TreeSearchConfig, "data", ToolkitError> = defi
   inputs: ["data"] as const,
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
-      const examples = yield* readExamples(inputs.data!, config.format);
+      // A data file in `format`, or a step's located examples (locateKey, holdOut: located.jsonl).
+      const located = `${inputs.data}/located.jsonl`;
+      const examples: ReadonlyArray<{ readonly source: string; readonly prompt: string }> =
+        (yield* Effect.promise(() => Deno.stat(inputs.data!).then((i) => i.isDirectory, () => false)))
+          ? yield* readJsonl<LocatedRecord>(located)
+          : yield* readExamples(inputs.data!, config.format);
       if (examples.length === 0) {
         return yield* new EmptyDataset({ what: inputs.data!, reason: "the file has no rows" });
       }

@@ -3,8 +3,8 @@
  * Effective Unsupervised Prefix Fine-Tuning Method for Reasoning Models" (Ji et al., arXiv 2503.02875).
  *
  * On a share `share` of the examples (default 0.9) the loss covers only the first `k` response tokens
- * (all of them when the response is shorter) and the prompt carries the paper's prefix instruction; on
- * the others the loss covers the whole response and the prompt is unchanged. Which examples get the
+ * (all of them when the response is shorter), the sequence ends there, and the prompt carries the paper's
+ * prefix instruction; on the others the loss covers the whole response and the prompt is unchanged. Which examples get the
  * prefix treatment is a seeded hash of the prompt's token ids, so it is stable across runs, independent
  * of the data order and of the response (gold or sampled).
  *
@@ -61,9 +61,9 @@ export const isPrefixExample = (seed: number, share: number, promptIds: Readonly
   hashUnit(seed, promptIds) < share;
 
 /**
- * One example's UPFT record: prompt (with the instruction for a prefix example), the unchanged response,
- * and its weights: 1 on the first k response tokens for a prefix example, on every response token
- * otherwise, 0 on the prompt.
+ * One example's UPFT record and its weights, 0 on the prompt: a prefix example is its prompt with the
+ * instruction and the first k response tokens, all weighted (its key and answer spans are clipped to
+ * them); any other example is unchanged, with every response token weighted.
  */
 export const upftRecord = (
   r: TokenRecord,
@@ -75,11 +75,17 @@ export const upftRecord = (
   const prefix = isPrefixExample(config.seed, config.share, prompt);
   const newPrompt = prefix ? tok.encode(`${tok.decode(prompt)}${config.instruction}\n`) : prompt;
   const shift = newPrompt.length - prompt.length;
-  const ids = [...newPrompt, ...response];
   const p = newPrompt.length;
-  const end = prefix ? Math.min(ids.length, p + config.k) : ids.length;
-  const weights = ids.map((_, t) => (t >= Math.max(p, 1) && t < end ? 1 : 0));
-  const move = (s: { start: number; end: number }) => ({ start: s.start + shift, end: s.end + shift });
+  // A prefix example ends with its k trained tokens: under causal attention the tokens after them change
+  // no logit the loss reads, so the sequence is cut there (the loss is the same; the instruction then
+  // lengthens only short sequences, and training computes fewer positions).
+  const ids = [...newPrompt, ...(prefix ? response.slice(0, config.k) : response)];
+  const weights = ids.map((_, t) => (t >= Math.max(p, 1) ? 1 : 0));
+  const clip = (t: number) => Math.min(t, ids.length);
+  const move = (s: { start: number; end: number }) => ({
+    start: clip(s.start + shift),
+    end: clip(s.end + shift),
+  });
   return {
     source: r.source,
     input_ids: ids,
@@ -96,7 +102,7 @@ export const upftRecord = (
 export const upftDataStep: Step<typeof UpftDataConfig.Type, "tokens" | "tokenizer", ToolkitError> =
   defineStep({
     name: "upftData",
-    version: 1,
+    version: 2, // 2: a prefix example ends after its k trained tokens
     description: "UPFT: prefix-only loss and the prefix instruction on a seeded share of examples",
     config: UpftDataConfig,
     inputs: ["tokens", "tokenizer"] as const,
@@ -119,7 +125,8 @@ export const upftDataStep: Step<typeof UpftDataConfig.Type, "tokens" | "tokenize
         }
         yield* writeJsonl(`${ctx.dir}/masked.jsonl`, out);
         const weightSum = out.reduce((s, r) => s + r.weights.reduce((a, b) => a + b, 0), 0);
-        const responseTokens = out.reduce((s, r) => s + r.input_ids.length - r.prompt_length, 0);
+        // Of the responses as given (a prefix example's record keeps only its trained tokens).
+        const responseTokens = rows.reduce((s, r) => s + r.input_ids.length - r.prompt_length, 0);
         const prefixExamples = out.filter((r) => r.prefix).length;
         const report = {
           examples: out.length,

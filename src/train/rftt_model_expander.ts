@@ -84,6 +84,11 @@ export interface ModelExpanderOptions {
   readonly temperature: number;
   /** 1 when an `<output>` answer is correct, else 0. */
   readonly judge: (answer: string) => number;
+  /**
+   * Most children per node: only the most probable allowed tags are written (all of them when absent).
+   * The search tries unvisited children in this order anyway; fewer children make each expansion cheaper.
+   */
+  readonly maxChildren?: number;
 }
 
 /** Allowed tags, most probable opening token first (ties keep the table's order). */
@@ -119,7 +124,7 @@ export const modelExpander = (
     root: { ids: [], sampled: [] },
     expand: (state, _path, allowedTags, rng): ProposedStep<TraceIds>[] => {
       const prefix = [...options.promptIds, ...state.ids];
-      const order = orderTags(policy.nextLogits(prefix), allowedTags, ids);
+      const order = orderTags(policy.nextLogits(prefix), allowedTags, ids).slice(0, options.maxChildren);
       const prompts = order.map((tag) => [...prefix, ids.get(openTag(tag))!, ...nl]);
       const outs = policy.continue(
         prompts,

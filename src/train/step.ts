@@ -95,50 +95,38 @@ function* stepProgram(
   const tokens = used.reduce((sum, u) => sum + u.weights.reduce((a, b) => a + b, 0), 0);
   if (!(tokens > WEIGHT_EPS)) return { loss: 0, gradNorm: 0, tokens, applied: false };
 
-  // Gradients for trainable variables only: with a LoRA adapter the frozen base weights get none.
-  const names = [...params].filter(([, v]) => v.trainable).map(([name]) => name);
-  const variables = names.map((n) => params.get(n)!);
-  const nameOf = new Map(variables.map((v, i) => [v.name, names[i]]));
-  const grads = new Map(variables.map((v, i) => [names[i], new Float32Array(v.size)]));
+  const acc = gradientAccumulator(params);
   let loss = 0;
   for (let i = 0; i < flats.length; i++) {
     const f = flats[i];
     const { rows, targets, weights } = used[i];
     if (rows.length === 0) continue;
-    const { value, grads: g } = tf.tidy(() => {
+    const computed = acc.compute(() => {
       const ids = tf.tensor2d(f.ids, [f.batch, f.seqLen], "int32");
-      return tf.variableGrads(
-        () =>
-          headLoss(headInputAt(params, config, ids, rows), lmHeadWeight(params, config), targets, weights, {
-            normalizer: tokens,
-            objective: options.objective,
-          }).loss,
-        variables,
-      );
+      return headLoss(
+        headInputAt(params, config, ids, rows),
+        lmHeadWeight(params, config),
+        targets,
+        weights,
+        {
+          normalizer: tokens,
+          objective: options.objective,
+        },
+      ).loss;
     });
+    let collected = false;
     try {
-      yield [value, ...Object.values(g)];
-      loss += value.dataSync()[0];
-      for (const [varName, tensor] of Object.entries(g)) {
-        const acc = grads.get(nameOf.get(varName)!)!, data = tensor.dataSync();
-        for (let j = 0; j < acc.length; j++) acc[j] += data[j];
-      }
+      yield [computed.value, ...Object.values(computed.grads)];
+      loss += acc.collect(computed);
+      collected = true;
     } finally {
-      value.dispose();
-      Object.values(g).forEach((t) => t.dispose());
+      if (!collected) acc.release(computed);
     }
   }
-
-  let sq = 0;
-  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
-  const gradNorm = Math.sqrt(sq);
-  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, tokens, applied: false };
-  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
-  const clip = options.clipNorm > 0 ? Math.min(1, options.clipNorm / (gradNorm + 1e-6)) : 1;
   // AdamW reads the parameters' current values on the host.
   yield optimizer.variables();
-  optimizer.step(grads, options.lr, clip);
-  return { loss, gradNorm, tokens, applied: true };
+  const { gradNorm, applied } = applyGradients(optimizer, acc.grads, loss, options);
+  return { loss, gradNorm, tokens, applied };
 }
 
 /** One optimizer step, on a backend that reads synchronously (every one but webgpu). */
@@ -163,3 +151,66 @@ export const optimizerStepAsync = (
   around?: <A>(f: () => A) => A,
 ): Promise<StepResult> =>
   runReadingAsync(stepProgram(params, config, optimizer, microbatches, options), around);
+
+/** A loss and its gradients, computed and not yet read. */
+export interface ComputedGradients {
+  readonly value: tf.Scalar;
+  readonly grads: tf.NamedTensorMap;
+}
+
+/**
+ * Gradients of the trainable parameters (with a LoRA adapter the frozen base weights get none), summed
+ * into `grads` on the host. `compute` runs a scalar loss and its gradients in a tf.tidy without reading
+ * them (a program yields them first, for webgpu); `collect` reads them into `grads`, disposes them and
+ * returns the loss's value; `add` is both, for backends that read synchronously.
+ */
+export const gradientAccumulator = (params: Params): {
+  readonly grads: ReadonlyMap<string, Float32Array>;
+  readonly compute: (loss: () => tf.Scalar) => ComputedGradients;
+  readonly collect: (computed: ComputedGradients) => number;
+  readonly release: (computed: ComputedGradients) => void;
+  readonly add: (loss: () => tf.Scalar) => number;
+} => {
+  const names = [...params].filter(([, v]) => v.trainable).map(([name]) => name);
+  const variables = names.map((n) => params.get(n)!);
+  const nameOf = new Map(variables.map((v, i) => [v.name, names[i]]));
+  const grads = new Map(variables.map((v, i) => [names[i], new Float32Array(v.size)]));
+  const compute = (loss: () => tf.Scalar): ComputedGradients =>
+    tf.tidy(() => tf.variableGrads(loss, variables));
+  const release = (computed: ComputedGradients) => {
+    computed.value.dispose();
+    Object.values(computed.grads).forEach((t) => t.dispose());
+  };
+  const collect = (computed: ComputedGradients): number => {
+    try {
+      for (const [varName, tensor] of Object.entries(computed.grads)) {
+        const acc = grads.get(nameOf.get(varName)!)!, data = tensor.dataSync();
+        for (let j = 0; j < acc.length; j++) acc[j] += data[j];
+      }
+      return computed.value.dataSync()[0];
+    } finally {
+      release(computed);
+    }
+  };
+  return { grads, compute, collect, release, add: (loss) => collect(compute(loss)) };
+};
+
+/**
+ * Global-norm clipping, then the optimizer's update. Nothing changes when the loss or the gradient norm
+ * is not finite (`applied` false; the caller should stop, see NonFiniteLoss).
+ */
+export const applyGradients = (
+  optimizer: AdamW,
+  grads: ReadonlyMap<string, Float32Array>,
+  loss: number,
+  options: { readonly lr: number; readonly clipNorm: number },
+): { readonly gradNorm: number; readonly applied: boolean } => {
+  let sq = 0;
+  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
+  const gradNorm = Math.sqrt(sq);
+  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { gradNorm, applied: false };
+  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+  const clip = options.clipNorm > 0 ? Math.min(1, options.clipNorm / (gradNorm + 1e-6)) : 1;
+  optimizer.step(grads, options.lr, clip);
+  return { gradNorm, applied: true };
+};
