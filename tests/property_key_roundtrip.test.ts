@@ -52,7 +52,7 @@ const roundTrip = (prompt: string, response: string, spec: LocatorSpec, expected
   });
   const ids = t.ids;
   assertEquals(tok.decode(ids.slice(t.key!.start, t.key!.end)), expected);
-  assertEquals(tok.decode(ids.slice(0, t.promptLength)), TEMPLATE.replace("{prompt}", prompt));
+  assertEquals(tok.decode(ids.slice(0, t.promptLength)), TEMPLATE.replace("{prompt}", () => prompt));
   assertEquals(ids.at(-1), tok.eosId);
   assertEquals(tok.decode(ids.slice(t.promptLength, -1)), response);
   const answerStart = answerPartStart(response, spec, span!);
@@ -71,7 +71,8 @@ Deno.test("property: answer-tag keys round-trip through locate and segment-wise 
         roundTrip(prompt, response, { kind: "answer-tags" }, k);
       },
     ),
-    { numRuns: 300 },
+    // "$&" in a prompt: String.replace's special patterns must not reach the rendered template.
+    { numRuns: 300, examples: [["$&", "", "!", ""]] },
   );
 });
 
