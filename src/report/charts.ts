@@ -233,7 +233,16 @@ export const rlSpec = (
     vconcat: [
       {
         data: { values: metrics.map((p) => ({ ...p })) },
-        facet: { row: { field: "metric", type: "nominal", title: null, sort: [...metricOrder] } },
+        facet: {
+          row: {
+            field: "metric",
+            type: "nominal",
+            title: null,
+            sort: [...metricOrder],
+            // Above each panel, not beside it, where the labels ran into the y axis.
+            header: { labelOrient: "top", labelAnchor: "start", labelAngle: 0, labelFontWeight: "bold" },
+          },
+        },
         spec: {
           width: 380,
           height: 90,
@@ -261,12 +270,14 @@ export const rlSpec = (
           mark: { type: "line", strokeWidth: 1.5 },
           encoding: {
             x: UPDATE_AXIS,
-            y: { field: "value", type: "quantitative", title: "functional tokens per rollout" },
+            y: { field: "value", type: "quantitative", title: "tokens per rollout" },
             color: { field: "metric", type: "nominal", title: "tag", scale: { scheme: "category10" } },
           },
         },
       },
     ],
+    // Runs and tags are different things: each gets its own colours and legend.
+    resolve: { scale: { color: "independent" }, legend: { color: "independent" } },
     config: { ...config, header: { ...config.header, labelAngle: 0, labelAlign: "left" as const } },
   }) as vl.TopLevelSpec;
 
@@ -286,7 +297,13 @@ export const scalingSpec = (points: ReadonlyArray<ScalingPoint>) =>
     height: 180,
     mark: { type: "line", strokeWidth: 1.5, point: true },
     encoding: {
-      x: { field: "n", type: "quantitative", title: "rollouts voted over", scale: { type: "log", base: 2 } },
+      x: {
+        field: "n",
+        type: "quantitative",
+        title: "rollouts voted over",
+        scale: { type: "log", base: 2 },
+        axis: { values: [...new Set(points.map((p) => p.n))], format: "d" },
+      },
       y: {
         field: "accuracy",
         type: "quantitative",
