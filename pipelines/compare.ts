@@ -81,12 +81,18 @@ const withoutRftt = (methods: Readonly<Record<string, Method>>): Record<string, 
   Object.fromEntries(Object.entries(methods).filter(([name]) => !RFTT_METHODS.includes(name)));
 
 /**
- * `--quick` in the fine-tuning regime: one method run from the shipped base, at the quick budget, takes
- * about 6 minutes per seed and dataset on the 2-core machine (12 trainings and 14 evaluations of a model
- * 30 times the from-scratch one), so the 10-minute smoke run takes 2 seeds (the fewest with a spread) on
- * the first dataset (word-tags). The full comparison runs both datasets over FINE_TUNE_SEEDS.
+ * `--quick` in the fine-tuning regime: a model 30 times the from-scratch one makes every step and
+ * generation slower, so the 10-minute smoke run takes 2 seeds (the fewest with a spread) on the first
+ * dataset (word-tags), half the comparison's quick budget and a smaller slice (at the from-scratch quick
+ * shape one seed took about 400 s on the idle 2-core machine). The full comparison runs both datasets over
+ * FINE_TUNE_SEEDS at the fine-tuning budget.
  */
-export const FINE_TUNE_QUICK = { seeds: 2, datasets: 1 } as const;
+export const FINE_TUNE_QUICK = {
+  seeds: 2,
+  datasets: 1,
+  budget: { stageOneSteps: 4, stageTwoSteps: 2 },
+  limit: { train: 64, test: 20 },
+} as const;
 
 /** The starting checkpoint's own row: evaluated as it is, the same node for every seed (cached once). */
 export const baseRow: Method = (
@@ -143,6 +149,7 @@ const compareBudget = (opts: PipelineOptions): PipelineOptions["budget"] => {
   const base = opts.quick ? COMPARE_QUICK_BUDGET : COMPARE_BUDGET;
   return {
     ...base,
+    ...(opts.model && opts.quick ? FINE_TUNE_QUICK.budget : {}),
     ...opts.budget,
     train: { ...base.train, ...opts.budget?.train } as Partial<Budget["train"]>,
   };
@@ -222,7 +229,8 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
         ? { maxNewTokens: d.maxNewTokens }
         : {}),
       budget: compareBudget(opts),
-      limit: opts.limit ?? (opts.quick ? COMPARE_QUICK_LIMIT : undefined),
+      limit: opts.limit ??
+        (opts.quick ? (fineTuning ? FINE_TUNE_QUICK.limit : COMPARE_QUICK_LIMIT) : undefined),
     }, `${d.name}/`);
     dataLayouts.push({ name: d.name, format: d.format, tokenizer: data.tokenizer.node });
     for (const seed of seeds) {

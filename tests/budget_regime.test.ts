@@ -135,5 +135,5 @@ Deno.test("compare-finetune --quick: 2 seeds on word-tags at the quick budget, w
   const t = trainConfigs(pipelines["compare-finetune"]({ quick: true }));
   const stageOnes = Object.keys(t).filter((n) => n.endsWith("/sftkey/sftkey-stage-one")).sort();
   assertEquals(stageOnes, ["word-tags/s0/sftkey/sftkey-stage-one", "word-tags/s1/sftkey/sftkey-stage-one"]);
-  assertEquals(t[stageOnes[0]].steps, 8);
+  assertEquals(t[stageOnes[0]].steps, 4);
 });
