@@ -27,6 +27,10 @@ import { fixture, type PipelineOptions, prepareData } from "./data.ts";
 import { type Budget } from "./budget.ts";
 import { evaluate, type Method, methodContext, modelNode, recordBudget } from "./method_context.ts";
 import { methods as registry, RFTT_METHODS } from "./methods.ts";
+import { QUICK_VOTE_PROBLEMS, RL_ARMS, searchVote, warmUp } from "./rftt.ts";
+import { addRlCharts } from "../src/steps/rl_charts.ts";
+import { addScalingChart } from "../src/steps/scaling_chart.ts";
+import { takeRowsStep } from "../src/steps/take_rows.ts";
 
 export interface DatasetSpec {
   /** Short name: the node prefix and the name in the report. */
@@ -93,6 +97,13 @@ export const FINE_TUNE_QUICK = {
   budget: { stageOneSteps: 4, stageTwoSteps: 2 },
   limit: { train: 64, test: 20 },
 } as const;
+
+/**
+ * Test problems the comparison's test-time search votes on, per dataset and seed (the first ones of the
+ * test set): 8 rollouts of a tree per problem cost about 0.75 s on two cores, so the whole test set for
+ * 2 models x 3 seeds x 2 datasets would add about 30 minutes.
+ */
+export const COMPARE_VOTE_PROBLEMS = 50;
 
 /** The starting checkpoint's own row: evaluated as it is, the same node for every seed (cached once). */
 export const baseRow: Method = (
@@ -218,6 +229,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
   const runs: ReportConfig["runs"][number][] = [];
   const dataLayouts: ReportConfig["datasets"][number][] = [];
   let steps = "";
+  const charts: Array<{ node: string; file: string; title: string }> = [];
   for (const d of datasets) {
     const data = prepareData(p, {
       ...opts,
@@ -259,6 +271,52 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
         runs.push({ dataset: d.name, method, seed, nodes, models });
       }
     }
+    // The RFTT arms' RL curves and test-time scaling (the search at inference), as means over seeds.
+    if (RL_ARMS.every((arm) => arm in methods) && "rftt-sft" in methods) {
+      const rl = Object.fromEntries(
+        seeds.flatMap((seed) => RL_ARMS.map((arm) => [`${d.name}/s${seed}/${arm}/${arm}`, arm] as const)),
+      );
+      addRlCharts(
+        p,
+        `${d.name}/rl-charts`,
+        Object.fromEntries(Object.keys(rl).map((n) => [n, { node: n }])),
+        { arms: rl, file: `${d.name}-rl_curves` },
+      );
+      const problems = opts.quick ? QUICK_VOTE_PROBLEMS : COMPARE_VOTE_PROBLEMS;
+      const voteSet = p.add(`${d.name}/test-first${problems}`, takeRowsStep, {
+        n: problems,
+        file: "masked.jsonl",
+      }, { from: data.testSet });
+      const votes: Record<string, string> = {};
+      for (const seed of seeds) {
+        const ctx = methodContext(p, data, seed, `${d.name}/s${seed}/rftt/`);
+        const warm = warmUp(ctx);
+        for (
+          const [label, model] of [["rftt-sft", warm.sft], ["rftt", { node: ctx.name("rftt") }]] as const
+        ) {
+          votes[searchVote(ctx, label, model, warm.tokenizer, voteSet).node] = label;
+        }
+      }
+      addScalingChart(
+        p,
+        `${d.name}/scaling-chart`,
+        Object.fromEntries(Object.keys(votes).map((n) => [n, { node: n }])),
+        { models: votes, file: `${d.name}-scaling` },
+      );
+      charts.push(
+        {
+          node: `${d.name}/rl-charts`,
+          file: `${d.name}-rl_curves.svg`,
+          title: `${d.name}: RL per update, mean over seeds ${seeds.join(", ")}`,
+        },
+        {
+          node: `${d.name}/scaling-chart`,
+          file: `${d.name}-scaling.svg`,
+          title: `${d.name}: test-time search, majority vote over the first N rollouts (first ${problems} ` +
+            `test problems, mean over seeds ${seeds.join(", ")})`,
+        },
+      );
+    }
   }
   addReport(p, "report", {
     title: `Method comparison: ${Object.keys(methods).join(", ")} on ${
@@ -270,6 +328,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
     runs,
     bootstrap: config.bootstrap ?? DEFAULT_BOOTSTRAP,
     maskExamples: config.maskExamples ?? 3,
+    ...(charts.length > 0 ? { charts } : {}),
   });
   return p.build();
 };

@@ -35,6 +35,8 @@ export interface EvalOptions {
   readonly samples?: number;
   readonly temperature?: number;
   readonly seed?: number;
+  /** RFTT's test-time search: functional-token MCTS rollouts per prompt, voted over (src/steps/evaluate.ts). */
+  readonly rollouts?: number;
   /** Sequences generated at once (default 50). */
   readonly batchSize?: number;
 }
@@ -61,7 +63,13 @@ export const build = (opts: EvalOptions) => {
   }, { examples, tokenizer });
   const testSet = p.add("test-set", buildMasksStep, { mask: { kind: "key" } }, { tokens });
   // Sampling settings only when asked for: a greedy evaluation has the pipelines' evaluate config.
-  const sampling = opts.samples !== undefined || opts.temperature !== undefined
+  const sampling = opts.rollouts !== undefined
+    ? {
+      rollouts: opts.rollouts,
+      ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}),
+      seed: opts.seed ?? 0,
+    }
+    : opts.samples !== undefined || opts.temperature !== undefined
     ? { samples: opts.samples ?? 1, temperature: opts.temperature ?? 0, seed: opts.seed ?? 0 }
     : {};
   p.add("eval-model", evaluateStep, {

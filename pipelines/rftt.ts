@@ -15,14 +15,15 @@
  *    chain-of-thought SFT model without functional tokens (`cot-rl`, sampling: it has no functional
  *    tokens to search over), which tests the paper's central claim.
  * 5. Evaluate: greedy generation; an RFTT model's answer is its `<output>` segment. Test-time scaling:
- *    majority votes over 1, 2, 4, 8 sampled traces of rftt-sft and rftt (scaling.svg).
+ *    functional-token tree search at inference (`eval --rollouts N`), majority votes over the first 1, 2, 4,
+ *    8 rollouts of each test problem's tree, for rftt-sft and rftt (scaling.svg).
  *
  * Differences, and why: the warm-up SFT is the project's ordinary train step for SFTKey's stage-one
  * budget, from scratch when no --model is given (the vocabulary is then grown before the model exists,
  * so the fresh embedding simply has 16 more rows); the RL learning rate is the stage-two one (1e-4 in both
  * regimes, not swept); the warm-up search uses the programmatic expander only (the arithmetic task's prompts), which
- * the issue allows for the synthetic tasks. Test-time scaling votes over sampled traces, not over an
- * inference-time tree search (`--rollouts N` is not built).
+ * the issue allows for the synthetic tasks. At inference the tree has no reward to back up (no gold
+ * answer), so its rollouts spread over the policy's most probable branches (src/train/rftt_test_search.ts).
  */
 import { type NodeRef, type Pipeline, PipelineBuilder } from "../src/engine/pipeline.ts";
 import { ADD_FUNCTIONAL_TOKENS, addTokensStep } from "../src/steps/add_tokens.ts";
@@ -36,6 +37,8 @@ import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { trainStep } from "../src/steps/train.ts";
 import { TREE_SEARCH_DEFAULTS, treeSearchStep } from "../src/steps/tree_search.ts";
 import { FUNCTIONAL_TOKENS } from "../src/data/functional_tokens.ts";
+import { defaultLocator } from "../src/data/formats.ts";
+import type { LocatorSpec } from "../src/data/locate.ts";
 import { type PipelineOptions, prepareData, TEMPLATE, tinyModel, tokenizerVocabSize } from "./data.ts";
 import {
   answerJudging,
@@ -149,8 +152,19 @@ const rlConfig = (
     lr: rlLr(ctx),
     checkpointEvery: r.checkpointEvery,
     seed: ctx.seed,
-    ...(arm.traces === "plain" && ctx.data.options.locator ? { locator: ctx.data.options.locator } : {}),
+    ...(arm.traces === "plain" ? plainLocator(ctx) : {}),
   };
+};
+
+/**
+ * Where a plain (chain-of-thought) rollout's answer is: the data's locator, as evaluation reads it (the
+ * user's --locator, else the format's own: `####` for gsm8k). Without it the rl step reads `<Answer>`
+ * tags, which GSM8K-format responses never have: every reward was 0 and cot-rl never moved (found in the
+ * comparison of 2026-12-03). The step's own default is left implicit, so tag-format runs keep their keys.
+ */
+const plainLocator = (ctx: MethodContext): { locator?: LocatorSpec } => {
+  const locator = ctx.data.options.locator ?? defaultLocator[ctx.data.options.format];
+  return JSON.stringify(locator) === JSON.stringify({ kind: "answer-tags" }) ? {} : { locator };
 };
 
 /** An RFTT model with its evaluation: the grown tokenizer, the answer in `<output>`, room for a trace. */
@@ -219,15 +233,31 @@ export const RFTT_ARMS: Readonly<Record<string, Method>> = {
 };
 
 /**
- * Test-time scaling: sampled whole traces per test problem, voted over (the majority `<output>` answer).
- * Departure: the issue's `--rollouts N` searches with functional-token MCTS at inference; here the
- * rollouts are sampled traces (temperature 0.7), which the evaluate step already draws.
+ * Test-time scaling: functional-token MCTS at inference with this many rollouts per test problem; the
+ * majority `<output>` answer of the first 1, 2, 4, 8 of them (src/train/rftt_test_search.ts).
  */
-export const VOTE_SAMPLES = 8;
-/** The temperature of the voted traces. */
-export const VOTE_TEMPERATURE = 0.7;
+export const VOTE_ROLLOUTS = 8;
 /** With --quick, the votes are on this many test problems. */
 export const QUICK_VOTE_PROBLEMS = 20;
+
+/**
+ * The test-time search's evaluation of an RFTT model (node `vote-<label>` in `ctx`): VOTE_ROLLOUTS
+ * functional-token MCTS rollouts per problem of `testSet`, the majority `<output>` answer.
+ */
+export const searchVote = (
+  ctx: MethodContext,
+  label: string,
+  model: NodeRef,
+  tokenizer: NodeRef,
+  testSet: NodeRef,
+): NodeRef =>
+  ctx.p.add(ctx.name(`vote-${label}`), evaluateStep, {
+    ...answerJudging(ctx),
+    ...judged(model, tokenizer).judging,
+    batchSize: 64,
+    rollouts: VOTE_ROLLOUTS,
+    seed: ctx.seed,
+  }, { model, data: testSet, tokenizer });
 
 /** The arms that run RL (their nodes are named by their labels). */
 export const RL_ARMS = ["rftt", "rftt-prm", "rftt-sampling", "cot-rl"] as const;
@@ -240,10 +270,10 @@ export const build = (opts: PipelineOptions = {}): Pipeline => {
   );
   const data = prepareData(p, opts);
   runMethods(p, data, Object.values(RFTT_ARMS));
-  // Test-time scaling: majority votes over 1, 2, 4, 8 sampled traces per problem (scaling.svg).
+  // Test-time scaling: tree search at inference, majority votes over its first 1, 2, 4, 8 rollouts.
   const ctx = methodContext(p, data);
   const warm = warmUp(ctx);
-  // --quick votes on the first test problems only: 8 traces of an untrained model run to the length limit.
+  // --quick votes on the first test problems only: the trees of an untrained model run to their limits.
   const voteSet = data.options.quick
     ? p.add(`test-first${QUICK_VOTE_PROBLEMS}`, takeRowsStep, {
       n: QUICK_VOTE_PROBLEMS,
@@ -258,18 +288,7 @@ export const build = (opts: PipelineOptions = {}): Pipeline => {
     Object.fromEntries(
       (["rftt-sft", "rftt"] as const).map((label) => [
         label,
-        p.add(`vote-${label}`, evaluateStep, {
-          ...answerJudging(ctx),
-          ...judged(warm.sft, warm.tokenizer).judging,
-          batchSize: 64,
-          samples: VOTE_SAMPLES,
-          temperature: VOTE_TEMPERATURE,
-          seed: ctx.seed,
-        }, {
-          model: label === "rftt-sft" ? warm.sft : { node: "rftt" },
-          data: voteSet,
-          tokenizer: warm.tokenizer,
-        }),
+        searchVote(ctx, label, label === "rftt-sft" ? warm.sft : { node: "rftt" }, warm.tokenizer, voteSet),
       ]),
     ),
   );

@@ -405,6 +405,13 @@ const assertThat = (ok: boolean, what: string) => {
   if (!ok) throw new Error(what);
 };
 
+/** `deno task eval` of the case directory (as the model) on a good data file, with `flags`: must fail. */
+const evalFailure = async (dir: string, flags: string[]) => {
+  const data = await goodData(dir);
+  const args = ["eval", "--model", dir, "--data", data, "--format", "tags", ...flags];
+  return await cliFailure([...args, "--run-dir", `${dir}/run`]);
+};
+
 // ---------------------------------------------------------------------------------------------------------
 // The table
 
@@ -765,11 +772,24 @@ export const cases: ReadonlyArray<BadInputCase> = [
     expected: "InvalidConfig",
     mentions: ["--samples", "--temperature"],
     via: "cli",
-    run: async (dir) => {
-      const data = await goodData(dir);
-      const args = ["eval", "--model", dir, "--data", data, "--format", "tags", "--samples", "4"];
-      return await cliFailure([...args, "--run-dir", `${dir}/run`]);
-    },
+    run: (dir) => evalFailure(dir, ["--samples", "4"]),
+  },
+  {
+    name: "eval --rollouts with --samples",
+    input:
+      "deno task eval --model DIR --data test.jsonl --format tags --rollouts 8 --samples 4 --temperature 1",
+    expected: "InvalidConfig",
+    mentions: ["--rollouts", "--samples"],
+    via: "cli",
+    run: (dir) => evalFailure(dir, ["--rollouts", "8", "--samples", "4", "--temperature", "1"]),
+  },
+  {
+    name: "eval --rollouts 0",
+    input: "deno task eval --model DIR --data test.jsonl --format tags --rollouts 0",
+    expected: "InvalidConfig",
+    mentions: ["--rollouts", "must be positive"],
+    via: "cli",
+    run: (dir) => evalFailure(dir, ["--rollouts", "0"]),
   },
   {
     name: "bad row in the test file; finished steps stay cached",

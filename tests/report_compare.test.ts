@@ -3,7 +3,8 @@
  * their RL runs and long-trace evaluations added about 100 s here; tests/rftt_pipeline.test.ts runs them end
  * to end in the default tier), 2 seeds (3 with SFTKEY_SLOW=1) and
  * both embedded datasets, on a tiny slice with a tiny budget, through the CLI's entry point. It must write
- * report.md/html with every method, charts and the mask viewer; share identical nodes through the cache;
+ * report.md/html with every method, charts and the mask viewer (with the RFTT arms: their RL curves and
+ * the test-time search's scaling chart); share identical nodes through the cache;
  * state significance in agreement with its own intervals; and, run again, reuse everything, the report
  * included.
  */
@@ -101,6 +102,18 @@ Deno.test("compare: every method x seeds x 2 datasets, one report, cached on the
   assertEquals(ids.length, new Set(ids).size);
   assert((await read("accuracy.svg")).startsWith("<svg"));
   assert((await read("loss.svg")).startsWith("<svg"));
+  // With the RFTT arms: their RL curves and the test-time search's scaling, per dataset, in the report.
+  if (SLOW) {
+    for (const dataset of ["arith", "gsm8k"]) {
+      for (const [file, title] of [["rl_curves", "RL per update"], ["scaling", "test-time search"]]) {
+        assert((await read(`${dataset}-${file}.svg`)).startsWith("<svg"), `${dataset}-${file}.svg`);
+        assert(md.includes(`(${dataset}-${file}.svg)`) && md.includes(`${dataset}: ${title}`), file);
+        assert(html.includes(`${dataset}: ${title}`), file);
+      }
+      const votes = first.steps.filter((s) => s.name.startsWith(`${dataset}/`) && /\/vote-rftt/.test(s.name));
+      assertEquals(votes.length, 2 * SEEDS.length, dataset);
+    }
+  }
 
   // Identical training nodes (e.g. the response-only first stage several methods start from) ran once.
   const trains = first.steps.filter((s) => s.step === "train");

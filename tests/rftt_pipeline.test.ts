@@ -3,14 +3,15 @@
  * (rftt-sft, rftt, rftt-prm, rftt-sampling, cot-sft, cot-rl) is trained and evaluated; the RL steps write
  * their per-update log; the RFTT checkpoints are valid Hugging Face checkpoints (config.json's vocab_size
  * matches the embedding rows, tokenizer.json lists the 16 functional tokens as special added tokens); the
- * RL charts and the test-time scaling chart are published; a rerun is all cached.
+ * RL charts and the test-time scaling chart (tree search at inference) are published; a rerun is all cached.
  */
 import { Effect } from "effect";
 import { assert, assertEquals } from "./assert.ts";
 import { useBackend } from "../src/backend/backend.ts";
 import { runAndSummarise } from "../src/cli/run.ts";
-import { FUNCTIONAL_TOKENS } from "../src/data/functional_tokens.ts";
+import { FUNCTIONAL_TOKENS, parseTrace } from "../src/data/functional_tokens.ts";
 import { build, RFTT_ARMS } from "../pipelines/rftt.ts";
+import { cli } from "./bad_input_cases.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -103,14 +104,71 @@ Deno.test("rftt --quick: every arm trains and is evaluated; RL logs; valid HF ch
   for (const text of ["mean reward", "KL to reference", "clip fraction", "rftt-sampling", "cot-rl"]) {
     assert(svg.includes(text.replace("<", "&lt;")), text);
   }
-  // Test-time scaling: majority votes over 1, 2, 4, 8 sampled traces, charted.
+  // Test-time scaling: tree search at inference, majority votes over its first 1, 2, 4, 8 rollouts, charted.
   for (const label of ["rftt-sft", "rftt"]) {
     const metrics = JSON.parse(await Deno.readTextFile(`${artifact(`vote-${label}`)}/metrics.json`));
+    assertEquals(metrics.rollouts, 8, label);
     assertEquals(Object.keys(metrics.majority_at), ["1", "2", "4", "8"], label);
     assertEquals(metrics.majority_at["8"], metrics.majority_accuracy, label);
+    assertEquals(metrics.accuracy, metrics.majority_accuracy, label);
+    // Every rollout is a functional-token trace; one that gave an answer parses under the grammar.
+    const predictions = (await Deno.readTextFile(`${artifact(`vote-${label}`)}/predictions.jsonl`)).trim()
+      .split("\n").map((l) => JSON.parse(l));
+    for (const p of predictions) {
+      assertEquals(p.rollouts.length, 8, label);
+      for (const r of p.rollouts) if (r.predicted !== null) assert(parseTrace(r.generated).ok, r.generated);
+    }
   }
   assert((await Deno.readTextFile(`${dir}/run/scaling.svg`)).includes("majority-vote accuracy"));
+
+  // `deno task eval --rollouts N` runs the same search on any RFTT checkpoint: the vote of the first N
+  // rollouts of the pipeline's own tree (same seed, same step settings).
+  const evalArgs = (model: string, out: string) => [
+    "eval",
+    "--model",
+    model,
+    "--data",
+    `${dir}/test.jsonl`,
+    "--format",
+    "tags",
+    "--max-new-tokens",
+    "176",
+    "--rollouts",
+    "4",
+    "--backend",
+    "cpu",
+    "--run-dir",
+    `${dir}/${out}`,
+  ];
+  const searched = await cli(evalArgs(`${artifact("rftt")}/model`, "e-rftt"));
+  assertEquals(searched.code, 0, searched.stderr);
+  const m = JSON.parse(await Deno.readTextFile(`${dir}/e-rftt/summary.json`)).models.model;
+  const voted = JSON.parse(await Deno.readTextFile(`${artifact("vote-rftt")}/metrics.json`));
+  assertEquals(m.rollouts, 4);
+  assertEquals(m.majority_at["4"], voted.majority_at["4"]);
+  // A chain-of-thought model has no functional tokens to search with: a one-line typed error.
+  const refused = await cli(evalArgs(`${artifact("cot-sft")}/model`, "e-cot"));
+  assertEquals(refused.code, 1, refused.stdout);
+  assert(
+    refused.stderr.includes("no functional tokens") && !refused.stderr.includes("    at "),
+    refused.stderr,
+  );
   const rerun = await run();
   assert(rerun.steps.every((s) => s.status === "cached"), JSON.stringify(rerun.steps));
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cot-rl reads a plain rollout's answer where evaluation does: #### for gsm8k, <Answer> for tags", () => {
+  const locatorOf = (format: "tags" | "gsm8k", train: string, test: string) => {
+    const node = build({ train, test, format }).nodes.find((n) => n.name === "cot-rl");
+    assert(node !== undefined && node.kind === "step");
+    return (node.config as { locator?: { kind: string } }).locator;
+  };
+  // Without it every GSM8K-format reward was 0 (the rl step's default reads <Answer> tags).
+  assertEquals(
+    locatorOf("gsm8k", "fixtures/gsm8k-mini/train.jsonl", "fixtures/gsm8k-mini/test.jsonl")?.kind,
+    "gsm8k",
+  );
+  // The tags format keeps the step's default (and so its cache key).
+  assertEquals(locatorOf("tags", "fixtures/arith/train.jsonl", "fixtures/arith/test.jsonl"), undefined);
 });

@@ -9,27 +9,13 @@ import { type Policy } from "../src/train/rftt_model_expander.ts";
 import { parseArithPrompt } from "../src/train/rftt_arith.ts";
 import { collectRollouts, type RolloutSettings } from "../src/train/rl_rollouts.ts";
 import { Rng } from "../src/util/rng.ts";
-import { grownArithTokenizer } from "./rftt_test_helpers.ts";
+import { grownArithTokenizer, scriptedPolicy } from "./rftt_test_helpers.ts";
 
-const { tok, ids, id } = await grownArithTokenizer();
-const nl = tok.encode("\n");
+const { tok } = await grownArithTokenizer();
 
 /** Writes `scripts[tag]` after an opening tag (EOS otherwise); prefers next_step, then output. */
-const scripted = (scripts: Record<string, string>): Policy => ({
-  nextLogits: () => {
-    const l = new Float32Array(tok.vocabSize);
-    l[id("<next_step>")] = 2;
-    l[id("<output>")] = 1;
-    return l;
-  },
-  continue: (prompts) =>
-    prompts.map((p) => {
-      const open = [...p].reverse().find((x) => ids.has(tok.decode([x])))!;
-      const tag = tok.decode([open]);
-      const text = scripts[tag];
-      return text === undefined ? [tok.eosId] : [...tok.encode(text), ...nl, id(`</${tag.slice(1)}`)];
-    }),
-});
+const scripted = (scripts: Record<string, string>): Policy =>
+  scriptedPolicy(tok, { "<next_step>": 2, "<output>": 1 }, (tag) => scripts[tag]);
 
 const prompt = "What is 9 - 3?";
 const problem = { promptIds: tok.encode(`${prompt}\n`), gold: "6", arith: parseArithPrompt(prompt)! };

@@ -6,6 +6,9 @@
  * (src/report/stats.ts: resampling seeds and test examples).
  *
  *   deno run --allow-read tools/seed_table.ts --models a,b,c --compare a-b,c-b DIR_0 DIR_1 DIR_2
+ *
+ * A run may also be one seed of a comparison run (`deno task pipeline compare`): `DIR::arith/s0` reads the
+ * evaluations `arith/s0/<method>/eval-<model>` of that run directory.
  */
 import { DEFAULT_BOOTSTRAP, pairedBootstrap } from "../src/report/stats.ts";
 
@@ -16,13 +19,24 @@ const flag = (name: string): string | undefined => {
 const models = (flag("--models") ?? "").split(",").filter((m) => m !== "");
 const pairs = (flag("--compare") ?? "").split(",").filter((p) => p !== "").map((p) => p.split("-vs-"));
 const runs = Deno.args.filter((a, i) => !a.startsWith("--") && !Deno.args[i - 1]?.startsWith("--"));
+const unknown = pairs.flat().filter((m) => !models.includes(m));
+if (unknown.length > 0) {
+  console.error(`--compare names ${unknown.join(", ")}, which --models does not list`);
+  Deno.exit(2);
+}
 if (models.length === 0 || runs.length === 0) {
   console.error("usage: tools/seed_table.ts --models a,b --compare a-vs-b DIR...");
   Deno.exit(2);
 }
 
 /** Per-example correctness (1/0) of `model` in a run directory, in test-file order. */
-const scores = (dir: string, model: string): number[] => {
+const scores = (run: string, model: string): number[] => {
+  const [dir, prefix] = run.split("::");
+  const wanted = (node: string | undefined) =>
+    prefix === undefined
+      ? node === `eval-${model}`
+      : node !== undefined && node.startsWith(`${prefix}/`) && node.endsWith(`/eval-${model}`) &&
+        node.split("/").length === prefix.split("/").length + 2;
   for (const e of Deno.readDirSync(`${dir}/artifacts/evaluate`)) {
     const art = `${dir}/artifacts/evaluate/${e.name}`;
     let node: string | undefined;
@@ -31,14 +45,14 @@ const scores = (dir: string, model: string): number[] => {
     } catch {
       continue; // an unfinished artifact
     }
-    if (node !== `eval-${model}`) continue;
+    if (!wanted(node)) continue;
     const rows = Deno.readTextFileSync(`${art}/predictions.jsonl`).trim().split("\n").map((l) =>
       JSON.parse(l)
     );
     const line = (r: { source: string }) => Number(r.source.slice(r.source.lastIndexOf(":") + 1));
     return rows.sort((a, b) => line(a) - line(b)).map((r) => (r.correct ? 1 : 0));
   }
-  throw new Error(`${dir}: no evaluation of ${model}`);
+  throw new Error(`${run}: no evaluation of ${model}`);
 };
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

@@ -1,10 +1,12 @@
 /**
  * `eval`: generation-based evaluation of any checkpoint directory on a data file, with the extraction,
  * accuracy, format rate and key loss of the pipelines' evaluate step, and with `--samples k --temperature
- * T` pass@j and majority vote over k seeded samples per prompt.
+ * T` pass@j and majority vote over k seeded samples per prompt; with `--rollouts N` (an RFTT model) RFTT's
+ * test-time search: N functional-token MCTS rollouts per prompt and a majority vote over their answers.
  *
  *   deno task eval --model DIR [--adapter DIR] --data FILE --format F [--tokenizer T] [--locator L] [--max-length N]
- *                  [--max-new-tokens N] [--samples K --temperature T --seed S] [--run-dir DIR]
+ *                  [--max-new-tokens N] [--samples K --temperature T --seed S] [--rollouts N]
+ *                  [--run-dir DIR]
  *
  * It runs as a pipeline (pipelines/eval.ts) in its run directory (default runs/eval): prepared data and
  * results are cached, and summary.json and the metrics table come out as for any pipeline. With
@@ -45,6 +47,10 @@ const options = {
     "temperature",
     "sampling temperature (default 0: greedy; --samples above 1 needs more)",
   ),
+  rollouts: optionalInt(
+    "rollouts",
+    "RFTT models: functional-token tree search with N rollouts per prompt, the answer their majority vote (--temperature: the steps', default 0.3)",
+  ),
   seed: Options.integer("seed").pipe(Options.withDescription("sampling seed"), Options.withDefault(0)),
   batchSize: optionalInt("batch-size", "sequences generated at once (default 50)"),
   runDir: Options.text("run-dir").pipe(
@@ -65,6 +71,15 @@ export const evalCommand = Command.make("eval", options, (a) =>
       "--temperature",
       Option.filter(a.temperature, (t) => t !== 0),
     ]]);
+    yield* requirePositive([["--rollouts", a.rollouts]]);
+    const rollouts = Option.getOrUndefined(a.rollouts);
+    if (rollouts !== undefined && Option.isSome(a.samples)) {
+      return yield* new InvalidConfig({
+        where: "--rollouts",
+        reason:
+          "--rollouts (tree search) and --samples (independent samples) are two ways of voting; give one",
+      });
+    }
     const samples = Option.getOrUndefined(a.samples);
     const temperature = Option.getOrUndefined(a.temperature);
     if (samples !== undefined && samples > 1 && !(temperature !== undefined && temperature > 0)) {
@@ -86,12 +101,17 @@ export const evalCommand = Command.make("eval", options, (a) =>
           ...data,
           samples,
           temperature,
-          seed: samples !== undefined || temperature !== undefined ? a.seed : undefined,
+          rollouts,
+          seed: samples !== undefined || temperature !== undefined || rollouts !== undefined
+            ? a.seed
+            : undefined,
           batchSize: Option.getOrUndefined(a.batchSize),
         }),
       catch: (e) => e instanceof InvalidConfig ? e : new InvalidConfig({ where: "eval", reason: String(e) }),
     });
-    const sampling = samples !== undefined || temperature !== undefined
+    const sampling = rollouts !== undefined
+      ? `test-time search: ${rollouts} functional-token MCTS rollout(s) per prompt, majority vote, seed ${a.seed}`
+      : samples !== undefined || temperature !== undefined
       ? `${samples ?? 1} sample(s) per prompt at temperature ${temperature ?? 0}, seed ${a.seed}`
       : "greedy";
     const adapted = Option.match(a.adapter, { onNone: () => "", onSome: (d) => ` with adapter ${d}` });

@@ -19,6 +19,10 @@ export const ModelMetrics = Schema.Struct({
   n: Schema.Number,
   /** With several samples per prompt (src/steps/evaluate.ts): the sample count and pass@j by j. */
   samples: Schema.optional(Schema.Number),
+  /** With RFTT's test-time search: rollouts per prompt (accuracy is then the vote's). */
+  rollouts: Schema.optional(Schema.Number),
+  /** With the test-time search: accuracy averaged over the rollouts (accuracy is the vote). */
+  rollout_accuracy: Schema.optional(Schema.Number),
   pass_at: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Number })),
   majority_accuracy: Schema.optional(Schema.Number),
   majority_at: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Number })),
@@ -74,7 +78,8 @@ export const formatMetricsTable = (models: Summary["models"]): string => {
   const sampled = Object.values(models).some((m) => m.pass_at !== undefined);
   const rows = [["model", "accuracy", "format", "key loss", "n", ...(sampled ? ["pass@k", "majority"] : [])]];
   for (const [name, m] of Object.entries(models)) {
-    const k = m.samples === undefined ? undefined : String(m.samples);
+    const votes = m.samples ?? m.rollouts;
+    const k = votes === undefined ? undefined : String(votes);
     rows.push([
       name,
       pct(m.accuracy),

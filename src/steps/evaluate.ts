@@ -28,6 +28,9 @@ import { generateAsync } from "../model/generate.ts";
 import { teacherForcedLossAsync } from "../train/head_loss.ts";
 import { majorityVote, passAtK } from "../report/stats.ts";
 import { Rng } from "../util/rng.ts";
+import { modelPolicy } from "../train/rftt_model_expander.ts";
+import { functionalIds } from "../train/rl_rollouts.ts";
+import { searchedAnswers, searchTraces, TEST_SEARCH_DEFAULTS } from "../train/rftt_test_search.ts";
 import { loadModel } from "./shared.ts";
 
 /** Decoder of the step's config; the fields are documented on the interface `EvaluateConfig`. */
@@ -43,6 +46,8 @@ export const EvaluateConfig: Schema.Schema<EvaluateConfig> = Schema.Struct({
   temperature: Schema.optional(Schema.Number.pipe(Schema.nonNegative(), Schema.finite())),
   /** Seed of the sampling (default 0). */
   seed: Schema.optional(Schema.Int),
+  /** RFTT's test-time search: functional-token MCTS rollouts per prompt, voted over (default: none). */
+  rollouts: Schema.optional(Schema.Int.pipe(Schema.positive())),
 });
 /**
  * The `evaluate` step's config as plain data, spelled out for the API docs. The decoder of the same name must
@@ -63,6 +68,12 @@ export interface EvaluateConfig {
   readonly temperature?: number;
   /** Seed of the sampling (default 0). */
   readonly seed?: number;
+  /**
+   * RFTT's test-time search (`--rollouts N`): N functional-token MCTS rollouts per prompt
+   * (../train/rftt_test_search.ts), the answer the majority vote over their `<output>` answers; the
+   * temperature, when given, is the steps' (default 0.3). Needs a tokenizer with the functional tokens.
+   */
+  readonly rollouts?: number;
 }
 
 /** The sample counts pass@j is reported for: powers of two below k, and k. */
@@ -99,15 +110,38 @@ export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = d
       );
       const rows = yield* readJsonl<MaskedRecord>(`${inputs.data}/masked.jsonl`);
 
-      const k = config.samples ?? 1;
-      const temperature = config.temperature ?? 0;
-      if (k > 1 && temperature === 0) {
+      if (config.rollouts !== undefined) {
+        if (config.samples !== undefined) {
+          return yield* new InvalidConfig({
+            where: `${ctx.node}.config.samples`,
+            reason: "samples and rollouts are two ways of voting; give one",
+          });
+        }
+        if (functionalIds(tok) === undefined) {
+          return yield* new InvalidConfig({
+            where: `${ctx.node}.config.rollouts`,
+            reason:
+              `the test-time search writes functional-token traces, and ${tok.path} has no functional tokens (an RFTT model's tokenizer has them)`,
+          });
+        }
+        if (ctx.backend === "webgpu") {
+          return yield* new InvalidConfig({
+            where: `${ctx.node}.config.rollouts`,
+            reason: "the test-time search runs on the cpu, cpu-blas and tensorflow backends, not on webgpu",
+          });
+        }
+      }
+      const k = config.rollouts ?? config.samples ?? 1;
+      const temperature = config.temperature ??
+        (config.rollouts !== undefined ? TEST_SEARCH_DEFAULTS.stepTemperature : 0);
+      if (config.rollouts === undefined && k > 1 && temperature === 0) {
         return yield* new InvalidConfig({
           where: `${ctx.node}.config.temperature`,
           reason: `${k} samples per prompt need a temperature above 0 (greedy samples are all the same)`,
         });
       }
-      const rng = temperature > 0 ? Rng.seeded(config.seed ?? 0) : undefined;
+      const rng = temperature > 0 || config.rollouts !== undefined ? Rng.seeded(config.seed ?? 0) : undefined;
+      const policy = config.rollouts !== undefined ? modelPolicy(params, modelConfig) : undefined;
       const sizes = passAtSizes(k);
       const passSums = sizes.map(() => 0);
       const majoritySums = sizes.map(() => 0);
@@ -128,7 +162,17 @@ export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = d
         let longestPrompt = 0;
         for (const p of prompts) longestPrompt = Math.max(longestPrompt, p.length);
         // Asynchronous (generation and the key loss) so that evaluation also runs on webgpu.
-        const outputs = yield* Effect.promise(() =>
+        // The test-time search writes traces step by step (synchronous: the cpu backends only).
+        const searched = policy
+          ? prompts.map((p) =>
+            searchTraces(policy, tok, p, {
+              ...TEST_SEARCH_DEFAULTS,
+              rollouts: k,
+              stepTemperature: temperature,
+            }, rng!)
+          )
+          : undefined;
+        const outputs = searched ? [] : yield* Effect.promise(() =>
           generateAsync(
             params,
             modelConfig,
@@ -142,11 +186,17 @@ export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = d
         );
         batch.forEach((r, j) => {
           const gold = normaliseAnswer(r.answer);
-          const samples = outputs.slice(j * k, (j + 1) * k).map((ids) => {
-            const text = tok.decode(ids);
-            const predicted = extractAnswer(text, locator);
-            return { text, predicted, ok: predicted !== undefined && normaliseAnswer(predicted) === gold };
-          });
+          const samples = searched
+            ? searched[j].map((t) => ({
+              text: t.text,
+              predicted: t.answer,
+              ok: t.answer !== undefined && normaliseAnswer(t.answer) === gold,
+            }))
+            : outputs.slice(j * k, (j + 1) * k).map((ids) => {
+              const text = tok.decode(ids);
+              const predicted = extractAnswer(text, locator);
+              return { text, predicted, ok: predicted !== undefined && normaliseAnswer(predicted) === gold };
+            });
           const right = samples.filter((x) => x.ok).length;
           formatted += samples.filter((x) => x.predicted !== undefined).length;
           correct += right;
@@ -162,11 +212,15 @@ export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = d
             });
             return;
           }
-          const answers = samples.map((x) =>
-            x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)
-          );
+          const answers = searched
+            ? searchedAnswers(searched[j])
+            : samples.map((x) => x.predicted === undefined ? undefined : normaliseAnswer(x.predicted));
           sizes.forEach((size, at) => {
-            passSums[at] += passAtK(k, right, size);
+            // A tree's rollouts are not independent samples: pass@j is then whether one of the first j
+            // rollouts is right (exact), not the unbiased estimator.
+            passSums[at] += searched
+              ? (samples.slice(0, size).some((x) => x.ok) ? 1 : 0)
+              : passAtK(k, right, size);
             if (majorityVote(answers.slice(0, size)) === gold) majoritySums[at]++;
           });
           const majority = majorityVote(answers);
@@ -178,7 +232,7 @@ export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = d
             correct_samples: right,
             majority: majority ?? null,
             majority_correct: majority === gold,
-            samples: samples.map((x) => ({
+            [searched ? "rollouts" : "samples"]: samples.map((x) => ({
               generated: x.text,
               predicted: x.predicted ?? null,
               correct: x.ok,
@@ -206,14 +260,20 @@ export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = d
       progress.finish();
       const n = rows.length;
       const metrics = {
-        accuracy: correct / (n * k),
+        // The search's answer is its vote; sampling's accuracy is the mean over samples (pass@1).
+        accuracy: policy && k > 1 ? majorityCorrect / n : correct / (n * k),
+        ...(policy ? { rollout_accuracy: correct / (n * k) } : {}),
         format_rate: formatted / (n * k),
         key_loss: keyLossSum / keyTokens,
         n,
         correct,
         backend: ctx.backend,
         locator: locator.kind,
-        ...(rng ? { samples: k, temperature, seed: config.seed ?? 0 } : {}),
+        ...(policy
+          ? { rollouts: k, temperature, seed: config.seed ?? 0 }
+          : rng
+          ? { samples: k, temperature, seed: config.seed ?? 0 }
+          : {}),
         ...(k > 1
           ? {
             pass_at: Object.fromEntries(sizes.map((size, at) => [String(size), passSums[at] / n])),

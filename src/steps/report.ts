@@ -12,7 +12,7 @@
 import { Effect, Schema } from "effect";
 import { defineStep } from "../engine/step.ts";
 import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
-import { writeFileAtomic } from "../io/fs.ts";
+import { readText, writeFileAtomic } from "../io/fs.ts";
 import { analyse } from "../report/analyse.ts";
 import { accuracySpec, type LossPoint, lossSpec, renderSvg, scopeSvgIds } from "../report/charts.ts";
 import { collect, type Collected } from "../report/collect.ts";
@@ -51,6 +51,13 @@ export const ReportConfig = Schema.Struct({
   }),
   /** Training examples shown per method and dataset in the mask viewer. */
   maskExamples: Schema.Int.pipe(Schema.nonNegative()),
+  /**
+   * Charts other nodes drew (RL curves, test-time scaling), shown after the report's own: the node, its
+   * SVG file (which that node publishes into the run directory) and a title.
+   */
+  charts: Schema.optional(
+    Schema.Array(Schema.Struct({ node: Schema.String, file: Schema.String, title: Schema.String })),
+  ),
 });
 export type ReportConfig = typeof ReportConfig.Type;
 
@@ -64,6 +71,7 @@ export const reportInputs = (config: ReportConfig): string[] => [
       ...r.nodes.flatMap((n) => (n.data ? [n.input, n.data] : [n.input])),
       ...r.models.map((m) => m.eval),
     ]),
+    ...(config.charts ?? []).map((c) => c.node),
   ]),
 ];
 
@@ -95,6 +103,10 @@ export const reportStep = (inputs: ReadonlyArray<string>) =>
             ),
           },
         ];
+        for (const c of config.charts ?? []) {
+          const svg = yield* readText(`${dirs[c.node]!}/${c.file}`);
+          charts.push({ title: c.title, file: c.file, svg });
+        }
         const content: ReportContent = { title: config.title, analysis, masks: collected.masks, charts };
         for (const chart of charts) yield* writeFileAtomic(`${ctx.dir}/${chart.file}`, chart.svg);
         yield* writeFileAtomic(`${ctx.dir}/report.md`, reportMarkdown(content));

@@ -6,7 +6,8 @@
  * files into the run directory when it ends.
  *
  * Its inputs are the RL runs, named by their labels (`rlChartsStep(labels)`, wired by `addRlCharts`).
- * Output: rl_curves.svg, rl_curves.vl.json.
+ * With `arms`, several labels draw one line (label -> arm): the mean over them at each update (the
+ * comparison's seeds). Output: rl_curves.svg, rl_curves.vl.json (or `file`.svg / .vl.json).
  */
 import { Effect, Schema } from "effect";
 import type { FileUnreadable, WriteFailed } from "../errors.ts";
@@ -16,17 +17,23 @@ import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
 import { type RlPoint, rlSpec, writeChart } from "../report/charts.ts";
 import type { RlLogRow } from "../train/rl_rollouts.ts";
 
-/** The files the step writes and the run publishes. */
-export const RL_CHART_FILES = ["rl_curves.svg", "rl_curves.vl.json"] as const;
+/** The files the step writes and the run publishes, for a chart named `file`. */
+export const rlChartFiles = (file = "rl_curves") => [`${file}.svg`, `${file}.vl.json`] as const;
 
 /** The step's config: the RL runs' labels, which are also its input names. */
 export const RlChartsConfig: Schema.Schema<RlChartsConfig> = Schema.Struct({
   labels: Schema.Array(Schema.String),
+  arms: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  file: Schema.optional(Schema.String),
 });
 /** The `rlCharts` step's config as plain data. */
 export interface RlChartsConfig {
   /** The RL runs' labels (the input names), in the charts' order. */
   readonly labels: ReadonlyArray<string>;
+  /** The line each label belongs to (default: its own); a line is the mean of its labels per update. */
+  readonly arms?: Readonly<Record<string, string>>;
+  /** The chart's file name without extension (default "rl_curves"). */
+  readonly file?: string;
 }
 
 /** The panels, in order: log field and title. */
@@ -41,6 +48,7 @@ const METRICS: ReadonlyArray<readonly [keyof RlLogRow, string]> = [
 /** The rlCharts step over RL runs whose inputs are named `labels`. */
 export const rlChartsStep = (
   labels: ReadonlyArray<string>,
+  file?: string,
 ): Step<RlChartsConfig, string, FileUnreadable | WriteFailed> =>
   defineStep({
     name: "rlCharts",
@@ -48,33 +56,54 @@ export const rlChartsStep = (
     description: "RL runs' per-update logs as charts",
     config: RlChartsConfig,
     inputs: labels,
-    publishes: RL_CHART_FILES,
+    publishes: rlChartFiles(file),
     run: (config, inputs, ctx) =>
       Effect.gen(function* () {
-        const metrics: RlPoint[] = [], tags: RlPoint[] = [];
-        for (const arm of config.labels) {
-          const rows = yield* readJsonl<RlLogRow>(`${(inputs as Record<string, string>)[arm]}/rl_log.jsonl`);
+        // Sums per (line, update, panel): a line is the mean of the labels that belong to it.
+        const sums = new Map<string, { point: RlPoint; sum: number; count: number }>();
+        const add = (kind: string, point: RlPoint) => {
+          const key = JSON.stringify([kind, point.arm, point.update, point.metric]);
+          const e = sums.get(key) ?? { point, sum: 0, count: 0 };
+          e.sum += point.value;
+          e.count += 1;
+          sums.set(key, e);
+        };
+        for (const label of config.labels) {
+          const rows = yield* readJsonl<RlLogRow>(
+            `${(inputs as Record<string, string>)[label]}/rl_log.jsonl`,
+          );
+          const arm = config.arms?.[label] ?? label;
           for (const r of rows) {
             for (const [field, metric] of METRICS) {
-              metrics.push({ arm, update: r.update, metric, value: r[field] as number });
+              add("metric", { arm, update: r.update, metric, value: r[field] as number });
             }
             for (const [tag, value] of Object.entries(r.functionalTokens)) {
-              tags.push({ arm, update: r.update, metric: tag, value });
+              add("tag", { arm, update: r.update, metric: tag, value });
             }
           }
         }
+        const means = (kind: string) =>
+          [...sums.entries()].filter(([k]) => JSON.parse(k)[0] === kind).map(([, e]) => ({
+            ...e.point,
+            value: e.sum / e.count,
+          }));
+        const metrics = means("metric"), tags = means("tag");
         const spec = rlSpec(metrics, tags, METRICS.map(([, m]) => m));
-        yield* writeChart(ctx.dir, "rl_curves", spec);
+        yield* writeChart(ctx.dir, config.file ?? "rl_curves", spec);
         ctx.reporter.log(`[${ctx.node}] RL curves of ${config.labels.join(", ")}`);
       }),
   });
 
-/** Adds the rlCharts node over `runs` (label -> rl node). */
+/**
+ * Adds the rlCharts node over `runs` (label -> rl node); `opts.arms` groups labels into lines (their
+ * mean), `opts.file` names the chart's files.
+ */
 export const addRlCharts = (
   p: PipelineBuilder,
   name: string,
   runs: Readonly<Record<string, NodeRef>>,
+  opts: { readonly arms?: Readonly<Record<string, string>>; readonly file?: string } = {},
 ): NodeRef => {
   const labels = Object.keys(runs);
-  return p.add(name, rlChartsStep(labels), { labels }, runs);
+  return p.add(name, rlChartsStep(labels, opts.file), { labels, ...opts }, runs);
 };

@@ -5,7 +5,8 @@
  * spec beside it; the run copies both into the run directory.
  *
  * Its inputs are the evaluations, named by their labels (`scalingChartStep(labels)`, wired by
- * `addScalingChart`). Output: scaling.svg, scaling.vl.json.
+ * `addScalingChart`). With `models`, several labels draw one line (label -> line): the mean over them at
+ * each n (the comparison's seeds). Output: scaling.svg, scaling.vl.json (or `file`.svg / .vl.json).
  */
 import { Effect, Schema } from "effect";
 import { type FileUnreadable, InvalidConfig, type WriteFailed } from "../errors.ts";
@@ -14,22 +15,29 @@ import { defineStep, type Step } from "../engine/step.ts";
 import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
 import { type ScalingPoint, scalingSpec, writeChart } from "../report/charts.ts";
 
-/** The files the step writes and the run publishes. */
-export const SCALING_CHART_FILES = ["scaling.svg", "scaling.vl.json"] as const;
+/** The files the step writes and the run publishes, for a chart named `file`. */
+export const scalingChartFiles = (file = "scaling") => [`${file}.svg`, `${file}.vl.json`] as const;
 
 /** The step's config: the models' labels, which are also its input names. */
 export const ScalingChartConfig: Schema.Schema<ScalingChartConfig> = Schema.Struct({
   labels: Schema.Array(Schema.String),
+  models: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  file: Schema.optional(Schema.String),
 });
 /** The `scalingChart` step's config as plain data. */
 export interface ScalingChartConfig {
   /** The models' labels (the input names), in the chart's order. */
   readonly labels: ReadonlyArray<string>;
+  /** The line each label belongs to (default: its own); a line is the mean of its labels at each n. */
+  readonly models?: Readonly<Record<string, string>>;
+  /** The chart's file name without extension (default "scaling"). */
+  readonly file?: string;
 }
 
 /** The scalingChart step over evaluations whose inputs are named `labels`. */
 export const scalingChartStep = (
   labels: ReadonlyArray<string>,
+  file?: string,
 ): Step<ScalingChartConfig, string, FileUnreadable | InvalidConfig | WriteFailed> =>
   defineStep({
     name: "scalingChart",
@@ -37,37 +45,51 @@ export const scalingChartStep = (
     description: "majority-vote accuracy against the number of rollouts, as a chart",
     config: ScalingChartConfig,
     inputs: labels,
-    publishes: SCALING_CHART_FILES,
+    publishes: scalingChartFiles(file),
     run: (config, inputs, ctx) =>
       Effect.gen(function* () {
-        const points: ScalingPoint[] = [];
-        for (const model of config.labels) {
-          const dir = (inputs as Record<string, string>)[model];
+        const sums = new Map<string, { model: string; n: number; sum: number; count: number }>();
+        for (const label of config.labels) {
+          const dir = (inputs as Record<string, string>)[label];
           const metrics = (yield* readJson(`${dir}/metrics.json`)) as {
             majority_at?: Record<string, number>;
           };
           if (metrics.majority_at === undefined) {
             return yield* new InvalidConfig({
-              where: `${ctx.node}.inputs.${model}`,
+              where: `${ctx.node}.inputs.${label}`,
               reason: "an evaluation with one sample per prompt has no majority vote to chart",
             });
           }
+          const model = config.models?.[label] ?? label;
           for (const [n, accuracy] of Object.entries(metrics.majority_at)) {
-            points.push({ model, n: Number(n), accuracy });
+            const key = JSON.stringify([model, n]);
+            const e = sums.get(key) ?? { model, n: Number(n), sum: 0, count: 0 };
+            e.sum += accuracy;
+            e.count += 1;
+            sums.set(key, e);
           }
         }
+        const points: ScalingPoint[] = [...sums.values()].map((e) => ({
+          model: e.model,
+          n: e.n,
+          accuracy: e.sum / e.count,
+        }));
         const spec = scalingSpec(points);
-        yield* writeChart(ctx.dir, "scaling", spec);
+        yield* writeChart(ctx.dir, config.file ?? "scaling", spec);
         ctx.reporter.log(`[${ctx.node}] test-time scaling of ${config.labels.join(", ")}`);
       }),
   });
 
-/** Adds the scalingChart node over `evals` (label -> evaluation node with several samples). */
+/**
+ * Adds the scalingChart node over `evals` (label -> evaluation node with several samples or rollouts);
+ * `opts.models` groups labels into lines (their mean), `opts.file` names the chart's files.
+ */
 export const addScalingChart = (
   p: PipelineBuilder,
   name: string,
   evals: Readonly<Record<string, NodeRef>>,
+  opts: { readonly models?: Readonly<Record<string, string>>; readonly file?: string } = {},
 ): NodeRef => {
   const labels = Object.keys(evals);
-  return p.add(name, scalingChartStep(labels), { labels }, evals);
+  return p.add(name, scalingChartStep(labels, opts.file), { labels, ...opts }, evals);
 };
