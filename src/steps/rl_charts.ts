@@ -18,7 +18,9 @@ import { type RlPoint, rlSpec, writeChart } from "../report/charts.ts";
 import type { RlLogRow } from "../train/rl_rollouts.ts";
 
 /** The files the step writes and the run publishes, for a chart named `file`. */
-export const rlChartFiles = (file = "rl_curves") => [`${file}.svg`, `${file}.vl.json`] as const;
+export const rlChartFiles = (
+  file = "rl_curves",
+): readonly [string, string] => [`${file}.svg`, `${file}.vl.json`];
 
 /** The step's config: the RL runs' labels, which are also its input names. */
 export const RlChartsConfig: Schema.Schema<RlChartsConfig> = Schema.Struct({

@@ -16,7 +16,9 @@ import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
 import { type ScalingPoint, scalingSpec, writeChart } from "../report/charts.ts";
 
 /** The files the step writes and the run publishes, for a chart named `file`. */
-export const scalingChartFiles = (file = "scaling") => [`${file}.svg`, `${file}.vl.json`] as const;
+export const scalingChartFiles = (
+  file = "scaling",
+): readonly [string, string] => [`${file}.svg`, `${file}.vl.json`];
 
 /** The step's config: the models' labels, which are also its input names. */
 export const ScalingChartConfig: Schema.Schema<ScalingChartConfig> = Schema.Struct({
