@@ -105,6 +105,9 @@ export const FINE_TUNE_QUICK = {
  */
 export const COMPARE_VOTE_PROBLEMS = 50;
 
+/** Where one method's nodes for one dataset and seed are named: `arith/s1/sftkey/...`. */
+const runPrefix = (dataset: string, seed: number, method: string): string => `${dataset}/s${seed}/${method}/`;
+
 /** The starting checkpoint's own row: evaluated as it is, the same node for every seed (cached once). */
 export const baseRow: Method = (
   ctx,
@@ -247,7 +250,7 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
     dataLayouts.push({ name: d.name, format: d.format, tokenizer: data.tokenizer.node });
     for (const seed of seeds) {
       for (const [method, add] of Object.entries(methods)) {
-        const prefix = `${d.name}/s${seed}/${method}/`;
+        const prefix = runPrefix(d.name, seed, method);
         const ctx = methodContext(p, data, seed, prefix);
         recordBudget(p, ctx);
         steps = `${ctx.budget.stageOneSteps} + ${ctx.budget.stageTwoSteps} steps`;
@@ -274,7 +277,9 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
     // The RFTT arms' RL curves and test-time scaling (the search at inference), as means over seeds.
     if (RL_ARMS.every((arm) => arm in methods) && "rftt-sft" in methods) {
       const rl = Object.fromEntries(
-        seeds.flatMap((seed) => RL_ARMS.map((arm) => [`${d.name}/s${seed}/${arm}/${arm}`, arm] as const)),
+        seeds.flatMap((seed) =>
+          RL_ARMS.map((arm) => [`${runPrefix(d.name, seed, arm)}${arm}`, arm] as const)
+        ),
       );
       addRlCharts(
         p,
@@ -289,7 +294,8 @@ export const build = (opts: PipelineOptions = {}, config: CompareConfig = {}) =>
       }, { from: data.testSet });
       const votes: Record<string, string> = {};
       for (const seed of seeds) {
-        const ctx = methodContext(p, data, seed, `${d.name}/s${seed}/rftt/`);
+        // The rftt method's own context: warmUp returns the nodes that method added.
+        const ctx = methodContext(p, data, seed, runPrefix(d.name, seed, "rftt"));
         const warm = warmUp(ctx);
         for (
           const [label, model] of [["rftt-sft", warm.sft], ["rftt", { node: ctx.name("rftt") }]] as const

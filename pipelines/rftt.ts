@@ -31,7 +31,7 @@ import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { addRlCharts } from "../src/steps/rl_charts.ts";
 import { addScalingChart } from "../src/steps/scaling_chart.ts";
 import { evaluateStep } from "../src/steps/evaluate.ts";
-import { RL_STEP_DEFAULTS, type RlConfig, rlStep } from "../src/steps/rl.ts";
+import { RL_DEFAULT_LOCATOR, RL_STEP_DEFAULTS, type RlConfig, rlStep } from "../src/steps/rl.ts";
 import { takeRowsStep } from "../src/steps/take_rows.ts";
 import { tokeniseStep } from "../src/steps/tokenise.ts";
 import { trainStep } from "../src/steps/train.ts";
@@ -164,7 +164,7 @@ const rlConfig = (
  */
 const plainLocator = (ctx: MethodContext): { locator?: LocatorSpec } => {
   const locator = ctx.data.options.locator ?? defaultLocator[ctx.data.options.format];
-  return JSON.stringify(locator) === JSON.stringify({ kind: "answer-tags" }) ? {} : { locator };
+  return JSON.stringify(locator) === JSON.stringify(RL_DEFAULT_LOCATOR) ? {} : { locator };
 };
 
 /** An RFTT model with its evaluation: the grown tokenizer, the answer in `<output>`, room for a trace. */

@@ -3,7 +3,7 @@
  * examples on constructed cases whose answer is known.
  */
 import { assert, assertAlmostEquals, assertEquals, assertThrows } from "./assert.ts";
-import { majorityVote, mean, pairedBootstrap, passAtK, quantile, std } from "../src/report/stats.ts";
+import { majorityVote, mean, meanBy, pairedBootstrap, passAtK, quantile, std } from "../src/report/stats.ts";
 
 const opts = { resamples: 2000, seed: 7, level: 0.95 };
 
@@ -93,4 +93,19 @@ Deno.test("majority vote: most frequent answer, unanswered samples do not vote, 
   assertEquals(majorityVote([undefined, undefined]), undefined);
   assertEquals(majorityVote(["1", "2"]), "1");
   assertEquals(majorityVote(["1", "2", "2", "1"]), "2");
+});
+
+Deno.test("meanBy: one point per key, the field averaged, the first point's other fields, first-seen order", () => {
+  const points = [
+    { model: "a", n: 1, accuracy: 0.2 },
+    { model: "b", n: 1, accuracy: 0.5 },
+    { model: "a", n: 1, accuracy: 0.4 },
+    { model: "a", n: 2, accuracy: 0.9 },
+  ];
+  assertEquals(meanBy(points, "accuracy", (p) => `${p.model}@${p.n}`), [
+    { model: "a", n: 1, accuracy: (0.2 + 0.4) / 2 },
+    { model: "b", n: 1, accuracy: 0.5 },
+    { model: "a", n: 2, accuracy: 0.9 },
+  ]);
+  assertEquals(meanBy([], "accuracy", () => ""), []);
 });

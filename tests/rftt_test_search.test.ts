@@ -8,7 +8,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { parseTrace } from "../src/data/functional_tokens.ts";
 import { majorityVote } from "../src/report/stats.ts";
 import { type Policy } from "../src/train/rftt_model_expander.ts";
-import { searchedAnswers, searchTraces, TEST_SEARCH_DEFAULTS } from "../src/train/rftt_test_search.ts";
+import { searchTraces, TEST_SEARCH_DEFAULTS } from "../src/train/rftt_test_search.ts";
 import { Rng } from "../src/util/rng.ts";
 import { grownArithTokenizer, scriptedPolicy } from "./rftt_test_helpers.ts";
 
@@ -53,7 +53,7 @@ Deno.test("test-time search: N rollouts, grammatical traces, answers only from <
   assertEquals(new Set(rootTags.slice(0, 3)), new Set(["next_step", "clarify", "analysis"]));
   assert(!rootTags.includes("subquestion"), rootTags.join());
   // Both answers occur, so the vote has something to decide; it picks the most frequent one.
-  const answers = searchedAnswers(traces);
+  const answers = traces.map((t) => t.answer);
   const counts = new Map<string, number>();
   for (const a of answers) if (a !== undefined) counts.set(a, (counts.get(a) ?? 0) + 1);
   const top = [...counts.entries()].sort((a, b) => b[1] - a[1]);

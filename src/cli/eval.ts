@@ -67,11 +67,11 @@ const options = {
 export const evalCommand = Command.make("eval", options, (a) =>
   Effect.gen(function* () {
     const data = yield* dataFromFlags(a as DataFlags);
-    yield* requirePositive([["--samples", a.samples], [
-      "--temperature",
-      Option.filter(a.temperature, (t) => t !== 0),
-    ]]);
-    yield* requirePositive([["--rollouts", a.rollouts]]);
+    yield* requirePositive([
+      ["--samples", a.samples],
+      ["--temperature", Option.filter(a.temperature, (t) => t !== 0)],
+      ["--rollouts", a.rollouts],
+    ]);
     const rollouts = Option.getOrUndefined(a.rollouts);
     if (rollouts !== undefined && Option.isSome(a.samples)) {
       return yield* new InvalidConfig({

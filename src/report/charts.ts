@@ -54,6 +54,9 @@ export const renderSvg = async (spec: vl.TopLevelSpec): Promise<string> => {
   }
 };
 
+/** The files `writeChart(dir, base, ...)` writes: `<base>.svg` and `<base>.vl.json`. */
+export const chartFiles = (base: string): readonly [string, string] => [`${base}.svg`, `${base}.vl.json`];
+
 /** Writes `spec` rendered as `<dir>/<base>.svg` and the spec itself as `<dir>/<base>.vl.json`. */
 export const writeChart = (
   dir: string,

@@ -18,6 +18,26 @@ import { Rng } from "../util/rng.ts";
 export const mean = (xs: ReadonlyArray<number>): number =>
   xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
 
+/**
+ * Points with the same `key` merged into one: the first such point's fields, with `field` the mean of
+ * theirs (charts that draw one line per group of runs, e.g. the mean over seeds). First-seen order.
+ */
+export const meanBy = <P, F extends keyof P>(
+  points: ReadonlyArray<P>,
+  field: F,
+  key: (p: P) => string,
+): P[] => {
+  const groups = new Map<string, { first: P; sum: number; count: number }>();
+  for (const p of points) {
+    const k = key(p);
+    const g = groups.get(k) ?? { first: p, sum: 0, count: 0 };
+    g.sum += p[field] as number;
+    g.count += 1;
+    groups.set(k, g);
+  }
+  return [...groups.values()].map((g) => ({ ...g.first, [field]: g.sum / g.count }));
+};
+
 /** Sample standard deviation (n - 1 in the denominator); 0 for a single value, NaN for none. */
 export const std = (xs: ReadonlyArray<number>): number => {
   if (xs.length === 0) return NaN;

@@ -30,7 +30,7 @@ import { majorityVote, passAtK } from "../report/stats.ts";
 import { Rng } from "../util/rng.ts";
 import { modelPolicy } from "../train/rftt_model_expander.ts";
 import { functionalIds } from "../train/rl_rollouts.ts";
-import { searchedAnswers, searchTraces, TEST_SEARCH_DEFAULTS } from "../train/rftt_test_search.ts";
+import { searchTraces, TEST_SEARCH_DEFAULTS } from "../train/rftt_test_search.ts";
 import { loadModel } from "./shared.ts";
 
 /** Decoder of the step's config; the fields are documented on the interface `EvaluateConfig`. */
@@ -212,9 +212,9 @@ export const evaluateStep: Step<EvaluateConfig, EvaluateInput, ToolkitError> = d
             });
             return;
           }
-          const answers = searched
-            ? searchedAnswers(searched[j])
-            : samples.map((x) => x.predicted === undefined ? undefined : normaliseAnswer(x.predicted));
+          const answers = samples.map((x) =>
+            x.predicted === undefined ? undefined : normaliseAnswer(x.predicted)
+          );
           sizes.forEach((size, at) => {
             // A tree's rollouts are not independent samples: pass@j is then whether one of the first j
             // rollouts is right (exact), not the unbiased estimator.

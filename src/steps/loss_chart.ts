@@ -9,7 +9,7 @@
 import { Effect, Schema } from "effect";
 import { readJsonl } from "../data/records.ts";
 import { defineStep } from "../engine/step.ts";
-import { type LossPoint, lossSpec, writeChart } from "../report/charts.ts";
+import { chartFiles, type LossPoint, lossSpec, writeChart } from "../report/charts.ts";
 
 export const LossChartConfig = Schema.Struct({
   /** The curve's label (the panel title). */
@@ -18,7 +18,8 @@ export const LossChartConfig = Schema.Struct({
   every: Schema.Int.pipe(Schema.positive()),
 });
 
-export const LOSS_CHART_FILES = ["loss_curve.svg", "loss_curve.vl.json"] as const;
+/** The chart's file name without extension: loss_curve.svg and loss_curve.vl.json. */
+export const LOSS_CHART = "loss_curve";
 
 export const lossChartStep = defineStep({
   name: "lossChart",
@@ -27,7 +28,7 @@ export const lossChartStep = defineStep({
   config: LossChartConfig,
   inputs: ["train", "before"] as const,
   optionalInputs: ["before"] as const,
-  publishes: LOSS_CHART_FILES,
+  publishes: chartFiles(LOSS_CHART),
   run: (config, inputs, ctx) =>
     Effect.gen(function* () {
       type Row = { step: number; loss: number };
@@ -52,7 +53,7 @@ export const lossChartStep = defineStep({
           }))
       );
       const spec = lossSpec(points, [config.label]);
-      yield* writeChart(ctx.dir, "loss_curve", spec);
+      yield* writeChart(ctx.dir, LOSS_CHART, spec);
       ctx.reporter.log(`[${ctx.node}] loss curve of ${earlier.length + log.length} steps`);
     }),
 });

@@ -103,12 +103,13 @@ export const reportStep = (inputs: ReadonlyArray<string>) =>
             ),
           },
         ];
+        for (const chart of charts) yield* writeFileAtomic(`${ctx.dir}/${chart.file}`, chart.svg);
+        // Other nodes' charts are shown, not copied: those nodes publish their files themselves.
         for (const c of config.charts ?? []) {
           const svg = yield* readText(`${dirs[c.node]!}/${c.file}`);
           charts.push({ title: c.title, file: c.file, svg });
         }
         const content: ReportContent = { title: config.title, analysis, masks: collected.masks, charts };
-        for (const chart of charts) yield* writeFileAtomic(`${ctx.dir}/${chart.file}`, chart.svg);
         yield* writeFileAtomic(`${ctx.dir}/report.md`, reportMarkdown(content));
         const inlined = charts.map((c) => ({ ...c, svg: scopeSvgIds(c.svg, c.file.replace(/\W/g, "-")) }));
         yield* writeFileAtomic(`${ctx.dir}/report.html`, reportHtml({ ...content, charts: inlined }));

@@ -142,6 +142,9 @@ export interface RlConfig {
   readonly seed: number;
 }
 
+/** Where a plain rollout's answer is when the config names no locator: `<Answer>` tags. */
+export const RL_DEFAULT_LOCATOR: LocatorSpec = { kind: "answer-tags" };
+
 /** RFTT's settings, less what a pipeline chooses (updates, rollout mode, traces, reward, template, lengths). */
 export const RL_STEP_DEFAULTS = {
   estimator: "reinforce++",
@@ -277,7 +280,7 @@ export const rlStep: Step<RlConfig, "model" | "data" | "tokenizer", ToolkitError
         exploration: config.exploration,
         maxChildren: config.maxChildren,
         processReward: config.reward === "process",
-        locator: config.locator ?? { kind: "answer-tags" as const },
+        locator: config.locator ?? RL_DEFAULT_LOCATOR,
       };
       const progress = ctx.reporter.progress(`[${ctx.node}]`);
       const started = performance.now() - state.seconds * 1000;

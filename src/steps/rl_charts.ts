@@ -14,13 +14,12 @@ import type { FileUnreadable, WriteFailed } from "../errors.ts";
 import { readJsonl } from "../data/records.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
-import { type RlPoint, rlSpec, writeChart } from "../report/charts.ts";
+import { chartFiles, type RlPoint, rlSpec, writeChart } from "../report/charts.ts";
+import { meanBy } from "../report/stats.ts";
 import type { RlLogRow } from "../train/rl_rollouts.ts";
 
-/** The files the step writes and the run publishes, for a chart named `file`. */
-export const rlChartFiles = (
-  file = "rl_curves",
-): readonly [string, string] => [`${file}.svg`, `${file}.vl.json`];
+/** The chart's default file name (without extension): rl_curves.svg and rl_curves.vl.json. */
+export const RL_CHART = "rl_curves";
 
 /** The step's config: the RL runs' labels, which are also its input names. */
 export const RlChartsConfig: Schema.Schema<RlChartsConfig> = Schema.Struct({
@@ -34,7 +33,7 @@ export interface RlChartsConfig {
   readonly labels: ReadonlyArray<string>;
   /** The line each label belongs to (default: its own); a line is the mean of its labels per update. */
   readonly arms?: Readonly<Record<string, string>>;
-  /** The chart's file name without extension (default "rl_curves"). */
+  /** The chart's file name without extension (default RL_CHART). */
   readonly file?: string;
 }
 
@@ -58,18 +57,10 @@ export const rlChartsStep = (
     description: "RL runs' per-update logs as charts",
     config: RlChartsConfig,
     inputs: labels,
-    publishes: rlChartFiles(file),
+    publishes: chartFiles(file ?? RL_CHART),
     run: (config, inputs, ctx) =>
       Effect.gen(function* () {
-        // Sums per (line, update, panel): a line is the mean of the labels that belong to it.
-        const sums = new Map<string, { point: RlPoint; sum: number; count: number }>();
-        const add = (kind: string, point: RlPoint) => {
-          const key = JSON.stringify([kind, point.arm, point.update, point.metric]);
-          const e = sums.get(key) ?? { point, sum: 0, count: 0 };
-          e.sum += point.value;
-          e.count += 1;
-          sums.set(key, e);
-        };
+        const metrics: RlPoint[] = [], tags: RlPoint[] = [];
         for (const label of config.labels) {
           const rows = yield* readJsonl<RlLogRow>(
             `${(inputs as Record<string, string>)[label]}/rl_log.jsonl`,
@@ -77,21 +68,21 @@ export const rlChartsStep = (
           const arm = config.arms?.[label] ?? label;
           for (const r of rows) {
             for (const [field, metric] of METRICS) {
-              add("metric", { arm, update: r.update, metric, value: r[field] as number });
+              metrics.push({ arm, update: r.update, metric, value: r[field] as number });
             }
             for (const [tag, value] of Object.entries(r.functionalTokens)) {
-              add("tag", { arm, update: r.update, metric: tag, value });
+              tags.push({ arm, update: r.update, metric: tag, value });
             }
           }
         }
-        const means = (kind: string) =>
-          [...sums.entries()].filter(([k]) => JSON.parse(k)[0] === kind).map(([, e]) => ({
-            ...e.point,
-            value: e.sum / e.count,
-          }));
-        const metrics = means("metric"), tags = means("tag");
-        const spec = rlSpec(metrics, tags, METRICS.map(([, m]) => m));
-        yield* writeChart(ctx.dir, config.file ?? "rl_curves", spec);
+        // A line is the mean of the labels that belong to it, per update and panel.
+        const line = (p: RlPoint) => JSON.stringify([p.arm, p.update, p.metric]);
+        const spec = rlSpec(
+          meanBy(metrics, "value", line),
+          meanBy(tags, "value", line),
+          METRICS.map(([, m]) => m),
+        );
+        yield* writeChart(ctx.dir, config.file ?? RL_CHART, spec);
         ctx.reporter.log(`[${ctx.node}] RL curves of ${config.labels.join(", ")}`);
       }),
   });

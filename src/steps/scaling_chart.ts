@@ -13,12 +13,11 @@ import { type FileUnreadable, InvalidConfig, type WriteFailed } from "../errors.
 import { readJson } from "../io/fs.ts";
 import { defineStep, type Step } from "../engine/step.ts";
 import type { NodeRef, PipelineBuilder } from "../engine/pipeline.ts";
-import { type ScalingPoint, scalingSpec, writeChart } from "../report/charts.ts";
+import { chartFiles, type ScalingPoint, scalingSpec, writeChart } from "../report/charts.ts";
+import { meanBy } from "../report/stats.ts";
 
-/** The files the step writes and the run publishes, for a chart named `file`. */
-export const scalingChartFiles = (
-  file = "scaling",
-): readonly [string, string] => [`${file}.svg`, `${file}.vl.json`];
+/** The chart's default file name (without extension): scaling.svg and scaling.vl.json. */
+export const SCALING_CHART = "scaling";
 
 /** The step's config: the models' labels, which are also its input names. */
 export const ScalingChartConfig: Schema.Schema<ScalingChartConfig> = Schema.Struct({
@@ -32,7 +31,7 @@ export interface ScalingChartConfig {
   readonly labels: ReadonlyArray<string>;
   /** The line each label belongs to (default: its own); a line is the mean of its labels at each n. */
   readonly models?: Readonly<Record<string, string>>;
-  /** The chart's file name without extension (default "scaling"). */
+  /** The chart's file name without extension (default SCALING_CHART). */
   readonly file?: string;
 }
 
@@ -47,10 +46,10 @@ export const scalingChartStep = (
     description: "majority-vote accuracy against the number of rollouts, as a chart",
     config: ScalingChartConfig,
     inputs: labels,
-    publishes: scalingChartFiles(file),
+    publishes: chartFiles(file ?? SCALING_CHART),
     run: (config, inputs, ctx) =>
       Effect.gen(function* () {
-        const sums = new Map<string, { model: string; n: number; sum: number; count: number }>();
+        const points: ScalingPoint[] = [];
         for (const label of config.labels) {
           const dir = (inputs as Record<string, string>)[label];
           const metrics = (yield* readJson(`${dir}/metrics.json`)) as {
@@ -64,20 +63,12 @@ export const scalingChartStep = (
           }
           const model = config.models?.[label] ?? label;
           for (const [n, accuracy] of Object.entries(metrics.majority_at)) {
-            const key = JSON.stringify([model, n]);
-            const e = sums.get(key) ?? { model, n: Number(n), sum: 0, count: 0 };
-            e.sum += accuracy;
-            e.count += 1;
-            sums.set(key, e);
+            points.push({ model, n: Number(n), accuracy });
           }
         }
-        const points: ScalingPoint[] = [...sums.values()].map((e) => ({
-          model: e.model,
-          n: e.n,
-          accuracy: e.sum / e.count,
-        }));
-        const spec = scalingSpec(points);
-        yield* writeChart(ctx.dir, config.file ?? "scaling", spec);
+        // A line is the mean of the labels that belong to it, at each n.
+        const spec = scalingSpec(meanBy(points, "accuracy", (p) => JSON.stringify([p.model, p.n])));
+        yield* writeChart(ctx.dir, config.file ?? SCALING_CHART, spec);
         ctx.reporter.log(`[${ctx.node}] test-time scaling of ${config.labels.join(", ")}`);
       }),
   });

@@ -13,7 +13,6 @@
  *
  * The vote is this project's choice (the released code has no test-time search; issue 10 asks for it).
  */
-import { normaliseAnswer } from "../data/locate.ts";
 import type { TextTokenizer } from "../data/tokenizer.ts";
 import type { Rng } from "../util/rng.ts";
 import { modelExpander, type Policy } from "./rftt_model_expander.ts";
@@ -83,7 +82,3 @@ export const searchTraces = (
     return leaf?.step?.tag === "output" ? { text, answer: leaf.step.content.trim() } : { text };
   });
 };
-
-/** The normalised answers of searched traces (undefined where a rollout gave none), for the vote. */
-export const searchedAnswers = (traces: ReadonlyArray<SearchedTrace>): Array<string | undefined> =>
-  traces.map((t) => (t.answer === undefined ? undefined : normaliseAnswer(t.answer)));
