@@ -50,12 +50,14 @@ export type BudgetOverrides =
 
 /**
  * Fine-tuning defaults, chosen by the sweep in the README ("Fine-tuning regime"): SFT from the shipped base
- * on a validation split carved from fixtures/word-tags/train.jsonl, never the test set.
+ * on a validation split carved from fixtures/word-tags/train.jsonl, never the test set. The learning rate is
+ * the sweep's best; accuracy still rose with epochs, so the epochs are the most that keep the default
+ * pipeline (SFTKey's two stages and SFT from the shipped base) within 10 minutes on two cores.
  */
 export const FINE_TUNING = {
-  stageOneEpochs: 2,
+  stageOneEpochs: 4,
   stageTwoEpochs: 0.5,
-  lr: 1e-3,
+  lr: 3e-3,
   stageTwoLr: 1e-4,
   warmupRatio: 0.1,
   batchSize: 16,

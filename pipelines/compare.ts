@@ -56,7 +56,7 @@ export const DEFAULT_DATASETS: ReadonlyArray<DatasetSpec> = [
 
 /**
  * The fine-tuning regime's target tasks, with length budgets that cover them with the base tokenizer
- * (tools/word_stats.ts: longest training example 259 / 303 tokens, longest test response 133 / 181).
+ * (tools/word_stats.ts: longest training example 176 / 219 tokens, longest test response 110 / 158).
  */
 export const FINE_TUNE_DATASETS: ReadonlyArray<DatasetSpec> = [
   {
@@ -64,16 +64,16 @@ export const FINE_TUNE_DATASETS: ReadonlyArray<DatasetSpec> = [
     train: fixture("word-tags/train.jsonl"),
     test: fixture("word-tags/test.jsonl"),
     format: "tags",
-    maxLength: 272,
-    maxNewTokens: 144,
+    maxLength: 192,
+    maxNewTokens: 128,
   },
   {
     name: "word-gsm8k",
     train: fixture("word-gsm8k/train.jsonl"),
     test: fixture("word-gsm8k/test.jsonl"),
     format: "gsm8k",
-    maxLength: 320,
-    maxNewTokens: 192,
+    maxLength: 240,
+    maxNewTokens: 176,
   },
 ];
 

@@ -37,4 +37,8 @@ export const pipelines: Record<string, PipelineFactory> = {
   pretrain: pretrain.build,
 };
 
-export const DEFAULT_PIPELINE = "sftkey";
+/**
+ * What `deno task pipeline` runs without a name: SFTKey and SFT fine-tuning the shipped base on the tag-format
+ * word problems, as users fine-tune their own checkpoints. The from-scratch run is `sftkey`.
+ */
+export const DEFAULT_PIPELINE = "sftkey-finetune";

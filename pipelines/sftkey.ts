@@ -40,16 +40,16 @@ export const sftkey: Method = (ctx): Readonly<Record<string, NodeRef>> => {
 /**
  * The shipped base (fixtures/base) and the task it is fine-tuned on by default: the tag-format word
  * problems (fixtures/word-tags). The generation and length budgets cover that set with the base's
- * tokenizer: its longest training example is 259 tokens and its longest test response 133 (tools/
- * word_stats.ts); the base's RoPE has no learned positions, so 272 + 144 costs nothing in weights.
+ * tokenizer: its longest training example is 176 tokens and its longest test response 110 (tools/
+ * word_stats.ts); the base's RoPE has no learned positions, so 192 + 128 costs nothing in weights.
  */
 export const SHIPPED_BASE = {
   model: fixture("base"),
   tokenizer: fixture("base/tokenizer.json"),
   train: fixture("word-tags/train.jsonl"),
   test: fixture("word-tags/test.jsonl"),
-  maxLength: 272,
-  maxNewTokens: 144,
+  maxLength: 192,
+  maxNewTokens: 128,
 } as const;
 
 /** The slice --quick fine-tunes on and evaluates. */
@@ -70,21 +70,21 @@ export const fineTuneOptions = (opts: PipelineOptions): PipelineOptions => {
     test: opts.test ?? (ownData ? undefined : SHIPPED_BASE.test),
     maxLength: opts.maxLength ?? (ownData ? undefined : SHIPPED_BASE.maxLength),
     maxNewTokens: opts.maxNewTokens ?? (ownData ? undefined : SHIPPED_BASE.maxNewTokens),
-    // --quick proves the wiring: generating 144 tokens for 500 test prompts would take minutes.
+    // --quick proves the wiring: generating 128 tokens for 500 test prompts would take minutes.
     limit: opts.limit ?? (opts.quick ? QUICK_LIMIT : undefined),
   };
 };
 
 /**
- * `deno task pipeline sftkey-finetune`: SFTKey and SFT fine-tuning a checkpoint (fineTuneOptions). Not yet the
- * default: no run has yet shown the default fine-tuning budget lifting the base above 0% (see README).
+ * `deno task pipeline` (DEFAULT_PIPELINE) and `deno task pipeline sftkey-finetune`: SFTKey and SFT fine-tuning
+ * a checkpoint, the shipped base unless `--model` names another (fineTuneOptions).
  */
 export const buildFineTune = (opts: PipelineOptions = {}): Pipeline =>
   build(fineTuneOptions(opts), "sftkey-finetune");
 
 /**
  * SFTKey and, for comparison, plain SFT with the same number of optimizer steps, on exactly the given
- * options: from scratch on the embedded arithmetic fixture when none are given (the default pipeline).
+ * options: from scratch on the embedded arithmetic fixture when none are given (`deno task pipeline sftkey`).
  */
 export const build = (opts: PipelineOptions = {}, name = "sftkey"): Pipeline => {
   const p = new PipelineBuilder(

@@ -3,7 +3,8 @@
  * - `--help` shows the task (`deno task pipeline`), optional flags in brackets, and what each value is
  *   (FILE, DIR, N and its default) instead of @effect/cli's generic type lines;
  * - `generate` and `score` take `--backend`;
- * - killing the launcher alone with SIGKILL stops the run within a second and frees its run lock.
+ * - killing the launcher alone with SIGKILL stops the run within a second and frees its run lock;
+ * - `deno task pipeline` with no pipeline name fine-tunes the shipped base (the default pipeline).
  * (Typed one-line errors for mistakes on the command line: tests/bad_input_cases.ts.)
  */
 import { helps } from "../src/cli/main.ts";
@@ -53,6 +54,37 @@ Deno.test("help: deno task pipeline --help shows the task, optional flags as opt
   assert(!r.stdout.includes("$ run") && !r.stdout.includes("A user-defined piece of text"), r.stdout);
   assert(r.stdout.includes("training seed (default 0)"), r.stdout);
   assert(r.stdout.includes("optimizer steps of stage one (default 400"), r.stdout);
+});
+
+Deno.test("deno task pipeline without a name fine-tunes the shipped base on the word problems (--quick)", async () => {
+  const runDir = await Deno.makeTempDir();
+  const r = await cli(["run", "--quick", "--run-dir", runDir]);
+  assertEquals(r.code, 0, r.stderr);
+  assert(r.stdout.includes("pipeline sftkey-finetune:"), r.stdout);
+  assert(r.stdout.includes("budget: fine-tuning defaults: started from a checkpoint"), r.stdout);
+  const summary = JSON.parse(await Deno.readTextFile(`${runDir}/summary.json`)) as {
+    pipeline: string;
+    settings: { budget: string };
+    models: Record<string, { n: number }>;
+  };
+  assertEquals(summary.pipeline, "sftkey-finetune");
+  assert(summary.settings.budget.startsWith("fine-tuning defaults"), summary.settings.budget);
+  assertEquals(Object.keys(summary.models).sort(), ["sft", "sftkey-stage-one", "sftkey-stage-two"]);
+  // The quick slice of the word problems' test set, evaluated by every model.
+  assert(Object.values(summary.models).every((m) => m.n === 10), JSON.stringify(summary.models));
+  // Training started from the shipped base: its first stage's checkpoint has the base's shape.
+  const one = (await Array.fromAsync(Deno.readDir(`${runDir}/artifacts/train`))).map((e) => e.name);
+  const shapes = await Promise.all(
+    one.map(async (k) =>
+      JSON.parse(await Deno.readTextFile(`${runDir}/artifacts/train/${k}/model/config.json`))
+    ),
+  );
+  const base = JSON.parse(await Deno.readTextFile(`${root}/fixtures/base/config.json`));
+  assert(
+    shapes.length === 3 && shapes.every((c) => c.hidden_size === base.hidden_size),
+    JSON.stringify(shapes),
+  );
+  await Deno.remove(runDir, { recursive: true });
 });
 
 Deno.test("help: status, export, generate and score show their task and placeholders", () => {

@@ -35,7 +35,41 @@ Deno.test("corpus generator: deterministic for its seed, different for another, 
       for (const m of FORMAT_MARKERS) assert(!text.includes(m), `seed ${seed} document ${i} contains ${m}`);
     }
   }
-  assertEquals([...kinds].sort(), ["chain", "equations", "facts", "table", "wordProblem", "worked"]);
+  assertEquals([...kinds].sort(), [
+    "chain",
+    "equations",
+    "facts",
+    "table",
+    "taskProblem",
+    "wordProblem",
+    "worked",
+  ]);
+});
+
+Deno.test("corpus generator: task problems in prose, and never an excluded question", () => {
+  // The fine-tuning tasks' problems (src/data/word_problems.ts) make up most documents, as prose.
+  const docs = Array.from({ length: 400 }, (_, i) => syntheticDocument(5, i));
+  const task = docs.filter((d) => d.kind === "taskProblem");
+  assert(task.length > 0.5 * docs.length && task.length < 0.7 * docs.length, `${task.length} of 400`);
+  // A question of a task document: the sentence run before the prose solution's "Let us work it out." etc.
+  const questions = task.flatMap((d) =>
+    [...d.text.matchAll(/^(?:Question: |Q: |Problem \d+\. )?(.+?\?)(?=\n| Let us work it out\.)/gm)].map((
+      m,
+    ) => m[1])
+  );
+  assert(questions.length >= task.length, `${questions.length} questions in ${task.length} documents`);
+  // Excluding them: the same documents are drawn again, now without any of those questions.
+  const exclude = new Set(questions);
+  let changed = 0;
+  for (let i = 0; i < docs.length; i++) {
+    const again = syntheticDocument(5, i, exclude);
+    assertEquals(again.kind, docs[i].kind);
+    for (const q of exclude) assert(!again.text.includes(q), `document ${i} still asks: ${q}`);
+    if (again.text !== docs[i].text) changed++;
+  }
+  assertEquals(changed, task.length);
+  // Excluding nothing changes nothing.
+  assertEquals(syntheticDocument(5, 7, new Set()).text, docs[7].text);
 });
 
 Deno.test("corpus generator: the arithmetic it writes is right", () => {
@@ -135,9 +169,17 @@ Deno.test("pretrain --quick: EOS-joined blocks, every weight 1, falling loss, he
   const heldout = await jsonl<MaskedRecord>(`${out("heldout-blocks")}/masked.jsonl`);
   assert(heldout.length > 0 && heldout[0].input_ids[0] === docs[0].input_ids[0]);
 
-  // The corpus is free of the fine-tuning formats.
+  // The corpus is free of the fine-tuning formats and of the fine-tuning tasks' questions.
   const corpus = await Deno.readTextFile(`${out("corpus")}/corpus.jsonl`);
   for (const m of FORMAT_MARKERS) assert(!corpus.includes(m), m);
+  const report = JSON.parse(await Deno.readTextFile(`${out("corpus")}/report.json`));
+  assert(report.excludedQuestions >= 2990, String(report.excludedQuestions));
+  for (const file of ["word-tags/train.jsonl", "word-tags/test.jsonl", "word-gsm8k/test.jsonl"]) {
+    const rows = await jsonl<{ prompt?: string; question?: string }>(
+      new URL(`../fixtures/${file}`, import.meta.url).pathname,
+    );
+    for (const r of rows) assert(!corpus.includes(JSON.stringify(r.prompt ?? r.question).slice(1, -1)), file);
+  }
 
   // Training: the loss falls well below its start (log(vocab) for a fresh model).
   const trainLog = await jsonl<{ loss: number }>(`${out("base")}/train_log.jsonl`);

@@ -17,7 +17,7 @@ import { explainFailure } from "./explain.ts";
 import { DenoCliLayer } from "./platform.ts";
 import { runAndSummarise, showStatus } from "./run.ts";
 import { loadPipeline } from "./load_pipeline.ts";
-import { pipelines } from "../../pipelines/index.ts";
+import { DEFAULT_PIPELINE, pipelines } from "../../pipelines/index.ts";
 import { HELD_OUT_FRACTION, HELD_OUT_MAX, HELD_OUT_SEED } from "../../pipelines/data.ts";
 import { makeExportCommand } from "./export.ts";
 import { type BudgetFlags, budgetFromFlags, budgetOptions } from "./budget_flags.ts";
@@ -35,9 +35,11 @@ import {
 
 const pipelineName = Args.text({ name: "pipeline" }).pipe(
   Args.withDescription(
-    `a shipped pipeline (${Object.keys(pipelines).join(", ")}) or a path to a pipeline .ts file`,
+    `a shipped pipeline (${
+      Object.keys(pipelines).join(", ")
+    }) or a path to a pipeline .ts file (default: ${DEFAULT_PIPELINE})`,
   ),
-  Args.withDefault("sftkey"),
+  Args.withDefault(DEFAULT_PIPELINE),
 );
 const data = Options.file("data").pipe(
   Options.withPseudoName("FILE"),

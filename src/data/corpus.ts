@@ -8,13 +8,19 @@
  * The synthetic corpus teaches the skills the fine-tuning tasks need — multi-step addition, subtraction,
  * multiplication with small and multi-digit numbers, word problems solved step by step — in many surface
  * forms: equations, number facts, chains of operations, worked column arithmetic, word problems with
- * solutions written as prose, and tables. It never uses the fine-tuning formats (no `<Thinking>` or
- * `<Answer>` tags, no `####` answer lines), so that fine-tuning still has something to teach: the format
- * and where the answer goes. Every document is a pure function of (seed, index).
+ * solutions written as prose, and tables. Most documents (60%) are word problems of the fine-tuning tasks'
+ * own families (src/data/word_problems.ts) at several difficulties, their worked solutions written as
+ * prose, as a pretrained model has met problems like its fine-tuning task's before: a small base learns
+ * to read numbers and names back from a question only from many such documents (README, "Pretraining the
+ * base model"). It never uses the fine-tuning formats (no `<Thinking>` or `<Answer>` tags, no `####` answer
+ * lines), so that fine-tuning still has something to teach: the format and where the answer goes, and it
+ * never contains a question of the excluded set (the fine-tuning fixtures' training and test questions).
+ * Every document is a pure function of (seed, index, excluded questions).
  */
 import { Effect } from "effect";
 import { FileUnreadable, InvalidRow } from "../errors.ts";
 import { mulberry32 } from "../util/rng.ts";
+import { type Difficulty, FAMILY_SETS, reasoning, type WorkedProblem } from "./word_problems.ts";
 
 export interface CorpusDocument {
   /** file:line of a JSONL row, or the .txt file. */
@@ -106,6 +112,13 @@ class Draw {
   }
   chance(p: number): boolean {
     return this.next() < p;
+  }
+  /** k distinct elements of xs. */
+  distinct<T>(xs: ReadonlyArray<T>, k: number): T[] {
+    const pool = [...xs];
+    const out: T[] = [];
+    for (let i = 0; i < k; i++) out.push(pool.splice(Math.floor(this.next() * pool.length), 1)[0]);
+    return out;
   }
   /** A number of a size class: small (0-20), medium (up to 100) or large (up to 999). */
   num(size: Size): number {
@@ -657,6 +670,51 @@ const tableDoc = (d: Draw): string => {
   }\nAfter ${rows} ${unit[1]} ${name} has ${total} ${item[1]}.`;
 };
 
+/** The fine-tuning tasks' difficulty (the fixtures'), an easier one and a longer one. */
+const TASK_DIFFICULTIES: ReadonlyArray<Difficulty> = [
+  { minSteps: 3, maxSteps: 5, maxStart: 40, maxOperand: 0 },
+  { minSteps: 1, maxSteps: 3, maxStart: 20, maxOperand: 9 },
+  { minSteps: 2, maxSteps: 6, maxStart: 60, maxOperand: 0 },
+];
+const TASK_FAMILIES = [...FAMILY_SETS.mixed, ...FAMILY_SETS.mixed, ...FAMILY_SETS.tally];
+
+/** One of the fine-tuning tasks' problems whose question is not excluded, with no negative quantity. */
+const taskProblem = (d: Draw, exclude: ReadonlySet<string>): WorkedProblem => {
+  for (;;) {
+    const p = d.pick(TASK_FAMILIES)(d, d.pick(TASK_DIFFICULTIES));
+    if (p.answer >= 0 && p.steps.every((s) => s.c >= 0) && !exclude.has(p.question)) return p;
+  }
+};
+
+/** The fine-tuning tasks' word problems with their worked solutions as prose, in several layouts. */
+const taskProblemDoc = (d: Draw, exclude: ReadonlySet<string>): string => {
+  const n = d.int(1, 3);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = taskProblem(d, exclude);
+    const steps = reasoning(p, false).split("\n");
+    const close = d.pick([
+      `The answer is ${p.answer}.`,
+      `Answer: ${p.answer}`,
+      `So the answer is ${p.answer}.`,
+    ]);
+    switch (d.int(0, 3)) {
+      case 0:
+        out.push(`Question: ${p.question}\nSolution: ${steps.join(" ")} ${close}`);
+        break;
+      case 1:
+        out.push(`Problem ${i + 1}. ${p.question}\n${steps.join("\n")}\n${close}`);
+        break;
+      case 2:
+        out.push(`${p.question} Let us work it out. ${steps.join(" ")} ${close}`);
+        break;
+      default:
+        out.push(`Q: ${p.question}\nA: ${steps.join("\n")}\n${close}`);
+    }
+  }
+  return out.join("\n\n");
+};
+
 const KINDS = {
   equations: equationsDoc,
   chain: chainDoc,
@@ -664,11 +722,16 @@ const KINDS = {
   worked: workedDoc,
   wordProblem: wordProblemDoc,
   table: tableDoc,
+  taskProblem: taskProblemDoc,
 } as const;
 export type DocumentKind = keyof typeof KINDS;
 
-/** How often each kind is drawn: word problems and chains (the fine-tuning skills) most often. */
+/**
+ * How often each kind is drawn: the tasks' word problems in 60% of the documents, the other kinds (which
+ * teach the arithmetic in other surface forms) in the rest, word problems and chains most often.
+ */
 const MIX: ReadonlyArray<DocumentKind> = [
+  ...Array.from({ length: 15 }, () => "taskProblem" as const),
   "wordProblem",
   "wordProblem",
   "wordProblem",
@@ -681,9 +744,18 @@ const MIX: ReadonlyArray<DocumentKind> = [
   "table",
 ];
 
-/** Document `index` of the corpus with `seed`: a pure function of both. */
-export const syntheticDocument = (seed: number, index: number): { kind: DocumentKind; text: string } => {
+const NOTHING_EXCLUDED: ReadonlySet<string> = new Set();
+
+/**
+ * Document `index` of the corpus with `seed`: a pure function of both and of `exclude`, the questions no
+ * task-problem document may contain.
+ */
+export const syntheticDocument = (
+  seed: number,
+  index: number,
+  exclude: ReadonlySet<string> = NOTHING_EXCLUDED,
+): { kind: DocumentKind; text: string } => {
   const d = new Draw(mulberry32((Math.imul(seed, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca77)) >>> 0));
   const kind = d.pick(MIX);
-  return { kind, text: KINDS[kind](d) };
+  return { kind, text: kind === "taskProblem" ? taskProblemDoc(d, exclude) : KINDS[kind](d) };
 };

@@ -1,12 +1,16 @@
 /**
  * Step `generateCorpus`: the synthetic pretraining corpus of src/data/corpus.ts, `documents` documents
  * drawn with `seed`, as corpus.jsonl (`{"text": ...}` per line, the corpus format every corpus step reads).
- * Deterministic for its config, so the engine caches it like any other step.
+ * Deterministic for its config and inputs, so the engine caches it like any other step.
  *
- * Output: corpus.jsonl, and report.json (documents, characters, documents per kind).
+ * Inputs (optional): `exclude` and `excludeAlso`, fine-tuning task files or directories of them (JSONL rows
+ * with a `prompt` or `question`): no document contains one of their questions, so pretraining never shows
+ * the base a training or test problem of the tasks it is then fine-tuned and measured on.
+ *
+ * Output: corpus.jsonl, and report.json (documents, characters, documents per kind, excluded questions).
  */
 import { Effect, Schema } from "effect";
-import { InvalidConfig } from "../errors.ts";
+import { FileUnreadable, InvalidConfig } from "../errors.ts";
 import { FORMAT_MARKERS, syntheticDocument } from "../data/corpus.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import { defineStep } from "../engine/step.ts";
@@ -16,19 +20,48 @@ export const GenerateCorpusConfig = Schema.Struct({
   documents: Schema.Int.pipe(Schema.positive()),
 });
 
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** The `prompt` / `question` of every row of a task file, or of every .jsonl file in a directory. */
+const questionsIn = (path: string): Effect.Effect<string[], FileUnreadable> =>
+  Effect.tryPromise({
+    try: async () => {
+      const files = (await Deno.stat(path)).isDirectory
+        ? (await Array.fromAsync(Deno.readDir(path))).filter((e) => e.isFile && e.name.endsWith(".jsonl"))
+          .map((e) => `${path}/${e.name}`).sort()
+        : [path];
+      const out: string[] = [];
+      for (const file of files) {
+        for (const line of (await Deno.readTextFile(file)).split("\n")) {
+          if (!line.trim()) continue;
+          const row = JSON.parse(line) as { prompt?: unknown; question?: unknown };
+          const q = row.prompt ?? row.question;
+          if (typeof q === "string") out.push(q);
+        }
+      }
+      return out;
+    },
+    catch: (e) => new FileUnreadable({ path, reason: message(e) }),
+  });
+
 export const generateCorpusStep = defineStep({
   name: "generateCorpus",
-  version: 1,
+  version: 2,
   description: "synthetic arithmetic and word-problem documents for pretraining",
   config: GenerateCorpusConfig,
-  inputs: [] as const,
-  run: (config, _inputs, ctx) =>
+  inputs: ["exclude", "excludeAlso"] as const,
+  optionalInputs: ["exclude", "excludeAlso"] as const,
+  run: (config, inputs, ctx) =>
     Effect.gen(function* () {
+      const exclude = new Set<string>();
+      for (const path of [inputs.exclude, inputs.excludeAlso]) {
+        if (path) { for (const q of yield* questionsIn(path)) exclude.add(q); }
+      }
       const lines: string[] = [];
       const kinds: Record<string, number> = {};
       let characters = 0;
       for (let i = 0; i < config.documents; i++) {
-        const { kind, text } = syntheticDocument(config.seed, i);
+        const { kind, text } = syntheticDocument(config.seed, i, exclude);
         // The corpus must leave the fine-tuning formats for fine-tuning to teach (see corpus.ts).
         const marker = FORMAT_MARKERS.find((m) => text.includes(m));
         if (marker) {
@@ -44,7 +77,11 @@ export const generateCorpusStep = defineStep({
       yield* writeFileAtomic(`${ctx.dir}/corpus.jsonl`, lines.join("\n") + "\n");
       yield* writeFileAtomic(
         `${ctx.dir}/report.json`,
-        JSON.stringify({ documents: config.documents, characters, kinds }, null, 2) + "\n",
+        JSON.stringify(
+          { documents: config.documents, characters, kinds, excludedQuestions: exclude.size },
+          null,
+          2,
+        ) + "\n",
       );
       ctx.reporter.log(`[${ctx.node}] ${config.documents} documents, ${characters} characters`);
     }),
