@@ -149,7 +149,7 @@ Deno.test("the export command (through the launcher): --data file, a vocab.json 
       "--allow-run",
       "src/cli/launch.ts",
     ];
-    const args = [...launcher, "export", "--data", "fixtures/gsm8k-mini/train.jsonl"];
+    const args = [...launcher, "export", "sftkey", "--data", "fixtures/gsm8k-mini/train.jsonl"];
     args.push("--format", "gsm8k", "--tokenizer", tokDir, "--quick", "--run-dir", run, "--out", out);
     const result = await new Deno.Command(Deno.execPath(), {
       args,
