@@ -676,6 +676,7 @@ const TASK_DIFFICULTIES: ReadonlyArray<Difficulty> = [
   { minSteps: 1, maxSteps: 3, maxStart: 20, maxOperand: 9 },
   { minSteps: 2, maxSteps: 6, maxStart: 60, maxOperand: 0 },
 ];
+/** The four mixed families (the fixtures') each twice as often as the running tally. */
 const TASK_FAMILIES = [...FAMILY_SETS.mixed, ...FAMILY_SETS.mixed, ...FAMILY_SETS.tally];
 
 /** One of the fine-tuning tasks' problems whose question is not excluded, with no negative quantity. */
