@@ -25,7 +25,7 @@ export interface LeakCase {
 }
 
 export interface LeakResult extends LeakCase {
-  /** The smaller rise of live memory from one window to the next, bytes. */
+  /** The median rise of live memory over the three windows, bytes. */
   readonly rise: number;
   /** Change of the live tensor count after the warm-up (0 when none). */
   readonly tensorDrift: number;
