@@ -15,7 +15,6 @@
  */
 import { type NodeRef, PipelineBuilder } from "../src/engine/pipeline.ts";
 import type { ModelConfig } from "../src/model/config.ts";
-import type { DataFormat } from "../src/data/formats.ts";
 import { buildMasksStep } from "../src/steps/build_masks.ts";
 import { convertCheckpointStep } from "../src/steps/convert_checkpoint.ts";
 import { evaluateStep } from "../src/steps/evaluate.ts";
@@ -31,8 +30,7 @@ import { type TrainConfig, trainStep } from "../src/steps/train.ts";
 import { trainTokenizerStep } from "../src/steps/train_tokenizer.ts";
 import { type PipelineOptions, TEMPLATE, tokenizerVocabSize } from "./data.ts";
 import { TOKENIZER_COMPANIONS } from "../src/data/tokenizer.ts";
-
-const fixture = (path: string) => new URL(`../fixtures/${path}`, import.meta.url).pathname;
+import { type DatasetSpec, FINE_TUNE_DATASETS } from "./compare.ts";
 
 /** Everything that sizes a pretraining run; `full` makes the shipped base, `quick` a smoke run in seconds. */
 export interface PretrainPlan {
@@ -52,8 +50,11 @@ export interface PretrainPlan {
   readonly more?: Omit<TrainConfig, "seed" | "model">;
   /** Test rows of each fine-tuning fixture the base is evaluated on (undefined: all). */
   readonly testRows?: number;
-  /** --max-length of those evaluations: covers each fixture's longest example with the plan's tokenizer. */
-  readonly testMaxLength: { readonly tags: number; readonly gsm8k: number };
+  /**
+   * --max-length of those evaluations when the fixtures' own (FINE_TUNE_DATASETS, sized for the shipped
+   * base's tokenizer) would cut examples off with the plan's tokenizer.
+   */
+  readonly testMaxLength?: number;
 }
 
 export const FULL_PLAN: PretrainPlan = {
@@ -93,8 +94,6 @@ export const FULL_PLAN: PretrainPlan = {
     clipNorm: 1.0,
     checkpointEvery: 50,
   },
-  // fixtures/word-*/README.md: the longest examples are 176 and 219 tokens with this plan's tokenizer.
-  testMaxLength: { tags: 192, gsm8k: 240 },
 };
 
 export const QUICK_PLAN: PretrainPlan = {
@@ -139,21 +138,19 @@ export const QUICK_PLAN: PretrainPlan = {
   },
   testRows: 4,
   // 400 ids learned on 300 documents: the word problems take about twice the full tokenizer's tokens.
-  testMaxLength: { tags: 448, gsm8k: 448 },
+  testMaxLength: 448,
 };
 
 /** The accuracy of `model` on a fine-tuning fixture's test set, before any fine-tuning. */
 const accuracyOn = (
   p: PipelineBuilder,
-  name: string,
-  file: string,
-  format: DataFormat,
+  { name, test, format }: DatasetSpec,
   model: NodeRef,
   tokenizer: NodeRef,
   rows: number | undefined,
   maxLength: number,
 ) => {
-  const data = p.source(`${name}-test-data`, file);
+  const data = p.source(`${name}-test-data`, test);
   const examples = p.add(`${name}-test-keys`, locateKeyStep, { format, onMissingKey: "fail" }, { data });
   let tokens = p.add(`${name}-test-tokens`, tokeniseStep, {
     template: TEMPLATE,
@@ -179,12 +176,13 @@ export const build = (opts: PipelineOptions = {}) => {
   const p = new PipelineBuilder("pretrain", "pretrain a base model on a synthetic arithmetic corpus");
 
   // The generated corpus never contains a question of the fine-tuning tasks (training or test).
-  const corpus = opts.train
-    ? p.source("corpus", opts.train)
-    : p.add("corpus", generateCorpusStep, { seed, documents: plan.documents }, {
-      exclude: p.source("word-tags", fixture("word-tags")),
-      excludeAlso: p.source("word-gsm8k", fixture("word-gsm8k")),
-    });
+  const generated = () => {
+    const [exclude, excludeAlso] = FINE_TUNE_DATASETS.map((d) =>
+      p.source(d.name, d.train.slice(0, d.train.lastIndexOf("/")))
+    );
+    return p.add("corpus", generateCorpusStep, { seed, documents: plan.documents }, { exclude, excludeAlso });
+  };
+  const corpus = opts.train ? p.source("corpus", opts.train) : generated();
   const tokenizer = opts.tokenizer
     ? p.source("tokenizer", opts.tokenizer, { companions: TOKENIZER_COMPANIONS })
     : p.add("tokenizer", trainTokenizerStep, {
@@ -228,26 +226,9 @@ export const build = (opts: PipelineOptions = {}) => {
     train: last,
     before: plan.more ? first : undefined,
   });
-  // The fine-tuning tasks' test sets (their --max-length: fixtures/word-*/README.md).
-  accuracyOn(
-    p,
-    "word-tags",
-    fixture("word-tags/test.jsonl"),
-    "tags",
-    shipped,
-    tokenizer,
-    plan.testRows,
-    plan.testMaxLength.tags,
-  );
-  accuracyOn(
-    p,
-    "word-gsm8k",
-    fixture("word-gsm8k/test.jsonl"),
-    "gsm8k",
-    shipped,
-    tokenizer,
-    plan.testRows,
-    plan.testMaxLength.gsm8k,
-  );
+  // The fine-tuning tasks' test sets.
+  for (const d of FINE_TUNE_DATASETS) {
+    accuracyOn(p, d, shipped, tokenizer, plan.testRows, plan.testMaxLength ?? d.maxLength!);
+  }
   return p.build();
 };

@@ -605,6 +605,33 @@ const comparisonProblem = (d: Draw): Problem => {
 
 const PROBLEMS = [collectionProblem, collectionProblem, shoppingProblem, rateProblem, comparisonProblem];
 
+/**
+ * Problem `index` of a document with its solution as prose, in one of four layouts (drawn): "Question: ...
+ * Solution: ...", "Problem k.", "... Let us work it out. ..." or "Q: ... A: ...". `qa` is how the last layout
+ * writes the steps: on one line, or one per line.
+ */
+const proseLayout = (
+  d: Draw,
+  index: number,
+  question: string,
+  steps: ReadonlyArray<string>,
+  close: string,
+  qa: "inline" | "lines",
+): string => {
+  switch (d.int(0, 3)) {
+    case 0:
+      return `Question: ${question}\nSolution: ${steps.join(" ")} ${close}`;
+    case 1:
+      return `Problem ${index + 1}. ${question}\n${steps.join("\n")}\n${close}`;
+    case 2:
+      return `${question} Let us work it out. ${steps.join(" ")} ${close}`;
+    default:
+      return qa === "inline"
+        ? `Q: ${question}\nA: ${steps.join(" ")} ${close}`
+        : `Q: ${question}\nA: ${steps.join("\n")}\n${close}`;
+  }
+};
+
 /** Word problems with worked solutions written as prose, in several layouts. */
 const wordProblemDoc = (d: Draw): string => {
   const n = d.int(1, 3);
@@ -618,19 +645,7 @@ const wordProblemDoc = (d: Draw): string => {
       `That makes ${p.answer} ${p.unit}.`,
       `Therefore the result is ${p.answer}.`,
     ]);
-    switch (d.int(0, 3)) {
-      case 0:
-        out.push(`Question: ${p.question}\nSolution: ${p.steps.join(" ")} ${close}`);
-        break;
-      case 1:
-        out.push(`Problem ${i + 1}. ${p.question}\n${p.steps.join("\n")}\n${close}`);
-        break;
-      case 2:
-        out.push(`${p.question} Let us work it out. ${p.steps.join(" ")} ${close}`);
-        break;
-      default:
-        out.push(`Q: ${p.question}\nA: ${p.steps.join(" ")} ${close}`);
-    }
+    out.push(proseLayout(d, i, p.question, p.steps, close, "inline"));
   }
   return out.join("\n\n");
 };
@@ -699,19 +714,7 @@ const taskProblemDoc = (d: Draw, exclude: ReadonlySet<string>): string => {
       `Answer: ${p.answer}`,
       `So the answer is ${p.answer}.`,
     ]);
-    switch (d.int(0, 3)) {
-      case 0:
-        out.push(`Question: ${p.question}\nSolution: ${steps.join(" ")} ${close}`);
-        break;
-      case 1:
-        out.push(`Problem ${i + 1}. ${p.question}\n${steps.join("\n")}\n${close}`);
-        break;
-      case 2:
-        out.push(`${p.question} Let us work it out. ${steps.join(" ")} ${close}`);
-        break;
-      default:
-        out.push(`Q: ${p.question}\nA: ${steps.join("\n")}\n${close}`);
-    }
+    out.push(proseLayout(d, i, p.question, steps, close, "lines"));
   }
   return out.join("\n\n");
 };

@@ -12,7 +12,8 @@
 import { Effect, Schema } from "effect";
 import { FileUnreadable, InvalidConfig } from "../errors.ts";
 import { FORMAT_MARKERS, syntheticDocument } from "../data/corpus.ts";
-import { writeFileAtomic } from "../io/fs.ts";
+import { listFiles, writeFileAtomic } from "../io/fs.ts";
+import { readJsonl } from "../data/records.ts";
 import { defineStep } from "../engine/step.ts";
 
 export const GenerateCorpusConfig = Schema.Struct({
@@ -20,28 +21,26 @@ export const GenerateCorpusConfig = Schema.Struct({
   documents: Schema.Int.pipe(Schema.positive()),
 });
 
-const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
 /** The `prompt` / `question` of every row of a task file, or of every .jsonl file in a directory. */
 const questionsIn = (path: string): Effect.Effect<string[], FileUnreadable> =>
-  Effect.tryPromise({
-    try: async () => {
-      const files = (await Deno.stat(path)).isDirectory
-        ? (await Array.fromAsync(Deno.readDir(path))).filter((e) => e.isFile && e.name.endsWith(".jsonl"))
-          .map((e) => `${path}/${e.name}`).sort()
-        : [path];
-      const out: string[] = [];
-      for (const file of files) {
-        for (const line of (await Deno.readTextFile(file)).split("\n")) {
-          if (!line.trim()) continue;
-          const row = JSON.parse(line) as { prompt?: unknown; question?: unknown };
-          const q = row.prompt ?? row.question;
-          if (typeof q === "string") out.push(q);
-        }
+  Effect.gen(function* () {
+    const info = yield* Effect.tryPromise({
+      try: () => Deno.stat(path),
+      catch: (e) => new FileUnreadable({ path, reason: e instanceof Error ? e.message : String(e) }),
+    });
+    const files = info.isDirectory
+      ? (yield* Effect.promise(() => listFiles(path))).filter((f) => f.endsWith(".jsonl")).map((f) =>
+        `${path}/${f}`
+      )
+      : [path];
+    const out: string[] = [];
+    for (const file of files) {
+      for (const row of yield* readJsonl<{ prompt?: unknown; question?: unknown }>(file)) {
+        const q = row.prompt ?? row.question;
+        if (typeof q === "string") out.push(q);
       }
-      return out;
-    },
-    catch: (e) => new FileUnreadable({ path, reason: message(e) }),
+    }
+    return out;
   });
 
 export const generateCorpusStep = defineStep({
