@@ -11,7 +11,7 @@ export { pipelineStatus, runPipeline, StepFailed } from "./src/engine/runner.ts"
 export { ArtifactStore } from "./src/engine/store.ts";
 export type { Lookup, Manifest } from "./src/engine/store.ts";
 export type { FileStat } from "./src/engine/file_stats.ts";
-export type { RunOptions } from "./src/engine/runner.ts";
+export type { NodeRecord, NodeRunner, NodeStatus, RunOptions } from "./src/engine/runner.ts";
 export { consoleReporter, silentReporter } from "./src/engine/progress.ts";
 export type { Progress, ProgressUpdate, Reporter } from "./src/engine/progress.ts";
 export { locateKeyStep } from "./src/steps/locate_key.ts";

@@ -10,6 +10,7 @@
  *   deno task pipeline compare            # the full comparison (runs/compare/report.html)
  *   deno task pipeline compare --quick    # a smoke run with a tiny budget (runs/compare-quick/)
  *   deno task pipeline compare-finetune   # the fine-tuning regime: every method fine-tunes fixtures/base
+ *   deno task pipeline compare-finetune --jobs 2   # the same, two steps at once (one per core)
  *
  * Two regimes. From scratch (no --model): tiny models trained on the arithmetic fixtures at the halved
  * step budget below. Fine-tuning (`compare-finetune`, or `compare --model DIR`): every method fine-tunes

@@ -103,6 +103,12 @@ Deno.test("permissions: the launcher grants each command only the paths and libr
   );
   // Every file the BLAS loader may open (tfjs-node-gpu's binding too, where it is installed).
   for (const lib of BLAS_CANDIDATES) assert(run.ffi.includes(lib), `ffi ${lib}`);
+  // --jobs above 1: also the workers' copies of the library, in the run directory's .workers/ only.
+  assert(!run.ffi.some((f) => f.includes(".workers")), run.ffi.join(" "));
+  const jobs = scopesFor("run", ["sftkey", "--run-dir", "r/1", "--jobs", "2"], cwd).ffi;
+  assert(jobs.includes(`${root}/r/1/.workers`) && !jobs.includes(`${root}/r/1`), jobs.join(" "));
+  assert(scopesFor("run", ["--jobs=3"], cwd).ffi.includes(`${root}/runs`));
+  assert(!scopesFor("run", ["--jobs", "2", "--backend", "cpu"], cwd).ffi.some((f) => f.includes("runs")));
   // The plain cpu backend loads no library; nor do status, generate and score.
   assertEquals(scopesFor("run", ["--backend", "cpu"], cwd).ffi, []);
   assertEquals(scopesFor("status", [], cwd).ffi, []);

@@ -56,16 +56,20 @@ const loadCpu = Effect.tryPromise({
 // Opened once per process: the library stays loaded for the kernels that use it.
 let blas: Blas | undefined;
 
-const loadCpuBlas = Effect.tryPromise({
-  try: async () => {
-    blas ??= loadBlas();
-    if (!(await tf.setBackend("cpu"))) throw new Error("tf.setBackend('cpu') returned false");
-    installMatmul(blas);
-    return "cpu-blas";
-  },
-  catch: (e) =>
-    new BackendUnavailable({ backend: "cpu-blas", reason: e instanceof Error ? e.message : String(e) }),
-});
+/** The OpenBLAS file the cpu-blas backend loaded in this thread, if it did. */
+export const loadedBlasPath = (): string | undefined => blas?.path;
+
+const loadCpuBlas = (library?: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      blas ??= loadBlas(library);
+      if (!(await tf.setBackend("cpu"))) throw new Error("tf.setBackend('cpu') returned false");
+      installMatmul(blas);
+      return "cpu-blas";
+    },
+    catch: (e) =>
+      new BackendUnavailable({ backend: "cpu-blas", reason: e instanceof Error ? e.message : String(e) }),
+  });
 
 const loadWebgpu = Effect.tryPromise({
   try: async () => {
@@ -76,8 +80,14 @@ const loadWebgpu = Effect.tryPromise({
     new BackendUnavailable({ backend: "webgpu", reason: e instanceof Error ? e.message : String(e) }),
 });
 
-/** Activates the requested backend and returns the name of the one in use. */
-export const useBackend = (name: BackendName = "auto"): Effect.Effect<string, BackendUnavailable> => {
+/**
+ * Activates the requested backend and returns the name of the one in use. `blasLibrary`: the OpenBLAS file
+ * cpu-blas loads (a worker thread's own copy, src/cli/workers.ts), instead of the first one installed.
+ */
+export const useBackend = (
+  name: BackendName = "auto",
+  opts: { readonly blasLibrary?: string } = {},
+): Effect.Effect<string, BackendUnavailable> => {
   // Production mode: no debug-mode checks, and no "install tfjs-node" banner on the cpu backend (the
   // choice of backend is ours and is reported on its own line).
   tf.enableProdMode();
@@ -89,12 +99,15 @@ export const useBackend = (name: BackendName = "auto"): Effect.Effect<string, Ba
     case "tensorflow":
       return loadTensorflow;
     case "cpu-blas":
-      return loadCpuBlas;
+      return loadCpuBlas(opts.blasLibrary);
     case "cpu":
       return loadCpu;
     case "webgpu":
       return loadWebgpu;
     case "auto":
-      return loadTensorflow.pipe(Effect.orElse(() => loadCpuBlas), Effect.orElse(() => loadCpu));
+      return loadTensorflow.pipe(
+        Effect.orElse(() => loadCpuBlas(opts.blasLibrary)),
+        Effect.orElse(() => loadCpu),
+      );
   }
 };

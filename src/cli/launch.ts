@@ -12,8 +12,9 @@
  * - write: the run directory (default runs/, inside the project) and --out, nothing else;
  * - ffi: the OpenBLAS files the loader may open (src/backend/blas.ts, or SFTKEY_BLAS_LIB), only for the
  *   commands that compute (`pipeline`, `generate`, `score`) and when the backend may be `cpu-blas`
- *   (`--backend auto | cpu-blas`), and tfjs-node-gpu's binding when it is installed and the backend may be
- *   `tensorflow`;
+ *   (`--backend auto | cpu-blas`), with `pipeline --jobs N` (N > 1) also the worker threads' copies of it
+ *   in the run directory's .workers/, and tfjs-node-gpu's binding when it is installed and the backend may
+ *   be `tensorflow`;
  * - `--unstable-webgpu` (Deno's WebGPU) for those commands with `--backend webgpu`;
  * - env and sys (read by the npm packages); never net, never run.
  *
@@ -137,6 +138,13 @@ export const scopesFor = (
   const ffi = computes && (backend === "auto" || backend === "cpu-blas")
     ? (blasLib ? [resolvePath(cwd, blasLib)] : [...BLAS_CANDIDATES])
     : [];
+  // --jobs above 1 on cpu-blas: each worker thread loads its own copy of OpenBLAS, made in the run
+  // directory's .workers/ (src/cli/workers.ts); the default run directory is somewhere under runs/.
+  const jobs = Number(flagValues(args, "--jobs").at(-1) ?? "1");
+  if (command === "run" && ffi.length > 0 && jobs > 1) {
+    const runDirs = flagValues(args, "--run-dir").map((v) => resolvePath(cwd, v));
+    ffi.push(...(runDirs.length > 0 ? runDirs.map((d) => `${d}/.workers`) : [`${cwd}/runs`]));
+  }
   // tfjs-node-gpu's Node-API addon, when it was installed (see README, "GPU backend").
   const gpu = computes && (backend === "auto" || backend === "tensorflow") ? nodeGpuBinding() : undefined;
   // As linked under node_modules/ and as resolved (.deno/...): which one Deno checks is not documented.

@@ -18,7 +18,12 @@ import { DenoCliLayer } from "./platform.ts";
 import { runAndSummarise, showStatus } from "./run.ts";
 import { loadPipeline } from "./load_pipeline.ts";
 import { DEFAULT_PIPELINE, pipelines } from "../../pipelines/index.ts";
-import { HELD_OUT_FRACTION, HELD_OUT_MAX, HELD_OUT_SEED } from "../../pipelines/data.ts";
+import {
+  HELD_OUT_FRACTION,
+  HELD_OUT_MAX,
+  HELD_OUT_SEED,
+  type PipelineOptions,
+} from "../../pipelines/data.ts";
 import { makeExportCommand } from "./export.ts";
 import { type BudgetFlags, budgetFromFlags, budgetOptions } from "./budget_flags.ts";
 import { type DataFlags, dataFromFlags, dataOptions } from "./data_flags.ts";
@@ -106,6 +111,17 @@ const seed = Options.integer("seed").pipe(
 );
 const quick = Options.boolean("quick").pipe(Options.withDescription("a small budget for smoke tests"));
 
+const jobs = Options.integer("jobs").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription(
+    "steps computed at once, each on its own worker thread and core, as soon as their inputs are done (default 1; cpu backends)",
+  ),
+  Options.withDefault(1),
+  Options.filterMap((n) => (n >= 1 ? Option.some(n) : Option.none()), "--jobs must be at least 1"),
+);
+/** The backends whose work a worker thread can do beside the others' (each computes on its own core). */
+const PARALLEL_BACKENDS: ReadonlyArray<string> = ["cpu-blas", "cpu"];
+
 const selection = {
   pipelineName,
   data,
@@ -178,7 +194,7 @@ const resolve = (a: Selection) =>
     const loraStageTwo = yield* loraStageTwoFromFlags(a);
     // --lora reaches every training node through the budget's train settings.
     const budget = lora ? { ...flagBudget, train: { ...flagBudget?.train, lora } } : flagBudget;
-    const pipeline = yield* loadPipeline(a.pipelineName, {
+    const options: PipelineOptions = {
       budget,
       train: Option.getOrUndefined(a.data),
       test: Option.getOrUndefined(a.test),
@@ -191,38 +207,57 @@ const resolve = (a: Selection) =>
       loraStageTwo,
       seed: a.seed,
       quick: a.quick,
-    });
+    };
+    const pipeline = yield* loadPipeline(a.pipelineName, options);
     const dir = Option.getOrElse(a.runDir, () => `runs/${pipeline.name}${a.quick ? "-quick" : ""}`);
-    return { pipeline, dir };
+    // How it was built, for worker threads (--jobs) to build the same pipeline.
+    return { pipeline, dir, built: { pipeline: a.pipelineName, options } };
   });
 
-const runCommand = Command.make("run", { ...selection, force, backend }, (a) =>
-  Effect.gen(function* () {
-    const { pipeline, dir } = yield* resolve(a);
-    if (Option.isSome(a.data) && Option.isNone(a.test)) {
-      console.log(
-        a.evalOnTrain
-          ? "note: --eval-on-train: evaluating on the training rows (this measures fit, not accuracy)"
-          : `note: no --test given; evaluating on ${
-            100 * HELD_OUT_FRACTION
-          }% of --data (at most ${HELD_OUT_MAX} ` +
-            `rows, seed ${HELD_OUT_SEED}) held out of training`,
-      );
-    }
-    const names = pipeline.nodes.map((n) => n.name);
-    const unknown = a.force.filter((f) => !names.includes(f));
-    if (unknown.length > 0) {
-      return yield* new InvalidConfig({
-        where: "--force",
-        reason: `no node named ${unknown.map((u) => `"${u}"`).join(", ")} in pipeline ${pipeline.name}; ` +
-          `its nodes are ${names.join(", ")}`,
+const runCommand = Command.make(
+  "run",
+  { ...selection, force, backend, jobs },
+  (a) =>
+    Effect.gen(function* () {
+      const { pipeline, dir, built } = yield* resolve(a);
+      if (Option.isSome(a.data) && Option.isNone(a.test)) {
+        console.log(
+          a.evalOnTrain
+            ? "note: --eval-on-train: evaluating on the training rows (this measures fit, not accuracy)"
+            : `note: no --test given; evaluating on ${
+              100 * HELD_OUT_FRACTION
+            }% of --data (at most ${HELD_OUT_MAX} ` +
+              `rows, seed ${HELD_OUT_SEED}) held out of training`,
+        );
+      }
+      const names = pipeline.nodes.map((n) => n.name);
+      const unknown = a.force.filter((f) => !names.includes(f));
+      if (unknown.length > 0) {
+        return yield* new InvalidConfig({
+          where: "--force",
+          reason: `no node named ${unknown.map((u) => `"${u}"`).join(", ")} in pipeline ${pipeline.name}; ` +
+            `its nodes are ${names.join(", ")}`,
+        });
+      }
+      const used = yield* useBackend(a.backend);
+      if (a.jobs > 1 && !PARALLEL_BACKENDS.includes(used)) {
+        return yield* new InvalidConfig({
+          where: "--jobs",
+          reason:
+            `steps run in parallel on the cpu backends (${PARALLEL_BACKENDS.join(", ")}), one core each; ` +
+            `backend ${used} computes on one device: leave --jobs at 1`,
+        });
+      }
+      yield* runAndSummarise(pipeline, {
+        runDir: dir,
+        force: a.force,
+        backend: used,
+        ...(a.jobs > 1 ? { jobs: { count: a.jobs, ...built } } : {}),
       });
-    }
-    const used = yield* useBackend(a.backend);
-    yield* runAndSummarise(pipeline, { runDir: dir, force: a.force, backend: used });
-  })).pipe(
-    Command.withDescription("run a pipeline; finished steps are reused, interrupted training resumes"),
-  );
+    }),
+).pipe(
+  Command.withDescription("run a pipeline; finished steps are reused, interrupted training resumes"),
+);
 
 const verify = Options.boolean("verify").pipe(
   Options.withDescription(

@@ -9,6 +9,8 @@ import { lockRunDir } from "../engine/lock.ts";
 import { consoleReporter } from "../engine/progress.ts";
 import { pipelineStatus, runPipeline } from "../engine/runner.ts";
 import { ArtifactStore } from "../engine/store.ts";
+import type { PipelineOptions } from "../../pipelines/data.ts";
+import { workerPool } from "./workers.ts";
 import {
   DroppedRows,
   formatMetricsTable,
@@ -61,7 +63,13 @@ const removeTempFiles = async (dir: string) => {
 
 export const runAndSummarise = (
   pipeline: Pipeline,
-  opts: { runDir: string; force: ReadonlyArray<string>; backend: string },
+  opts: {
+    runDir: string;
+    force: ReadonlyArray<string>;
+    backend: string;
+    /** --jobs above 1: how many steps at once, and how the workers build the same pipeline. */
+    jobs?: { count: number; pipeline: string; options: PipelineOptions };
+  },
 ) =>
   Effect.scoped(Effect.gen(function* () {
     yield* lockRunDir(opts.runDir);
@@ -73,11 +81,23 @@ export const runAndSummarise = (
     reporter.log(`pipeline ${pipeline.name}: ${pipeline.description}`);
     reporter.log(`run directory ${opts.runDir}, backend ${opts.backend}`);
     for (const [name, value] of Object.entries(pipeline.settings ?? {})) reporter.log(`${name}: ${value}`);
+    if (opts.jobs) reporter.log(`jobs: up to ${opts.jobs.count} steps at once, each on a worker thread`);
     const result = yield* runPipeline(pipeline, {
       store: storeFor(opts.runDir),
       reporter,
       backend: opts.backend,
       force: opts.force,
+      ...(opts.jobs
+        ? {
+          jobs: opts.jobs.count,
+          runElsewhere: yield* workerPool({
+            pipeline: opts.jobs.pipeline,
+            options: opts.jobs.options,
+            backend: opts.backend,
+            runDir: opts.runDir,
+          }),
+        }
+        : {}),
     });
     const models: Record<string, ModelMetrics> = {};
     for (const node of pipeline.nodes) {

@@ -8,7 +8,7 @@
  * ("resumed"), or runs the step ("ran"). Changing one node's config changes its key and so reruns it;
  * downstream nodes rerun only if its output content changes.
  */
-import { Data, Effect, Schema } from "effect";
+import { Cause, Data, Effect, Exit, Option, Queue, Schema } from "effect";
 import { InvalidConfig, type ToolkitError } from "../errors.ts";
 import { canonicalJson, sha256, sha256File } from "./hash.ts";
 import { exists, listFiles, writeFileAtomic } from "../io/fs.ts";
@@ -25,14 +25,22 @@ export class StepFailed extends Data.TaggedError("StepFailed")<{
   readonly error: ToolkitError;
 }> {}
 
+/** What happened to a node in a run: computed, reused, or finished from an interrupted attempt. */
 export type NodeStatus = "ran" | "cached" | "resumed";
 
+/** One node's line in a run's record (summary.json's steps). */
 export interface NodeRecord {
+  /** The node's name in the pipeline. */
   readonly name: string;
+  /** Its step's name. */
   readonly step: string;
+  /** Its cache key (the store's directory name). */
   readonly key: string;
+  /** Computed, reused or resumed. */
   readonly status: NodeStatus;
+  /** Seconds it took this run (0 when cached). */
   readonly seconds: number;
+  /** Its artifact's directory. */
   readonly dir: string;
 }
 
@@ -52,7 +60,22 @@ export interface RunOptions {
   readonly backend: string;
   /** Node names to recompute even when cached. */
   readonly force?: ReadonlyArray<string>;
+  /**
+   * How many steps may run at once (default 1: one after another, in pipeline order). Above 1, a node
+   * runs as soon as its inputs are done, on `runElsewhere` when given (the CLI's worker threads).
+   */
+  readonly jobs?: number;
+  /** Runs one node outside this thread; it commits to the same store and returns the record. */
+  readonly runElsewhere?: NodeRunner;
 }
+
+/** What runs one node: given its inputs' digests and output directories, it computes (or reuses) it. */
+export type NodeRunner = (
+  node: StepNode,
+  inputDigests: Record<string, string>,
+  outputs: ReadonlyMap<string, string>,
+  flags: { forced: boolean; full: boolean },
+) => Effect.Effect<NodeRecord & { digest: string }, StepFailed>;
 
 const keyLength = 24;
 
@@ -215,6 +238,7 @@ export const runPipeline = (
         for (const from of Object.values(p.node.inputs)) read.add(from);
       }
     }
+    if ((opts.jobs ?? 1) > 1) return yield* runConcurrently(pipeline, opts, digests, read, force);
     const outputs = new Map<string, string>();
     const records: NodeRecord[] = [];
     for (const node of pipeline.nodes) {
@@ -236,7 +260,86 @@ export const runPipeline = (
     return { records, outputs };
   });
 
-const runNode = (
+/**
+ * `--jobs N`: every node starts as soon as its inputs are done, at most `jobs` computing at once (cached
+ * nodes are taken in passing). Two nodes with the same key (the same work under two names) never compute
+ * together: the second waits and then finds the first's artifact. After a failure nothing new starts; the
+ * steps already running finish and stay cached, and the first failure is reported.
+ */
+const runConcurrently = (
+  pipeline: Pipeline,
+  opts: RunOptions,
+  digests: Map<string, string>,
+  read: ReadonlySet<string>,
+  force: ReadonlySet<string>,
+): Effect.Effect<RunResult, StepFailed | FileUnreadable> =>
+  Effect.gen(function* () {
+    const jobs = opts.jobs ?? 1;
+    const compute = opts.runElsewhere ??
+      ((node, inputDigests, outputs, flags) => runNode(node, inputDigests, outputs, flags, opts));
+    const outputs = new Map<string, string>();
+    for (const node of pipeline.nodes) if (node.kind === "source") outputs.set(node.name, node.path);
+    const records = new Map<string, NodeRecord>();
+    const pending = pipeline.nodes.filter((n): n is StepNode => n.kind === "step");
+    const inFlight = new Set<string>(); // keys being computed
+    const finished = yield* Queue.unbounded<
+      { node: StepNode; key: string; exit: Exit.Exit<NodeRecord & { digest: string }, StepFailed> }
+    >();
+    let running = 0;
+    let failure: StepFailed | undefined;
+    const settle = (node: StepNode, record: NodeRecord & { digest: string }) => {
+      digests.set(node.name, record.digest);
+      outputs.set(node.name, record.dir);
+      records.set(node.name, record);
+    };
+    while (true) {
+      // Start what can start; a cached node settles at once and may make others ready, so scan again.
+      let scanAgain = true;
+      while (scanAgain) {
+        scanAgain = false;
+        for (const node of [...pending]) {
+          if (Object.values(node.inputs).some((from) => !digests.has(from))) continue;
+          const inputDigests = inputDigestsOf(node, digests);
+          const key = yield* nodeKey(node, inputDigests);
+          if (inFlight.has(key)) continue;
+          const flags = { forced: force.has(node.name), full: read.has(node.name) };
+          const found = flags.forced ? undefined : yield* opts.store.lookup(node.step.name, key, flags.full);
+          if (found?.kind === "hit") {
+            pending.splice(pending.indexOf(node), 1);
+            settle(node, yield* runNode(node, inputDigests, outputs, flags, opts));
+            scanAgain = true;
+            continue;
+          }
+          if (failure !== undefined || running >= jobs) continue;
+          pending.splice(pending.indexOf(node), 1);
+          inFlight.add(key);
+          running++;
+          yield* Effect.fork(
+            Effect.exit(compute(node, inputDigests, outputs, flags)).pipe(
+              Effect.flatMap((exit) => Queue.offer(finished, { node, key, exit })),
+            ),
+          );
+        }
+      }
+      if (running === 0) break;
+      const done = yield* Queue.take(finished);
+      running--;
+      inFlight.delete(done.key);
+      if (Exit.isSuccess(done.exit)) settle(done.node, done.exit.value);
+      else {
+        const failed = Cause.failureOption(done.exit.cause);
+        // A defect (a bug) ends the run at once; the other workers are interrupted with it.
+        if (Option.isNone(failed)) return yield* Effect.failCause(done.exit.cause);
+        failure ??= failed.value;
+      }
+    }
+    if (failure !== undefined) return yield* Effect.fail(failure);
+    const ordered = pipeline.nodes.flatMap((n) => (records.has(n.name) ? [records.get(n.name)!] : []));
+    return { records: ordered, outputs };
+  });
+
+/** Runs one node here: reuses its artifact, resumes its interrupted attempt, or computes it. */
+export const runNode = (
   node: StepNode,
   inputDigests: Record<string, string>,
   outputs: ReadonlyMap<string, string>,
