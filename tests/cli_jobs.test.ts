@@ -37,13 +37,16 @@ Deno.test("--jobs 2 computes the same artifacts, bit for bit, as one step at a t
   const backend = hasBlas ? "cpu-blas" : "cpu";
   const one = await Deno.makeTempDir();
   const two = await Deno.makeTempDir();
-  const a = await pipeline(["sftkey", "--quick", "--backend", backend, "--run-dir", one]);
+  // CFT: its stage one and the SFT baseline train side by side, then the critical-token search and CFT.
+  const a = await pipeline(["cft", "--quick", "--backend", backend, "--run-dir", one]);
   assertEquals(a.code, 0, a.stderr);
-  const b = await pipeline(["sftkey", "--quick", "--backend", backend, "--run-dir", two, "--jobs", "2"]);
+  const b = await pipeline(["cft", "--quick", "--backend", backend, "--run-dir", two, "--jobs", "2"]);
   assertEquals(b.code, 0, b.stderr);
   assert(b.stdout.includes("jobs: up to 2 steps at once"), b.stdout);
   const [da, db] = [await digests(one), await digests(two)];
-  assert(Object.keys(da).some((k) => k.startsWith("train/")), JSON.stringify(da));
+  for (const step of ["train/", "criticalTokens/", "evaluate/"]) {
+    assert(Object.keys(da).some((k) => k.startsWith(step)), JSON.stringify(da));
+  }
   assertEquals(db, da);
   const summary = (dir: string) => JSON.parse(Deno.readTextFileSync(`${dir}/summary.json`)).models;
   assertEquals(summary(two), summary(one));

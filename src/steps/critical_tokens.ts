@@ -315,8 +315,9 @@ export const criticalTokensStep: Step<
           : 0,
         examplesKept: counts.nothingToTrain ? 0 : records.length,
         nothingToTrain: counts.nothingToTrain,
-        seconds: (performance.now() - started) / 1000,
       };
+      // No wall time here: report.json is content, and its digest keys what follows (the manifest has the
+      // seconds; engine/store.ts).
       yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
       ctx.reporter.log(
         `[${ctx.node}] ${report.correctSolutions}/${report.examined} greedy solutions correct; ` +

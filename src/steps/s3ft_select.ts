@@ -186,8 +186,9 @@ export const s3ftSelectStep: Step<
         self: count("self"),
         paraphrase: count("paraphrase"),
         gold: count("gold"),
-        seconds: (performance.now() - started) / 1000,
       };
+      // No wall time here: report.json is content, and its digest keys what follows (the manifest has the
+      // seconds; engine/store.ts).
       yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
       ctx.reporter.log(
         `[${ctx.node}] targets: ${report.self} own responses, ${report.paraphrase} paraphrases, ${report.gold} gold`,

@@ -109,8 +109,9 @@ export const sampleResponsesStep: Step<
         judgedCorrect: accepted,
         meanResponseTokens: samples.reduce((n, s) => n + s.ids.length, 0) / Math.max(1, samples.length),
         temperature: config.temperature,
-        seconds: (performance.now() - started) / 1000,
       };
+      // No wall time here: report.json is content, and its digest keys what follows (the manifest has the
+      // seconds; engine/store.ts).
       yield* writeFileAtomic(`${ctx.dir}/report.json`, JSON.stringify(report, null, 2));
       ctx.reporter.log(
         `[${ctx.node}] ${rows.length} responses sampled, ${report.endedWithEos} ended with EOS, ` +
