@@ -282,6 +282,11 @@ const runConcurrently = (
     const records = new Map<string, NodeRecord>();
     const pending = pipeline.nodes.filter((n): n is StepNode => n.kind === "step");
     const inFlight = new Set<string>(); // keys being computed
+    // Each scan would otherwise hash every ready node's key and look it up in the store again (hundreds of
+    // nodes in the comparison, a scan per finished step): a key is fixed once the inputs are known, and a
+    // key not in the store stays absent until a node with that key finishes.
+    const keys = new Map<string, string>();
+    const absent = new Set<string>();
     const finished = yield* Queue.unbounded<
       { node: StepNode; key: string; exit: Exit.Exit<NodeRecord & { digest: string }, StepFailed> }
     >();
@@ -300,15 +305,19 @@ const runConcurrently = (
         for (const node of [...pending]) {
           if (Object.values(node.inputs).some((from) => !digests.has(from))) continue;
           const inputDigests = inputDigestsOf(node, digests);
-          const key = yield* nodeKey(node, inputDigests);
+          const key = keys.get(node.name) ?? (yield* nodeKey(node, inputDigests));
+          keys.set(node.name, key);
           if (inFlight.has(key)) continue;
           const flags = { forced: force.has(node.name), full: read.has(node.name) };
-          const found = flags.forced ? undefined : yield* opts.store.lookup(node.step.name, key, flags.full);
-          if (found?.kind === "hit") {
-            pending.splice(pending.indexOf(node), 1);
-            settle(node, yield* runNode(node, inputDigests, outputs, flags, opts));
-            scanAgain = true;
-            continue;
+          if (!flags.forced && !absent.has(key)) {
+            const found = yield* opts.store.lookup(node.step.name, key, flags.full);
+            if (found.kind === "hit") {
+              pending.splice(pending.indexOf(node), 1);
+              settle(node, yield* runNode(node, inputDigests, outputs, flags, opts));
+              scanAgain = true;
+              continue;
+            }
+            absent.add(key);
           }
           if (failure !== undefined || running >= jobs) continue;
           pending.splice(pending.indexOf(node), 1);
@@ -325,6 +334,7 @@ const runConcurrently = (
       const done = yield* Queue.take(finished);
       running--;
       inFlight.delete(done.key);
+      absent.delete(done.key);
       if (Exit.isSuccess(done.exit)) settle(done.node, done.exit.value);
       else {
         const failed = Cause.failureOption(done.exit.cause);
@@ -334,6 +344,11 @@ const runConcurrently = (
       }
     }
     if (failure !== undefined) return yield* Effect.fail(failure);
+    if (pending.length > 0) {
+      return yield* Effect.die(
+        new Error(`nodes never became ready: ${pending.map((n) => n.name).join(", ")}`),
+      );
+    }
     const ordered = pipeline.nodes.flatMap((n) => (records.has(n.name) ? [records.get(n.name)!] : []));
     return { records: ordered, outputs };
   });
