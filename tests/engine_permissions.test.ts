@@ -103,12 +103,20 @@ Deno.test("permissions: the launcher grants each command only the paths and libr
   );
   // Every file the BLAS loader may open (tfjs-node-gpu's binding too, where it is installed).
   for (const lib of BLAS_CANDIDATES) assert(run.ffi.includes(lib), `ffi ${lib}`);
-  // --jobs above 1: also the workers' copies of the library, in the run directory's .workers/ only.
-  assert(!run.ffi.some((f) => f.includes(".workers")), run.ffi.join(" "));
-  const jobs = scopesFor("run", ["sftkey", "--run-dir", "r/1", "--jobs", "2"], cwd).ffi;
-  assert(jobs.includes(`${root}/r/1/.workers`) && !jobs.includes(`${root}/r/1`), jobs.join(" "));
-  assert(scopesFor("run", ["--jobs=3"], cwd).ffi.includes(`${root}/runs`));
-  assert(!scopesFor("run", ["--jobs", "2", "--backend", "cpu"], cwd).ffi.some((f) => f.includes("runs")));
+  // --jobs above 1 on cpu-blas: also the workers' copies of the library, in the launcher's directory for
+  // them, which the run may read and load from but not write to; never the run directory.
+  const copies = "/tmp/sftkey-blas-1";
+  assertEquals(run.blasCopies, undefined);
+  const jobs = scopesFor("run", ["sftkey", "--run-dir", "r/1", "--jobs", "2"], cwd, undefined, copies);
+  assertEquals(jobs.blasCopies, { dir: copies, count: 2 });
+  assert(jobs.ffi.includes(copies) && jobs.read.includes(copies) && !jobs.ffi.includes(`${root}/r/1`));
+  assert(denoFlags(jobs).includes(`--deny-write=${copies}`), denoFlags(jobs).join(" "));
+  assertEquals(scopesFor("run", ["--jobs=3"], cwd, undefined, copies).blasCopies?.count, 3);
+  assertEquals(
+    scopesFor("run", ["--jobs", "2", "--backend", "cpu"], cwd, undefined, copies).blasCopies,
+    undefined,
+  );
+  assertEquals(scopesFor("status", ["--jobs", "2"], cwd, undefined, copies).blasCopies, undefined);
   // The plain cpu backend loads no library; nor do status, generate and score.
   assertEquals(scopesFor("run", ["--backend", "cpu"], cwd).ffi, []);
   assertEquals(scopesFor("status", [], cwd).ffi, []);

@@ -12,9 +12,10 @@
  * - write: the run directory (default runs/, inside the project) and --out, nothing else;
  * - ffi: the OpenBLAS files the loader may open (src/backend/blas.ts, or SFTKEY_BLAS_LIB), only for the
  *   commands that compute (`pipeline`, `generate`, `score`) and when the backend may be `cpu-blas`
- *   (`--backend auto | cpu-blas`), with `pipeline --jobs N` (N > 1) also the worker threads' copies of it
- *   in the run directory's .workers/, and tfjs-node-gpu's binding when it is installed and the backend may
- *   be `tensorflow`;
+ *   (`--backend auto | cpu-blas`), with `pipeline --jobs N` (N > 1) also the worker threads' copies of it,
+ *   which this launcher makes (through src/cli/blas_copies.ts) in a fresh directory that the run may load
+ *   from and read but not write (`--deny-write`), and removes after the run; and tfjs-node-gpu's binding
+ *   when it is installed and the backend may be `tensorflow`;
  * - `--unstable-webgpu` (Deno's WebGPU) for those commands with `--backend webgpu`;
  * - env and sys (read by the npm packages); never net, never run.
  *
@@ -36,6 +37,7 @@ import { nodeGpuBinding } from "../backend/gpu_binding.ts";
 const PROJECT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const MAIN = `${PROJECT}/src/cli/main.ts`;
 const REAPER = `${PROJECT}/src/cli/reaper.ts`;
+const BLAS_COPIES = `${PROJECT}/src/cli/blas_copies.ts`;
 
 /** Flags whose value is a file the run reads, and nothing beside it. */
 const FILE_FLAGS = ["--data", "--test"] as const;
@@ -93,17 +95,21 @@ export interface Scopes {
   readonly ffi: ReadonlyArray<string>;
   /** The command computes on `--backend webgpu`: the child needs Deno's `--unstable-webgpu`. */
   readonly webgpu?: boolean;
+  /** `--jobs N` on cpu-blas: where the launcher puts the workers' N copies of OpenBLAS (write denied). */
+  readonly blasCopies?: { readonly dir: string; readonly count: number };
 }
 
 /**
- * The scopes `command args` needs, paths resolved against `cwd`. `blasLib` is SFTKEY_BLAS_LIB when set.
- * Pure apart from asking whether a path is a directory.
+ * The scopes `command args` needs, paths resolved against `cwd`. `blasLib` is SFTKEY_BLAS_LIB when set;
+ * `copiesDir`, where the workers' copies of OpenBLAS would go (`--jobs`). Pure apart from asking whether a
+ * path is a directory.
  */
 export const scopesFor = (
   command: string,
   args: ReadonlyArray<string>,
   cwd: string,
   blasLib?: string,
+  copiesDir?: string,
 ): Scopes => {
   const read = new Set<string>([PROJECT]);
   const write = new Set<string>();
@@ -138,12 +144,15 @@ export const scopesFor = (
   const ffi = computes && (backend === "auto" || backend === "cpu-blas")
     ? (blasLib ? [resolvePath(cwd, blasLib)] : [...BLAS_CANDIDATES])
     : [];
-  // --jobs above 1 on cpu-blas: each worker thread loads its own copy of OpenBLAS, made in the run
-  // directory's .workers/ (src/cli/workers.ts); the default run directory is somewhere under runs/.
+  // --jobs above 1 on cpu-blas: each worker thread loads its own copy of OpenBLAS (src/cli/workers.ts),
+  // from a directory the run may not write to, so that it can load no library of its own making.
   const jobs = Number(flagValues(args, "--jobs").at(-1) ?? "1");
-  if (command === "run" && ffi.length > 0 && jobs > 1) {
-    const runDirs = flagValues(args, "--run-dir").map((v) => resolvePath(cwd, v));
-    ffi.push(...(runDirs.length > 0 ? runDirs.map((d) => `${d}/.workers`) : [`${cwd}/runs`]));
+  const blasCopies = command === "run" && ffi.length > 0 && jobs > 1 && copiesDir !== undefined
+    ? { dir: copiesDir, count: Math.floor(jobs) }
+    : undefined;
+  if (blasCopies) {
+    ffi.push(blasCopies.dir);
+    read.add(blasCopies.dir);
   }
   // tfjs-node-gpu's Node-API addon, when it was installed (see README, "GPU backend").
   const gpu = computes && (backend === "auto" || backend === "tensorflow") ? nodeGpuBinding() : undefined;
@@ -152,7 +161,13 @@ export const scopesFor = (
   for (const f of ffi) read.add(f);
   // WebGPU (src/backend/webgpu.ts) is behind an unstable flag; "auto" never picks it, so only asked for.
   const webgpu = computes && backend === "webgpu";
-  return { read: [...read], write: [...write], ffi, ...(webgpu ? { webgpu } : {}) };
+  return {
+    read: [...read],
+    write: [...write],
+    ffi,
+    ...(webgpu ? { webgpu } : {}),
+    ...(blasCopies ? { blasCopies } : {}),
+  };
 };
 
 /**
@@ -189,18 +204,55 @@ export const denoFlags = (s: Scopes): string[] => [
   "--allow-sys",
   ...(s.ffi.length > 0 ? [`--allow-ffi=${s.ffi.join(",")}`] : []),
   ...(s.webgpu ? ["--unstable-webgpu"] : []),
+  ...(s.blasCopies ? [`--deny-write=${s.blasCopies.dir}`] : []),
 ];
+
+/** The library the BLAS loader would open (src/backend/blas.ts): SFTKEY_BLAS_LIB, else the first candidate present. */
+const blasLibrary = (blasLib: string | undefined, cwd: string): string | undefined =>
+  (blasLib ? [resolvePath(cwd, blasLib)] : BLAS_CANDIDATES).find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+
+/** Runs src/cli/blas_copies.ts with write permission on `dir` only; its standard output, or undefined on failure. */
+const blasCopiesHelper = async (args: string[], read: string[], dir: string): Promise<string | undefined> => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      ...(read.length > 0 ? [`--allow-read=${read.join(",")}`] : []),
+      `--allow-write=${dir}`,
+      BLAS_COPIES,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+};
 
 if (import.meta.main) {
   const [command = "", ...given] = Deno.args;
   const cwd = Deno.cwd();
   const args = absolutePaths(given, Deno.env.get("INIT_CWD") ?? cwd);
-  const scopes = scopesFor(command, args, cwd, Deno.env.get("SFTKEY_BLAS_LIB"));
+  const blasLib = Deno.env.get("SFTKEY_BLAS_LIB");
+  const copiesDir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/sftkey-blas-${Deno.pid}`;
+  const scopes = scopesFor(command, args, cwd, blasLib, copiesDir);
   if (Deno.env.get("SFTKEY_SHOW_PERMISSIONS") === "1") {
     console.error(`permissions: ${denoFlags(scopes).join(" ")}`);
   }
+  // The workers' copies of OpenBLAS, made before the run and removed after it; without them (no library,
+  // or the copy failed) the run says that --jobs needs them.
+  const lib = scopes.blasCopies ? blasLibrary(blasLib, cwd) : undefined;
+  const copies = scopes.blasCopies && lib
+    ? await blasCopiesHelper(["make", lib, copiesDir, String(scopes.blasCopies.count)], [lib], copiesDir)
+    : undefined;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...denoFlags(scopes), MAIN, command, ...args],
+    ...(copies ? { env: { SFTKEY_BLAS_COPIES: copies } } : {}),
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
@@ -225,6 +277,7 @@ if (import.meta.main) {
   await lifeline.write(new Uint8Array([1])).catch(() => {});
   await lifeline.close().catch(() => {});
   await reaper.status;
+  if (copies) await blasCopiesHelper(["remove", copiesDir], [], copiesDir);
   // A child ended by a signal reports 128 + its number as its code, as a shell does.
   Deno.exit(status.code);
 }

@@ -119,6 +119,9 @@ const jobs = Options.integer("jobs").pipe(
   Options.withDefault(1),
   Options.filterMap((n) => (n >= 1 ? Option.some(n) : Option.none()), "--jobs must be at least 1"),
 );
+/** The workers' copies of OpenBLAS that the launcher made (comma-separated paths), if it did. */
+const blasCopiesFromLauncher = (): ReadonlyArray<string> | undefined =>
+  Deno.env.get("SFTKEY_BLAS_COPIES")?.split(",").filter((p) => p !== "");
 /** The backends whose work a worker thread can do beside the others' (each computes on its own core). */
 const PARALLEL_BACKENDS: ReadonlyArray<string> = ["cpu-blas", "cpu"];
 
@@ -252,7 +255,8 @@ const runCommand = Command.make(
         runDir: dir,
         force: a.force,
         backend: used,
-        ...(a.jobs > 1 ? { jobs: { count: a.jobs, ...built } } : {}),
+        // The launcher's copies of OpenBLAS for the workers (src/cli/launch.ts), when it made them.
+        ...(a.jobs > 1 ? { jobs: { count: a.jobs, ...built, blasCopies: blasCopiesFromLauncher() } } : {}),
       });
     }),
 ).pipe(

@@ -136,6 +136,11 @@ scope.onmessage = (e) => {
         message: err instanceof Error ? err.stack ?? err.message : String(err),
       };
     }
-    scope.postMessage(reply);
+    try {
+      scope.postMessage(reply);
+    } catch (err) {
+      // A reply that cannot be copied to the main thread (an error holding a function, say).
+      scope.postMessage({ type: "defect", id: m.id, message: `its reply could not be sent: ${String(err)}` });
+    }
   });
 };

@@ -68,7 +68,7 @@ export const runAndSummarise = (
     force: ReadonlyArray<string>;
     backend: string;
     /** --jobs above 1: how many steps at once, and how the workers build the same pipeline. */
-    jobs?: { count: number; pipeline: string; options: PipelineOptions };
+    jobs?: { count: number; pipeline: string; options: PipelineOptions; blasCopies?: ReadonlyArray<string> };
   },
 ) =>
   Effect.scoped(Effect.gen(function* () {
@@ -95,6 +95,7 @@ export const runAndSummarise = (
             options: opts.jobs.options,
             backend: opts.backend,
             runDir: opts.runDir,
+            ...(opts.jobs.blasCopies ? { blasCopies: opts.jobs.blasCopies } : {}),
           }),
         }
         : {}),

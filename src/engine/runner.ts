@@ -9,7 +9,7 @@
  * downstream nodes rerun only if its output content changes.
  */
 import { Cause, Data, Effect, Exit, Option, Queue, Schema } from "effect";
-import { InvalidConfig, type ToolkitError } from "../errors.ts";
+import { describeError, InvalidConfig, type ToolkitError } from "../errors.ts";
 import { canonicalJson, sha256, sha256File } from "./hash.ts";
 import { exists, listFiles, writeFileAtomic } from "../io/fs.ts";
 import { type FileStat, hashWithStat, parseStat, statOf, trusted } from "./file_stats.ts";
@@ -273,7 +273,8 @@ const runConcurrently = (
   read: ReadonlySet<string>,
   force: ReadonlySet<string>,
 ): Effect.Effect<RunResult, StepFailed | FileUnreadable> =>
-  Effect.gen(function* () {
+  // Scoped: when this returns (a bug ends it early), the steps still running are interrupted with it.
+  Effect.scoped(Effect.gen(function* () {
     const jobs = opts.jobs ?? 1;
     const compute = opts.runElsewhere ??
       ((node, inputDigests, outputs, flags) => runNode(node, inputDigests, outputs, flags, opts));
@@ -313,7 +314,7 @@ const runConcurrently = (
             const found = yield* opts.store.lookup(node.step.name, key, flags.full);
             if (found.kind === "hit") {
               pending.splice(pending.indexOf(node), 1);
-              settle(node, yield* runNode(node, inputDigests, outputs, flags, opts));
+              settle(node, reuse(node, key, found, opts.reporter));
               scanAgain = true;
               continue;
             }
@@ -323,7 +324,7 @@ const runConcurrently = (
           pending.splice(pending.indexOf(node), 1);
           inFlight.add(key);
           running++;
-          yield* Effect.fork(
+          yield* Effect.forkScoped(
             Effect.exit(compute(node, inputDigests, outputs, flags)).pipe(
               Effect.flatMap((exit) => Queue.offer(finished, { node, key, exit })),
             ),
@@ -341,6 +342,11 @@ const runConcurrently = (
         // A defect (a bug) ends the run at once; the other workers are interrupted with it.
         if (Option.isNone(failed)) return yield* Effect.failCause(done.exit.cause);
         failure ??= failed.value;
+        // Said now: the steps still running may take hours before the run ends with it.
+        opts.reporter.log(
+          `[${done.node.name}] failed: ${describeError(failed.value.error)}` +
+            (running > 0 ? `; waiting for the ${running} step(s) still running, then stopping` : ""),
+        );
       }
     }
     if (failure !== undefined) return yield* Effect.fail(failure);
@@ -351,7 +357,26 @@ const runConcurrently = (
     }
     const ordered = pipeline.nodes.flatMap((n) => (records.has(n.name) ? [records.get(n.name)!] : []));
     return { records: ordered, outputs };
-  });
+  }));
+
+/** A node whose artifact the store has: said, and recorded as cached. */
+const reuse = (
+  node: StepNode,
+  key: string,
+  found: Extract<Lookup, { kind: "hit" }>,
+  reporter: Reporter,
+): NodeRecord & { digest: string } => {
+  reporter.log(`[${node.name}] cached (${node.step.name}/${key})`);
+  return {
+    name: node.name,
+    step: node.step.name,
+    key,
+    status: "cached",
+    seconds: 0,
+    dir: found.dir,
+    digest: found.manifest.digest,
+  };
+};
 
 /** Runs one node here: reuses its artifact, resumes its interrupted attempt, or computes it. */
 export const runNode = (
@@ -368,18 +393,7 @@ export const runNode = (
     const key = yield* nodeKey(node, inputDigests);
 
     const found = yield* store.lookup(step.name, key, full);
-    if (found.kind === "hit" && !forced) {
-      reporter.log(`[${node.name}] cached (${step.name}/${key})`);
-      return {
-        name: node.name,
-        step: step.name,
-        key,
-        status: "cached" as const,
-        seconds: 0,
-        dir: found.dir,
-        digest: found.manifest.digest,
-      };
-    }
+    if (found.kind === "hit" && !forced) return reuse(node, key, found, reporter);
     if (found.kind === "corrupt") {
       reporter.log(`[${node.name}] cached artifact is corrupt (${found.reason}); recomputing`);
       yield* store.quarantine(found.dir);
