@@ -4,7 +4,7 @@
  * worker loads its own copy of OpenBLAS (two threads calling one copy drifted apart: src/cli/workers.ts),
  * and the copies are gone after the run. A --jobs below 1 is refused naming the flag.
  */
-import { BLAS_CANDIDATES } from "../src/backend/blas.ts";
+import { findBlas } from "../src/backend/blas.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { cli } from "./bad_input_cases.ts";
 
@@ -24,17 +24,9 @@ const digests = async (runDir: string): Promise<Record<string, string>> => {
   return out;
 };
 
-const hasBlas = BLAS_CANDIDATES.some((p) => {
-  try {
-    return Deno.statSync(p).isFile;
-  } catch {
-    return false;
-  }
-});
-
 Deno.test("--jobs 2 computes the same artifacts, bit for bit, as one step at a time", async () => {
   // Without OpenBLAS the same check runs on the cpu backend (no library copies to make).
-  const backend = hasBlas ? "cpu-blas" : "cpu";
+  const backend = findBlas() !== undefined ? "cpu-blas" : "cpu";
   const one = await Deno.makeTempDir();
   const two = await Deno.makeTempDir();
   // CFT: its stage one and the SFT baseline train side by side, then the critical-token search and CFT.

@@ -110,6 +110,10 @@ const exists = (path: string): boolean => {
   }
 };
 
+/** The library the loader opens: `explicit` when given, else the first of BLAS_CANDIDATES; undefined if absent. */
+export const findBlas = (explicit?: string): string | undefined =>
+  (explicit ? [explicit] : BLAS_CANDIDATES).find(exists);
+
 /**
  * Opens the first OpenBLAS found (`path`, else the environment variable SFTKEY_BLAS_LIB, else
  * BLAS_CANDIDATES). Throws BlasUnavailable naming what is missing: the library or the FFI permission.
@@ -123,7 +127,7 @@ export const loadBlas = (path?: string, threads = 1): Blas => {
     }
   })();
   const candidates = path ? [path] : fromEnv ? [fromEnv] : BLAS_CANDIDATES;
-  const found = candidates.find(exists);
+  const found = findBlas(path ?? fromEnv);
   if (found === undefined) {
     throw new BlasUnavailable(
       `no OpenBLAS library found (looked for ${candidates.join(", ")}); on Debian/Ubuntu: ` +

@@ -30,7 +30,7 @@
  * killing the pid they see sends, thus never leaves an orphan run holding the run lock.
  */
 
-import { BLAS_CANDIDATES } from "../backend/blas.ts";
+import { BLAS_CANDIDATES, findBlas } from "../backend/blas.ts";
 import { TOKENIZER_COMPANIONS } from "../data/tokenizer_files.ts";
 import { nodeGpuBinding } from "../backend/gpu_binding.ts";
 
@@ -207,16 +207,6 @@ export const denoFlags = (s: Scopes): string[] => [
   ...(s.blasCopies ? [`--deny-write=${s.blasCopies.dir}`] : []),
 ];
 
-/** The library the BLAS loader would open (src/backend/blas.ts): SFTKEY_BLAS_LIB, else the first candidate present. */
-const blasLibrary = (blasLib: string | undefined, cwd: string): string | undefined =>
-  (blasLib ? [resolvePath(cwd, blasLib)] : BLAS_CANDIDATES).find((p) => {
-    try {
-      return Deno.statSync(p).isFile;
-    } catch {
-      return false;
-    }
-  });
-
 /** Runs src/cli/blas_copies.ts with write permission on `dir` only; its standard output, or undefined on failure. */
 const blasCopiesHelper = async (args: string[], read: string[], dir: string): Promise<string | undefined> => {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -246,7 +236,7 @@ if (import.meta.main) {
   }
   // The workers' copies of OpenBLAS, made before the run and removed after it; without them (no library,
   // or the copy failed) the run says that --jobs needs them.
-  const lib = scopes.blasCopies ? blasLibrary(blasLib, cwd) : undefined;
+  const lib = scopes.blasCopies ? findBlas(blasLib && resolvePath(cwd, blasLib)) : undefined;
   const copies = scopes.blasCopies && lib
     ? await blasCopiesHelper(["make", lib, copiesDir, String(scopes.blasCopies.count)], [lib], copiesDir)
     : undefined;
