@@ -1,5 +1,5 @@
 /**
- * `--jobs N` in the engine (src/engine/runner.ts, runConcurrently): nodes start as soon as their inputs are
+ * `--jobs N` in the engine (src/engine/runner.ts, its scheduler): nodes start as soon as their inputs are
  * done, never more than N at once; two nodes that are the same work (the same key) compute once; after a
  * failure nothing new starts, what was running finishes and stays cached, and the failure is reported.
  * (Worker threads and their bit-identical results: tests/cli_jobs.test.ts.)
@@ -40,13 +40,39 @@ const nap = defineStep({
     }),
 });
 
-const run = (dir: string, p: ReturnType<PipelineBuilder["build"]>, jobs: number) =>
+const run = (dir: string, p: ReturnType<PipelineBuilder["build"]>, jobs: number, lines: string[] = []) =>
   Effect.runPromiseExit(runPipeline(p, {
     store: new ArtifactStore(`${dir}/artifacts`),
-    reporter: silentReporter(),
+    reporter: silentReporter(lines),
     backend: "none",
     jobs,
   }));
+
+Deno.test("jobs: one job runs the nodes strictly in pipeline order, cached ones included", async () => {
+  const dir = await Deno.makeTempDir();
+  const build = (slowId: string) => {
+    const p = new PipelineBuilder("line");
+    p.add("slow", nap, { id: slowId, ms: 40 }, {});
+    p.add("quick", nap, { id: "quick", ms: 1 }, {});
+    return p.build();
+  };
+  reset();
+  assert(Exit.isSuccess(await run(dir, build("slow"), 1)));
+  // "quick" is cached now; "slow" gets a new key. With free cores the cached node could be taken while
+  // "slow" computes; with one job nothing is taken ahead of a node waiting to run.
+  reset();
+  const lines: string[] = [];
+  const again = await run(dir, build("slow2"), 1, lines);
+  assert(Exit.isSuccess(again));
+  assertEquals(seen.started, ["slow2"]);
+  assertEquals(lines.map((l) => l.replace(/ (in|\().*$/, "")), [
+    "[slow] running nap",
+    "[slow] done",
+    "[quick] cached",
+  ]);
+  assertEquals(again.value.records.map((r) => `${r.name}:${r.status}`), ["slow:ran", "quick:cached"]);
+  await Deno.remove(dir, { recursive: true });
+});
 
 Deno.test("jobs: independent nodes run side by side, never more than --jobs at once, then are cached", async () => {
   const dir = await Deno.makeTempDir();

@@ -238,35 +238,18 @@ export const runPipeline = (
         for (const from of Object.values(p.node.inputs)) read.add(from);
       }
     }
-    if ((opts.jobs ?? 1) > 1) return yield* runConcurrently(pipeline, opts, digests, read, force);
-    const outputs = new Map<string, string>();
-    const records: NodeRecord[] = [];
-    for (const node of pipeline.nodes) {
-      if (node.kind === "source") {
-        outputs.set(node.name, node.path);
-        continue;
-      }
-      const record = yield* runNode(
-        node,
-        inputDigestsOf(node, digests),
-        outputs,
-        { forced: force.has(node.name), full: read.has(node.name) },
-        opts,
-      );
-      digests.set(node.name, record.digest);
-      outputs.set(node.name, record.dir);
-      records.push(record);
-    }
-    return { records, outputs };
+    return yield* schedule(pipeline, opts, digests, read, force);
   });
 
 /**
- * `--jobs N`: every node starts as soon as its inputs are done, at most `jobs` computing at once (cached
- * nodes are taken in passing). Two nodes with the same key (the same work under two names) never compute
- * together: the second waits and then finds the first's artifact. After a failure nothing new starts; the
- * steps already running finish and stay cached, and the first failure is reported.
+ * The scheduler: every node starts as soon as its inputs are done, at most `jobs` computing at once (cached
+ * nodes are taken in passing). Each scan walks the nodes in pipeline order and stops when every slot is
+ * taken, so one job (the default) runs the nodes strictly in pipeline order, one after another. Two nodes
+ * with the same key (the same work under two names) never compute together: the second waits and then
+ * finds the first's artifact. After a failure nothing new starts; the steps already running finish and stay
+ * cached, and the first failure is reported.
  */
-const runConcurrently = (
+const schedule = (
   pipeline: Pipeline,
   opts: RunOptions,
   digests: Map<string, string>,
@@ -300,10 +283,11 @@ const runConcurrently = (
     };
     while (true) {
       // Start what can start; a cached node settles at once and may make others ready, so scan again.
-      let scanAgain = true;
+      let scanAgain = failure === undefined;
       while (scanAgain) {
         scanAgain = false;
         for (const node of [...pending]) {
+          if (running >= jobs) break;
           if (Object.values(node.inputs).some((from) => !digests.has(from))) continue;
           const inputDigests = inputDigestsOf(node, digests);
           const key = keys.get(node.name) ?? (yield* nodeKey(node, inputDigests));
@@ -320,7 +304,6 @@ const runConcurrently = (
             }
             absent.add(key);
           }
-          if (failure !== undefined || running >= jobs) continue;
           pending.splice(pending.indexOf(node), 1);
           inFlight.add(key);
           running++;
@@ -342,15 +325,18 @@ const runConcurrently = (
         // A defect (a bug) ends the run at once; the other workers are interrupted with it.
         if (Option.isNone(failed)) return yield* Effect.failCause(done.exit.cause);
         failure ??= failed.value;
-        // Said now: the steps still running may take hours before the run ends with it.
-        opts.reporter.log(
-          `[${done.node.name}] failed: ${describeError(failed.value.error)}` +
-            (running > 0 ? `; waiting for the ${running} step(s) still running, then stopping` : ""),
-        );
+        // Said now: the steps still running may take hours before the run ends with it (alone, the failure
+        // ends the run at once, and the run's error says it).
+        if (running > 0) {
+          opts.reporter.log(
+            `[${done.node.name}] failed: ${describeError(failed.value.error)}; waiting for the ${running} ` +
+              "step(s) still running, then stopping",
+          );
+        }
       }
     }
     if (failure !== undefined) return yield* Effect.fail(failure);
-    if (pending.length > 0) {
+    if (pending.length > 0 && failure === undefined) {
       return yield* Effect.die(
         new Error(`nodes never became ready: ${pending.map((n) => n.name).join(", ")}`),
       );
