@@ -1,5 +1,5 @@
 /**
- * `--jobs N` in the engine (src/engine/runner.ts, its scheduler): nodes start as soon as their inputs are
+ * The scheduler (src/engine/runner.ts; `--jobs N`): nodes start as soon as their inputs are
  * done, never more than N at once; two nodes that are the same work (the same key) compute once; after a
  * failure nothing new starts, what was running finishes and stays cached, and the failure is reported.
  * (Worker threads and their bit-identical results: tests/cli_jobs.test.ts.)
@@ -14,15 +14,26 @@ import { silentReporter } from "../src/engine/progress.ts";
 import { InvalidConfig } from "../src/errors.ts";
 
 /** What the toy step saw: how many ran at once, at most, and which ids computed, in start order. */
-const seen = { active: 0, maxActive: 0, started: [] as string[] };
-const reset = () => Object.assign(seen, { active: 0, maxActive: 0, started: [] });
+const seen = { active: 0, maxActive: 0, started: [] as string[], ended: [] as string[] };
+const reset = () => Object.assign(seen, { active: 0, maxActive: 0, started: [], ended: [] });
 
-/** Sleeps `ms`, writes its id and its input's text; fails when told to (after `ms`). */
+/**
+ * Sleeps `ms`, writes its id and its input's text; fails when told to (after `ms`). With `company` it first
+ * waits (up to 5 s) until that many naps run at once, with `outlive` until the nap of that id has ended:
+ * order asserted without racing the clock of a loaded machine (a scheduler that never runs them together
+ * makes the test slow and fail, not pass).
+ */
 const nap = defineStep({
   name: "nap",
   version: 1,
   description: "sleeps, then writes its id after its input's",
-  config: Schema.Struct({ id: Schema.String, ms: Schema.Number, fail: Schema.optional(Schema.Boolean) }),
+  config: Schema.Struct({
+    id: Schema.String,
+    ms: Schema.Number,
+    fail: Schema.optional(Schema.Boolean),
+    company: Schema.optional(Schema.Number),
+    outlive: Schema.optional(Schema.String),
+  }),
   inputs: ["after"] as const,
   optionalInputs: ["after"],
   run: (config, inputs, ctx) =>
@@ -30,8 +41,16 @@ const nap = defineStep({
       seen.active++;
       seen.maxActive = Math.max(seen.maxActive, seen.active);
       seen.started.push(config.id);
+      const until = Date.now() + 5000;
+      const waiting = () =>
+        (config.company !== undefined && seen.active < config.company) ||
+        (config.outlive !== undefined && !seen.ended.includes(config.outlive));
+      while (waiting() && Date.now() < until) {
+        yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)));
+      }
       yield* Effect.promise(() => new Promise((r) => setTimeout(r, config.ms)));
       seen.active--;
+      seen.ended.push(config.id);
       if (config.fail) return yield* new InvalidConfig({ where: config.id, reason: "told to fail" });
       const before = inputs.after
         ? yield* Effect.promise(() => Deno.readTextFile(`${inputs.after}/out.txt`))
@@ -76,18 +95,18 @@ Deno.test("jobs: one job runs the nodes strictly in pipeline order, cached ones 
 
 Deno.test("jobs: independent nodes run side by side, never more than --jobs at once, then are cached", async () => {
   const dir = await Deno.makeTempDir();
-  const build = () => {
+  const build = (company?: number) => {
     const p = new PipelineBuilder("fan");
-    const a = p.add("a", nap, { id: "a", ms: 60 }, {});
-    const b = p.add("b", nap, { id: "b", ms: 60 }, {});
-    p.add("c", nap, { id: "c", ms: 60 }, {});
-    p.add("d", nap, { id: "d", ms: 60 }, {});
+    const a = p.add("a", nap, { id: "a", ms: 60, company }, {});
+    const b = p.add("b", nap, { id: "b", ms: 60, company }, {});
+    p.add("c", nap, { id: "c", ms: 60, ...(company === 4 ? { company } : {}) }, {});
+    p.add("d", nap, { id: "d", ms: 60, ...(company === 4 ? { company } : {}) }, {});
     p.add("ab", nap, { id: "ab", ms: 10 }, { after: a });
     p.add("bb", nap, { id: "bb", ms: 10 }, { after: b });
     return p.build();
   };
   reset();
-  const first = await run(dir, build(), 2);
+  const first = await run(dir, build(2), 2);
   assert(Exit.isSuccess(first));
   assertEquals(seen.maxActive, 2);
   assertEquals(seen.started.length, 6);
@@ -102,13 +121,13 @@ Deno.test("jobs: independent nodes run side by side, never more than --jobs at o
   ]);
   assertEquals(await Deno.readTextFile(`${first.value.outputs.get("bb")}/out.txt`), "b;bb;");
   reset();
-  const again = await run(dir, build(), 3);
+  const again = await run(dir, build(2), 3);
   assert(Exit.isSuccess(again));
   assertEquals(again.value.records.map((r) => r.status), Array(6).fill("cached"));
   assertEquals(seen.started, []);
-  // Four independent nodes of 60 ms with 4 jobs overlap: all four were running at once.
+  // Four independent nodes with 4 jobs: all four run at once.
   reset();
-  const wide = await run(await Deno.makeTempDir(), build(), 4);
+  const wide = await run(await Deno.makeTempDir(), build(4), 4);
   assert(Exit.isSuccess(wide));
   assertEquals(seen.maxActive, 4);
 });
@@ -136,7 +155,7 @@ Deno.test("jobs: after a failure nothing new starts, the running node finishes a
   const build = (fail: boolean) => {
     const p = new PipelineBuilder("fails");
     const bad = p.add("bad", nap, { id: "bad", ms: 5, fail }, {});
-    p.add("slow", nap, { id: "slow", ms: 150 }, {});
+    p.add("slow", nap, { id: "slow", ms: 20, outlive: "bad" }, {});
     p.add("later", nap, { id: "later", ms: 5 }, {});
     p.add("below-bad", nap, { id: "below-bad", ms: 5 }, { after: bad });
     return p.build();
@@ -159,4 +178,23 @@ Deno.test("jobs: after a failure nothing new starts, the running node finishes a
     "later:ran",
     "below-bad:ran",
   ]);
+});
+
+Deno.test("jobs: every failure is said, the one the run ends with once (by its error)", async () => {
+  const dir = await Deno.makeTempDir();
+  const p = new PipelineBuilder("two-fail");
+  p.add("first", nap, { id: "first", ms: 5, fail: true }, {});
+  p.add("second", nap, { id: "second", ms: 20, fail: true, outlive: "first" }, {});
+  reset();
+  const lines: string[] = [];
+  const r = await run(dir, p.build(), 2, lines);
+  assert(Exit.isFailure(r));
+  const error = r.cause._tag === "Fail" ? r.cause.error : undefined;
+  assert(error instanceof StepFailed, String(r.cause));
+  assertEquals(error.node, "first");
+  assertEquals(lines.filter((l) => l.includes("failed")), [
+    "[first] failed: invalid configuration at first: told to fail; waiting for the 1 step(s) still running, then stopping",
+    "[second] failed: invalid configuration at second: told to fail",
+  ]);
+  await Deno.remove(dir, { recursive: true });
 });

@@ -325,18 +325,18 @@ const schedule = (
         // A defect (a bug) ends the run at once; the other workers are interrupted with it.
         if (Option.isNone(failed)) return yield* Effect.failCause(done.exit.cause);
         failure ??= failed.value;
-        // Said now: the steps still running may take hours before the run ends with it (alone, the failure
-        // ends the run at once, and the run's error says it).
-        if (running > 0) {
+        // Said now: the steps still running may take hours before the run ends with it. Not said for the
+        // failure the run ends with at once (its error says it); a later one is said, or it would be lost.
+        if (running > 0 || failure !== failed.value) {
           opts.reporter.log(
-            `[${done.node.name}] failed: ${describeError(failed.value.error)}; waiting for the ${running} ` +
-              "step(s) still running, then stopping",
+            `[${done.node.name}] failed: ${describeError(failed.value.error)}` +
+              (running > 0 ? `; waiting for the ${running} step(s) still running, then stopping` : ""),
           );
         }
       }
     }
     if (failure !== undefined) return yield* Effect.fail(failure);
-    if (pending.length > 0 && failure === undefined) {
+    if (pending.length > 0) {
       return yield* Effect.die(
         new Error(`nodes never became ready: ${pending.map((n) => n.name).join(", ")}`),
       );
