@@ -110,9 +110,13 @@ const exists = (path: string): boolean => {
   }
 };
 
+/** Where the loader looks: `explicit` alone when given, else BLAS_CANDIDATES in order. */
+const blasCandidates = (
+  explicit?: string,
+): ReadonlyArray<string> => (explicit ? [explicit] : BLAS_CANDIDATES);
+
 /** The library the loader opens: `explicit` when given, else the first of BLAS_CANDIDATES; undefined if absent. */
-export const findBlas = (explicit?: string): string | undefined =>
-  (explicit ? [explicit] : BLAS_CANDIDATES).find(exists);
+export const findBlas = (explicit?: string): string | undefined => blasCandidates(explicit).find(exists);
 
 /**
  * Opens the first OpenBLAS found (`path`, else the environment variable SFTKEY_BLAS_LIB, else
@@ -126,8 +130,9 @@ export const loadBlas = (path?: string, threads = 1): Blas => {
       return undefined; // no --allow-env: use the candidates
     }
   })();
-  const candidates = path ? [path] : fromEnv ? [fromEnv] : BLAS_CANDIDATES;
-  const found = findBlas(path ?? fromEnv);
+  const explicit = path || fromEnv;
+  const candidates = blasCandidates(explicit);
+  const found = findBlas(explicit);
   if (found === undefined) {
     throw new BlasUnavailable(
       `no OpenBLAS library found (looked for ${candidates.join(", ")}); on Debian/Ubuntu: ` +
